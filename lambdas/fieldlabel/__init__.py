@@ -1,0 +1,1 @@
+"""Domain package of the field-photo labeling pipeline (shared by every Lambda, the tests and the CLI)."""

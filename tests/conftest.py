@@ -1,0 +1,36 @@
+"""Test-wide setup: import paths, an offline AWS environment, and shared fixtures.
+
+Every test runs with fake credentials and a fixed region so that nothing can reach, or read credentials for, a real
+AWS account: boto3 talks only to moto or to injected fakes.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+LAMBDAS = ROOT / "lambdas"
+for p in (str(ROOT), str(LAMBDAS)):
+    if p not in sys.path:
+        sys.path.insert(0, p)
+
+_OFFLINE_ENV = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_SESSION_TOKEN": "testing",
+    "AWS_DEFAULT_REGION": "us-east-1",
+    "AWS_REGION": "us-east-1",
+    "AWS_EC2_METADATA_DISABLED": "true",
+    "AWS_CONFIG_FILE": os.devnull,
+    "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
+    "POWERTOOLS_METRICS_NAMESPACE": "FieldLabel",
+    "POWERTOOLS_SERVICE_NAME": "fieldlabel-tests",
+    "POWERTOOLS_TRACE_DISABLED": "true",
+    "POWERTOOLS_DEV": "false",
+    "JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION": "20",
+}
+for _k, _v in _OFFLINE_ENV.items():
+    os.environ[_k] = _v
+os.environ.pop("AWS_PROFILE", None)
