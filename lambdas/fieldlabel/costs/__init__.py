@@ -1,0 +1,37 @@
+"""Cost model of a labeling batch (pure; see :mod:`fieldlabel.costs.model` and docs/costs.md)."""
+
+from fieldlabel.costs.model import (
+    DEFAULT_ASSUMPTIONS,
+    DEFAULT_PRICES,
+    Assumptions,
+    BatchUsage,
+    CostEstimate,
+    LineItem,
+    ObjectTier,
+    Price,
+    PriceBook,
+    TierCharge,
+    estimate_batch_cost,
+    estimate_iterations,
+    load_assumptions,
+    load_price_book,
+    tiered_object_charges,
+)
+
+__all__ = [
+    "DEFAULT_ASSUMPTIONS",
+    "DEFAULT_PRICES",
+    "Assumptions",
+    "BatchUsage",
+    "CostEstimate",
+    "LineItem",
+    "ObjectTier",
+    "Price",
+    "PriceBook",
+    "TierCharge",
+    "estimate_batch_cost",
+    "estimate_iterations",
+    "load_assumptions",
+    "load_price_book",
+    "tiered_object_charges",
+]
