@@ -1,0 +1,385 @@
+"""The app's configuration: one frozen, typed model built at synth time from ``cdk.json`` context.
+
+``cdk.json`` holds per-environment blocks under ``context.environments``; ``-c env=<name>`` selects one (default
+``context.env``). Every value is validated here, before any construct is built, so a bad value fails ``cdk synth``
+with a message that names the key and says what is allowed. Constructs receive the model and never read context.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from fieldlabel.labeling.groundtruth.regions import SUPPORTED_REGIONS
+
+# Ground Truth refuses automated data labeling below this many objects (facts §3) and caps a job at 100,000 (§10).
+AUTOMATED_LABELING_MINIMUM = 1250
+MAX_OBJECTS_PER_JOB = 100_000
+
+# How many categories each worker UI can show. crowd-image-classifier documents "up to 10 categories"
+# (facts §5, §10; rendering beyond that is UNCONFIRMED, see docs/decisions.md), and it is the only UI that works with
+# Ground Truth's built-in consolidation, which automated labeling requires.
+WORKER_UI_CATEGORY_LIMITS: dict[str, int] = {"crowd-image-classifier": 10}
+
+_EMAIL = re.compile(r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)+$")
+_LABEL = re.compile(r"^[a-z0-9][a-z0-9-]{0,63}$")
+_PREFIX = re.compile(r"^[a-z][a-z0-9-]{1,19}$")
+_TAG_KEY = re.compile(r"^[\w.:/=+\-@ ]{1,128}$")
+
+
+class ConfigError(ValueError):
+    """A configuration value is missing or not allowed. The message names every offending key."""
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid", str_strip_whitespace=True)
+
+
+class Species(_Frozen):
+    """One category of the taxonomy."""
+
+    label: str = Field(description="machine label: lowercase letters, digits and hyphens, at most 64 characters")
+    scientific_name: str = Field(min_length=1, max_length=128)
+    common_name: str = Field(default="", max_length=128)
+    reference_image: str | None = Field(default=None, description="https:// URL of a reference photo for the UI")
+
+    @field_validator("label")
+    @classmethod
+    def _label_format(cls, v: str) -> str:
+        if not _LABEL.match(v):
+            raise ValueError("must be lowercase letters, digits and hyphens (start with a letter or digit), <= 64 chars")
+        return v
+
+    @field_validator("reference_image")
+    @classmethod
+    def _https_only(cls, v: str | None) -> str | None:
+        if v is not None and not v.startswith("https://"):
+            raise ValueError("must be an https:// URL")
+        return v
+
+    @property
+    def display_name(self) -> str:
+        return f"{self.scientific_name} ({self.common_name})" if self.common_name else self.scientific_name
+
+
+class Taxonomy(_Frozen):
+    """The label taxonomy: the species taxonomists choose from, plus one 'not a tree / cannot tell' label."""
+
+    species: tuple[Species, ...]
+    unknown_label: str = "not-a-tree-or-cannot-tell"
+
+    @field_validator("species")
+    @classmethod
+    def _at_least_two_unique(cls, v: tuple[Species, ...]) -> tuple[Species, ...]:
+        if len(v) < 2:
+            raise ValueError(f"needs at least 2 species (Ground Truth image classification needs >= 2 labels), got {len(v)}")
+        seen: set[str] = set()
+        dupes = sorted({s.label for s in v if s.label in seen or seen.add(s.label)})  # type: ignore[func-returns-value]
+        if dupes:
+            raise ValueError(f"labels must be unique; repeated: {', '.join(dupes)}")
+        return v
+
+    @model_validator(mode="after")
+    def _unknown_not_a_species(self) -> Taxonomy:
+        if not _LABEL.match(self.unknown_label):
+            raise ValueError("unknown_label: must be lowercase letters, digits and hyphens, <= 64 chars")
+        if any(s.label == self.unknown_label for s in self.species):
+            raise ValueError(f"unknown_label {self.unknown_label!r} must not also be a species label")
+        return self
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        """All category labels in the order the worker sees them, the unknown label last."""
+        return (*(s.label for s in self.species), self.unknown_label)
+
+    def label_category_file(self) -> dict[str, Any]:
+        """The label-category configuration file Ground Truth reads (``LabelCategoryConfigS3Uri``)."""
+        return {"document-version": "2018-11-28", "labels": [{"label": label} for label in self.labels]}
+
+    def taxonomy_file(self) -> dict[str, Any]:
+        """The full taxonomy with display names, read by the templates and the review Lambdas."""
+        return {
+            "labels": [
+                {
+                    "label": s.label,
+                    "scientific_name": s.scientific_name,
+                    "common_name": s.common_name,
+                    "display_name": s.display_name,
+                    "reference_image": s.reference_image,
+                }
+                for s in self.species
+            ],
+            "unknown_label": self.unknown_label,
+        }
+
+
+class Batching(_Frozen):
+    """When accumulated uploads become a labeling batch."""
+
+    batch_size: int = Field(ge=1, le=MAX_OBJECTS_PER_JOB, description="pending photos that make a batch due")
+    max_wait_hours: float = Field(gt=0, le=24 * 30, description="a batch is due once the oldest pending photo is this old")
+    max_batch_size: int = Field(default=MAX_OBJECTS_PER_JOB, ge=1, le=MAX_OBJECTS_PER_JOB)
+    small_batch_policy: Literal["human_only", "wait"] = "human_only"
+    dispatch_every_minutes: int = Field(default=15, ge=1, le=1440)
+
+    @model_validator(mode="after")
+    def _max_not_below_size(self) -> Batching:
+        if self.max_batch_size < self.batch_size:
+            raise ValueError(f"max_batch_size ({self.max_batch_size}) must be >= batch_size ({self.batch_size})")
+        return self
+
+
+class Labeling(_Frozen):
+    """The labeling jobs Ground Truth runs."""
+
+    automated: bool = Field(description="use Ground Truth automated data labeling (active learning)")
+    worker_ui: Literal["crowd-image-classifier"] = "crowd-image-classifier"
+    workers_per_photo: int = Field(default=3, ge=1, le=9)
+    task_time_limit_seconds: int = Field(default=600, ge=30, le=28_800)
+    task_availability_days: int = Field(default=10, ge=1, le=30)
+    max_concurrent_tasks: int = Field(default=1000, ge=1, le=5000)
+    max_attempts: int = Field(default=3, ge=1, le=10, description="failed labeling attempts before a photo is parked")
+    task_title: str = Field(default="Identify the tree species in the photo", min_length=1, max_length=128)
+    task_description: str = Field(
+        default="Choose the species shown, or 'not a tree / cannot tell'.", min_length=1, max_length=255
+    )
+
+
+class Review(_Frozen):
+    """Expert review of machine labels and of low-agreement human labels."""
+
+    enabled: bool = True
+    audit_sample_rate: float = Field(default=0.05, ge=0.0, le=1.0)
+    low_confidence_threshold: float = Field(default=0.7, ge=0.0, le=1.0)
+    adjudication_threshold: float = Field(default=0.8, ge=0.0, le=1.0)
+    reviewers_per_photo: int = Field(default=2, ge=1, le=9)
+    task_time_limit_seconds: int = Field(default=900, ge=30, le=28_800)
+
+
+class Workforce(_Frozen):
+    """The taxonomists' private workforce (Cognito)."""
+
+    mode: Literal["create", "existing"] = Field(
+        description="'create' makes the account's private workforce in this region; 'existing' attaches to it"
+    )
+    existing_workforce_name: str | None = Field(default=None, description="name of the existing workforce (mode=existing)")
+    # A private workforce is bound to one Cognito user pool and app client, so attaching to an existing workforce
+    # means adding our groups and work teams to *its* pool.
+    existing_user_pool_id: str | None = Field(default=None, description="Cognito user pool of the existing workforce")
+    existing_app_client_id: str | None = Field(default=None, description="app client of the existing workforce")
+    taxonomists: tuple[str, ...] = ()
+    reviewers: tuple[str, ...] = ()
+    allowed_cidrs: tuple[str, ...] = Field(default=(), max_length=10)
+    cognito_domain_prefix: str | None = None
+
+    @field_validator("taxonomists", "reviewers")
+    @classmethod
+    def _emails(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        bad = [e for e in v if not _EMAIL.match(e)]
+        if bad:
+            raise ValueError(f"malformed e-mail address(es): {', '.join(bad)} (expected name@domain.tld)")
+        lowered = [e.lower() for e in v]
+        if len(set(lowered)) != len(lowered):
+            raise ValueError("e-mail addresses must be unique")
+        return v
+
+    @field_validator("allowed_cidrs")
+    @classmethod
+    def _cidrs(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        import ipaddress
+
+        for c in v:
+            try:
+                ipaddress.ip_network(c)
+            except ValueError:
+                raise ValueError(f"{c!r} is not a CIDR block (e.g. 203.0.113.0/24)") from None
+        return v
+
+    @field_validator("cognito_domain_prefix")
+    @classmethod
+    def _domain(cls, v: str | None) -> str | None:
+        if v is not None and not re.match(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$", v):
+            raise ValueError("must be lowercase letters, digits and hyphens, 1-63 chars, not starting/ending with '-'")
+        if v is not None and re.search(r"aws|amazon|cognito", v):
+            raise ValueError("Cognito refuses domain prefixes containing 'aws', 'amazon' or 'cognito'")
+        return v
+
+    @model_validator(mode="after")
+    def _existing_needs_name(self) -> Workforce:
+        existing = ("existing_workforce_name", "existing_user_pool_id", "existing_app_client_id")
+        if self.mode == "existing":
+            missing = [k for k in existing if not getattr(self, k)]
+            if missing:
+                raise ValueError(f"{', '.join(missing)}: required when mode is 'existing'")
+            if not re.fullmatch(r"[\w-]+_[0-9a-zA-Z]+", self.existing_user_pool_id or ""):
+                raise ValueError("existing_user_pool_id: expected a Cognito user pool id like 'eu-west-1_AbC123'")
+        else:
+            given = [k for k in existing if getattr(self, k)]
+            if given:
+                raise ValueError(f"{', '.join(given)}: only allowed when mode is 'existing'")
+        return self
+
+
+class Intake(_Frozen):
+    """How uploads are validated and deduplicated."""
+
+    max_photo_megabytes: int = Field(default=200, ge=1, le=5000)
+    dedupe: Literal["content", "object"] = "content"
+
+
+class Retention(_Frozen):
+    """How long things are kept, and what `cdk destroy` does with stateful resources."""
+
+    log_retention_days: Literal[1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 3653] = 90
+    noncurrent_version_days: int = Field(default=90, ge=1, le=3650)
+    abort_incomplete_upload_days: int = Field(default=7, ge=1, le=365)
+    access_log_days: int = Field(default=365, ge=1, le=3650)
+    removal_policy: Literal["retain", "destroy"] = "retain"
+
+
+class Monitoring(_Frozen):
+    """Alarm thresholds and who hears about them."""
+
+    alarm_emails: tuple[str, ...] = ()
+    quarantine_rate_threshold: float = Field(default=0.2, ge=0.0, le=1.0)
+    monthly_budget_usd: float | None = Field(default=None, gt=0)
+
+    @field_validator("alarm_emails")
+    @classmethod
+    def _emails(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        bad = [e for e in v if not _EMAIL.match(e)]
+        if bad:
+            raise ValueError(f"malformed e-mail address(es): {', '.join(bad)} (expected name@domain.tld)")
+        return v
+
+
+class AppConfig(_Frozen):
+    """Everything one deployment (environment) of the pipeline is built from."""
+
+    env_name: str
+    project: str = Field(description="name prefix for resources and stacks: lowercase, 2-20 chars, starts with a letter")
+    account: str = Field(description="12-digit AWS account id")
+    region: str
+    taxonomy: Taxonomy
+    batching: Batching
+    labeling: Labeling
+    review: Review = Review()
+    workforce: Workforce
+    intake: Intake = Intake()
+    retention: Retention = Retention()
+    monitoring: Monitoring = Monitoring()
+    tags: Annotated[dict[str, str], Field(default_factory=dict, max_length=40)]
+
+    @field_validator("project")
+    @classmethod
+    def _prefix(cls, v: str) -> str:
+        if not _PREFIX.match(v):
+            raise ValueError("must be 2-20 lowercase letters, digits or hyphens, starting with a letter")
+        return v
+
+    @field_validator("account")
+    @classmethod
+    def _account(cls, v: str) -> str:
+        if not re.fullmatch(r"\d{12}", v):
+            raise ValueError("must be a 12-digit AWS account id")
+        return v
+
+    @field_validator("region")
+    @classmethod
+    def _region(cls, v: str) -> str:
+        if v not in SUPPORTED_REGIONS:
+            raise ValueError(
+                f"{v!r} has no Ground Truth built-in image-classification functions; allowed: {', '.join(SUPPORTED_REGIONS)}"
+            )
+        return v
+
+    @field_validator("tags")
+    @classmethod
+    def _tags(cls, v: dict[str, str]) -> dict[str, str]:
+        for k, val in v.items():
+            if not _TAG_KEY.match(k) or k.lower().startswith("aws:"):
+                raise ValueError(f"tag key {k!r} is not allowed (1-128 chars, not starting with 'aws:')")
+            if len(val) > 256:
+                raise ValueError(f"tag {k!r}: value longer than 256 characters")
+        return v
+
+    @model_validator(mode="after")
+    def _cross_checks(self) -> AppConfig:
+        problems: list[str] = []
+        if self.labeling.automated and self.batching.batch_size < AUTOMATED_LABELING_MINIMUM:
+            problems.append(
+                f"batching.batch_size: automated labeling needs batches of at least {AUTOMATED_LABELING_MINIMUM} photos "
+                f"(Ground Truth's minimum), got {self.batching.batch_size}; raise it or set labeling.automated to false"
+            )
+        limit = WORKER_UI_CATEGORY_LIMITS[self.labeling.worker_ui]
+        n = len(self.taxonomy.labels)
+        if n > limit:
+            problems.append(
+                f"taxonomy.species: the worker UI {self.labeling.worker_ui!r} shows at most {limit} categories, "
+                f"but the taxonomy has {n} (species + the unknown label); use at most {limit - 1} species"
+            )
+        if self.workforce.mode == "create" and not self.workforce.cognito_domain_prefix:
+            problems.append("workforce.cognito_domain_prefix: required when workforce.mode is 'create'")
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+    @property
+    def removal_retain(self) -> bool:
+        return self.retention.removal_policy == "retain"
+
+    def runtime_json(self) -> str:
+        """The part of the config Lambdas need at run time, as compact JSON (env var ``CONFIG_JSON``)."""
+        return json.dumps(
+            {
+                "project": self.project,
+                "labels": list(self.taxonomy.labels),
+                "unknown_label": self.taxonomy.unknown_label,
+                "automated": self.labeling.automated,
+                "workers_per_photo": self.labeling.workers_per_photo,
+            },
+            separators=(",", ":"),
+        )
+
+
+def _format_errors(env: str, err: ValidationError) -> str:
+    lines = []
+    for e in err.errors():
+        loc = ".".join(str(p) for p in e["loc"] if p != "__root__")
+        msg = e["msg"].removeprefix("Value error, ")
+        key = f"environments.{env}" + (f".{loc}" if loc else "")
+        got = e.get("input")
+        shown = "" if isinstance(got, dict | list | tuple) or got is None or repr(got) in msg else f" (got {got!r})"
+        lines.append(f"  - {key}: {msg}{shown}")
+    return "\n".join(lines)
+
+
+def load_config(context: Mapping[str, Any], env: str | None = None) -> AppConfig:
+    """Build the frozen config for one environment from CDK context.
+
+    Args:
+        context: the CDK context (``cdk.json`` ``context`` plus ``-c`` overrides).
+        env: environment name; defaults to ``context["env"]``.
+
+    Raises:
+        ConfigError: naming each bad key, what was given and what is allowed.
+    """
+    env_name = env or context.get("env")
+    environments = context.get("environments")
+    if not isinstance(environments, Mapping) or not environments:
+        raise ConfigError("cdk.json context.environments: missing; add at least one environment block (e.g. 'dev')")
+    if not env_name:
+        raise ConfigError(f"context.env: missing; choose one of {', '.join(sorted(environments))} with -c env=NAME")
+    block = environments.get(env_name)
+    if not isinstance(block, Mapping):
+        raise ConfigError(f"context.env: unknown environment {env_name!r}; defined: {', '.join(sorted(environments))}")
+    # -c account=... / -c region=... override the block, so one cdk.json serves several accounts.
+    overrides = {k: context[k] for k in ("account", "region") if context.get(k)}
+    try:
+        return AppConfig.model_validate({**block, **overrides, "env_name": env_name})
+    except ValidationError as err:
+        raise ConfigError(f"invalid configuration for environment {env_name!r}:\n{_format_errors(env_name, err)}") from None

@@ -1,0 +1,46 @@
+"""The labeling pipeline: intake, the labeling workflow and expert review, and the role Ground Truth runs as.
+
+Reads like the architecture diagram: labeling assets -> Ground Truth execution role -> (intake -> workflow -> review).
+"""
+
+from __future__ import annotations
+
+from aws_cdk import CfnOutput, Stack
+from constructs import Construct
+
+from stacks.config import AppConfig
+from stacks.labeling_assets import LabelingAssets
+from stacks.labeling_role import GroundTruthExecutionRole
+from stacks.storage_refs import StorageRefs
+from stacks.storage_stack import StorageStack
+from stacks.workforce_stack import WorkforceStack
+
+
+class PipelineStack(Stack):
+    """Compute of the pipeline. Exposes ``assets`` and ``gt_role``."""
+
+    def __init__(
+        self,
+        scope: Construct,
+        id_: str,
+        *,
+        config: AppConfig,
+        storage: StorageStack,
+        workforce: WorkforceStack,
+        **kwargs: object,
+    ) -> None:
+        super().__init__(scope, id_, **kwargs)  # type: ignore[arg-type]
+        self.storage = StorageRefs(self, "Storage", storage=storage)
+        self.assets = LabelingAssets(self, "LabelingAssets", config=config)
+        self.gt_role = GroundTruthExecutionRole(
+            self,
+            "GroundTruthExecution",
+            intake_bucket=self.storage.intake_bucket,
+            artifacts_bucket=self.storage.artifacts_bucket,
+            key=self.storage.key,
+            asset_object_arns=self.assets.object_arns,
+        )
+        CfnOutput(self, "GroundTruthRoleArn", value=self.gt_role.role.role_arn,
+                  description="Execution role of the labeling jobs")
+        CfnOutput(self, "LabelCategoriesUri", value=self.assets.uris["label-categories.json"],
+                  description="Label-category file of the labeling jobs")
