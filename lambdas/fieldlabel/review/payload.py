@@ -206,6 +206,12 @@ def _parse_answer(
     except ValueError:
         return None, None, "answer_not_json", worker
     review = answer.get("review") if isinstance(answer, dict) else None
+    if isinstance(review, str):
+        # The template submits the review as a hidden input, so crowd-form hands it over as a JSON string.
+        try:
+            review = json.loads(review)
+        except ValueError:
+            return None, None, "review_not_json", worker
     if not isinstance(review, dict):
         return None, None, "review_missing", worker
     decision = review.get("decision")
