@@ -26,6 +26,7 @@ from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from boto3.exceptions import S3UploadFailedError
 from boto3.s3.transfer import TransferConfig
 from botocore.exceptions import BotoCoreError, ClientError
 
@@ -432,6 +433,13 @@ def _content_type(e: FileEntry) -> str:
     return guessed or fallback
 
 
+def _unwrap(exc: BaseException) -> BaseException:
+    """The ClientError behind boto3's S3UploadFailedError (which keeps only its text), so its code can be read."""
+    if isinstance(exc, S3UploadFailedError) and isinstance(exc.__context__, ClientError | BotoCoreError):
+        return exc.__context__
+    return exc
+
+
 def _is_fatal(exc: BaseException) -> bool:
     if isinstance(exc, ClientError):
         return error_code(exc) in _FATAL_CODES
@@ -455,13 +463,29 @@ def execute_upload(
             is saved first, so a rerun resumes.
         KeyboardInterrupt: re-raised after saving the state file.
     """
+    # Parallelism is across files (our pool); each file's transfer runs in its worker thread. With s3transfer's own
+    # threads, an exception that is not an Exception (KeyboardInterrupt) raised in them is lost and the upload
+    # reported as done; in the caller's thread it propagates, so an interrupted file is never recorded.
     config = transfer_config or TransferConfig(
-        multipart_threshold=MULTIPART_THRESHOLD, multipart_chunksize=MULTIPART_THRESHOLD, max_concurrency=4
+        multipart_threshold=MULTIPART_THRESHOLD, multipart_chunksize=MULTIPART_THRESHOLD, use_threads=False
     )
     summary = _summary_from_plan(plan, bucket, dry_run=False)
     lock = threading.Lock()
+    stop = threading.Event()
 
     def upload_one(e: FileEntry) -> tuple[str, FileEntry]:
+        if stop.is_set():
+            return "cancelled", e
+        try:
+            return _upload_one(e)
+        except BaseException as exc:
+            # Stop the other workers from starting new files: after Ctrl-C or a bucket-wide error, every further
+            # request is wasted (and uploads that are never recorded would be sent again on resume anyway).
+            if not isinstance(exc, Exception) or _is_fatal(_unwrap(exc)):
+                stop.set()
+            raise
+
+    def _upload_one(e: FileEntry) -> tuple[str, FileEntry]:
         if _already_there(s3, bucket, e):
             state.record(e, bucket)
             return "skipped", e
@@ -482,7 +506,8 @@ def execute_upload(
                 e = futures[fut]
                 try:
                     outcome, _ = fut.result()
-                except (ClientError, BotoCoreError) as exc:
+                except (ClientError, BotoCoreError, S3UploadFailedError) as raw:
+                    exc = _unwrap(raw)
                     if _is_fatal(exc):
                         raise translate_aws_error(exc, what=f"bucket {bucket!r}") from exc
                     with lock:
@@ -491,6 +516,8 @@ def execute_upload(
                 except OSError as exc:  # the file vanished or became unreadable mid-run
                     with lock:
                         summary.failed.append({"path": e.rel, "error": str(exc)})
+                    continue
+                if outcome == "cancelled":
                     continue
                 with lock:
                     if outcome == "uploaded":

@@ -84,7 +84,7 @@ def handle(args: argparse.Namespace, ctx: AppContext) -> int:
         summary = dry_run_summary(plan, bucket=None)
     else:
         bucket = ctx.resolver.get("IntakeBucketName")
-        s3 = ctx.client("s3", max_pool_connections=args.workers * 4 + 4)
+        s3 = ctx.client("s3", max_pool_connections=args.workers + 4)
         check_bucket(s3, bucket)
         plan = plan_upload(folder, prefix=prefix, limits=limits, state=state, bucket=bucket, workers=args.workers)
         progress = Progress(len(plan.to_upload), stream=ctx.stderr, every=args.progress_every)
