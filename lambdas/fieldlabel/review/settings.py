@@ -36,7 +36,9 @@ class ReviewEnv(BaseModel):
         """Raise ValueError naming every required variable that is missing."""
         missing = [n for n in names if not getattr(self, n)]
         if missing:
-            raise ValueError("missing environment: " + ", ".join(self.model_fields[n].alias or n for n in missing))
+            raise ValueError(
+                "missing environment: " + ", ".join(type(self).model_fields[n].alias or n for n in missing)
+            )
 
     def consolidation(self) -> ConsolidationConfig:
         """The consolidation tunables implied by the environment."""
