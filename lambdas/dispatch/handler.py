@@ -1,0 +1,56 @@
+"""Dispatch Lambda: on a schedule, or invoked asynchronously by register when the pending count crosses BATCH_SIZE."""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import Any
+
+import boto3
+from aws_lambda_powertools.metrics import MetricUnit
+from fieldlabel.common.clock import utc_now
+from fieldlabel.common.observability import logger, metrics, tracer
+from fieldlabel.intake.dispatch import DispatchReport, run_dispatch
+from fieldlabel.intake.settings import DispatchSettings
+
+
+@cache
+def settings() -> DispatchSettings:
+    """Environment, parsed once per container."""
+    return DispatchSettings.from_env()
+
+
+@cache
+def clients() -> dict[str, Any]:
+    """boto3 clients, created lazily on first use."""
+    return {"ddb": boto3.client("dynamodb"), "sfn": boto3.client("stepfunctions")}
+
+
+def emit_metrics(report: DispatchReport) -> None:
+    """Dispatch metrics (docs/intake.md, "Metrics"); pending figures only when this run held the lease."""
+    metrics.add_metric(name="BatchesClaimed", unit=MetricUnit.Count, value=len(report.batches))
+    metrics.add_metric(name="PhotosClaimed", unit=MetricUnit.Count, value=report.photos_claimed)
+    if report.stats is not None:
+        metrics.add_metric(name="PendingPhotos", unit=MetricUnit.Count, value=report.stats.count)
+        metrics.add_metric(name="OldestPendingAgeSeconds", unit=MetricUnit.Seconds,
+                           value=report.stats.oldest_age_seconds)
+
+
+@logger.inject_lambda_context
+@tracer.capture_lambda_handler
+@metrics.log_metrics
+def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    """Run the dispatcher once and return a summary (batch ids started, photos claimed, batches recovered)."""
+    c = clients()
+    time_left = (lambda: context.get_remaining_time_in_millis() / 1000) if context is not None else None
+    report = run_dispatch(ddb=c["ddb"], sfn=c["sfn"], settings=settings(), now=utc_now(), time_left=time_left)
+    emit_metrics(report)
+    summary = {
+        "lease": report.lease,
+        "trigger": (event or {}).get("trigger", "schedule"),
+        "decision": report.decision.reason if report.decision else None,
+        "batches": report.batches,
+        "recovered": report.recovered,
+        "photos_claimed": report.photos_claimed,
+    }
+    logger.info("dispatch run", extra=summary)
+    return summary

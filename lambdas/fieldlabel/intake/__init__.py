@@ -1,0 +1,5 @@
+"""Intake: S3 events, validation and labeling copies, EXIF and sidecar metadata, dispatch and claiming."""
+
+from fieldlabel.intake.dispatch import ReleaseReport, release_batch
+
+__all__ = ["ReleaseReport", "release_batch"]
