@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from html.parser import HTMLParser
 from typing import Any
 
 UNKNOWN = "not-a-tree-or-cannot-tell"
@@ -103,3 +105,56 @@ def review_line(label: str = "quercus-robur", **overrides: Any) -> dict[str, Any
     }
     line.update(overrides)
     return line
+
+
+# ------------------------------------------------------------------------------------------------ HTML inspection
+_VOID = {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source", "track", "wbr"}
+
+
+@dataclass
+class Element:
+    """One start tag of a parsed page: its name, attributes, enclosing tags and (decoded) text."""
+
+    tag: str
+    attrs: dict[str, str]
+    ancestors: tuple[str, ...]
+    text: str = ""
+
+
+class _Collector(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.elements: list[Element] = []
+        self._open: list[Element] = []
+        self._raw_text_tag: str | None = None
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        element = Element(tag, {k: v or "" for k, v in attrs}, tuple(e.tag for e in self._open))
+        self.elements.append(element)
+        if tag not in _VOID:
+            self._open.append(element)
+
+    def handle_endtag(self, tag: str) -> None:
+        for i in range(len(self._open) - 1, -1, -1):
+            if self._open[i].tag == tag:
+                del self._open[i:]
+                break
+
+    def handle_data(self, data: str) -> None:
+        for element in self._open:
+            element.text += data
+
+
+def parse_html(page: str) -> list[Element]:
+    """Every element of ``page`` in document order (stdlib parser: what a browser would build, near enough)."""
+    collector = _Collector()
+    collector.feed(page)
+    collector.close()
+    return collector.elements
+
+
+def by_id(elements: list[Element], element_id: str) -> Element:
+    """The element with this id (exactly one must exist)."""
+    found = [e for e in elements if e.attrs.get("id") == element_id]
+    assert len(found) == 1, f"expected one #{element_id}, found {len(found)}"
+    return found[0]
