@@ -202,7 +202,7 @@ def apply_review(
             out.reviewed += 1
             out.outcomes[outcome] += 1
             if line.get("review-reason") == "audit" and lur is not None and lur.source == "machine":
-                if outcome in ("confirmed", "corrected"):
+                if outcome in ("confirmed", "corrected") and isinstance(review, dict):
                     stratum = line.get("audit-stratum") or {}
                     out.tally.add(lur.label, review["label"], stratum.get("size"))
                 else:

@@ -9,7 +9,7 @@ the payload file is a JSON array of ``{"datasetObjectId", "dataObject": {"s3Uri"
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import IO, Any
 
@@ -138,7 +138,7 @@ def parse_object(
     *,
     valid_labels: set[str] | None,
     unknown_label: str,
-    lookup: dict[str, tuple[str | None, LabelUnderReview | None]] | None = None,
+    lookup: Mapping[str, tuple[str | None, LabelUnderReview | None]] | None = None,
 ) -> ParsedObject | None:
     """Validate one payload element and turn its answers into ``(worker_id, label)`` pairs.
 
@@ -156,7 +156,8 @@ def parse_object(
     """
     if not isinstance(obj, dict) or not isinstance(obj.get("datasetObjectId"), str | int):
         return None
-    data_object = obj.get("dataObject") if isinstance(obj.get("dataObject"), dict) else {}
+    raw_object = obj.get("dataObject")
+    data_object: dict[str, Any] = raw_object if isinstance(raw_object, dict) else {}
     source_ref = data_object.get("s3Uri") or data_object.get("source-ref")
     lur = label_under_review_from_line(data_object)
     photo_id = data_object.get("photo-id") if isinstance(data_object.get("photo-id"), str) else None

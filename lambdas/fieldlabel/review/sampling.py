@@ -55,7 +55,7 @@ class SamplingSettings:
 
     audit_sample_rate: float = 0.05
     low_confidence_threshold: float = 0.7
-    max_review_photos: int = 40_000
+    max_review_photos: int = 30_000
 
 
 def sample_key(batch_id: str, photo_id: str) -> str:

@@ -21,7 +21,7 @@ class ReviewEnv(BaseModel):
     low_confidence_threshold: float = Field(default=0.7, ge=0.0, le=1.0, alias="LOW_CONFIDENCE_THRESHOLD")
     adjudication_threshold: float = Field(default=0.9, ge=0.0, le=1.0, alias="ADJUDICATION_THRESHOLD")
     low_reliability: float = Field(default=0.7, ge=0.0, le=1.0, alias="LOW_RELIABILITY_THRESHOLD")
-    max_review_photos: int = Field(default=40_000, ge=1, alias="MAX_REVIEW_PHOTOS")
+    max_review_photos: int = Field(default=30_000, ge=1, alias="MAX_REVIEW_PHOTOS")
     response_budget_bytes: int = Field(default=5_500_000, ge=10_000, le=6 * 1024 * 1024, alias="RESPONSE_BUDGET_BYTES")
     update_concurrency: int = Field(default=8, ge=1, le=64, alias="UPDATE_CONCURRENCY")
 
