@@ -56,7 +56,7 @@ class Taxonomy:
 
     def get(self, label: str) -> Taxon | None:
         """The taxon with this label, or None (also for the unknown label, which is not a species)."""
-        return self._by_label.get(label)  # type: ignore[attr-defined, no-any-return]
+        return self._by_label.get(label)  # type: ignore[attr-defined]
 
     def is_known(self, label: str) -> bool:
         """True for a species label or the unknown label."""
