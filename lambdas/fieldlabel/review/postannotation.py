@@ -28,7 +28,7 @@ from fieldlabel.review.payload import (
     review_content,
 )
 from fieldlabel.review.reliability import load_priors
-from fieldlabel.review.s3io import iter_jsonl, open_object
+from fieldlabel.review.s3io import iter_jsonl, open_object, split_s3_uri
 
 ANSWER_LOG_PREFIX = "review-answers/"
 LAMBDA_SYNC_RESPONSE_LIMIT = 6 * 1024 * 1024
@@ -78,31 +78,47 @@ class ManifestLookup(Mapping[str, tuple[str | None, LabelUnderReview | None]]):
     refers to is recovered from the manifest the job was created with (DescribeLabelingJob gives its URI).
     """
 
-    _cache: dict[str, dict[str, tuple[str | None, LabelUnderReview | None]]] = {}
+    # Warm containers reuse both: Ground Truth calls the function several times per job. The map is re-read when the
+    # manifest's ETag changes, so a stale copy is never used even if a manifest is rewritten under the same key.
+    _uri_cache: dict[str, str] = {}
+    _map_cache: dict[str, tuple[str, dict[str, tuple[str | None, LabelUnderReview | None]]]] = {}
 
     def __init__(self, *, s3: Any, sagemaker: Any, job_name: str) -> None:
         self._s3, self._sagemaker, self._job = s3, sagemaker, job_name
         self._data: dict[str, tuple[str | None, LabelUnderReview | None]] | None = None
         self.manifest_uri: str | None = None
 
+    @classmethod
+    def clear_cache(cls) -> None:
+        """Forget cached manifests (tests; a new deployment starts empty anyway)."""
+        cls._uri_cache.clear()
+        cls._map_cache.clear()
+
     def _load(self) -> dict[str, tuple[str | None, LabelUnderReview | None]]:
-        if self._data is None:
-            if self._job in self._cache:
-                self._data = self._cache[self._job]
-            else:
-                job = self._sagemaker.describe_labeling_job(LabelingJobName=self._job)
-                uri = job["InputConfig"]["DataSource"]["S3DataSource"]["ManifestS3Uri"]
-                self.manifest_uri = uri
-                data: dict[str, tuple[str | None, LabelUnderReview | None]] = {}
-                for _, line in iter_jsonl(self._s3, uri):
-                    if line and isinstance(line.get("source-ref"), str):
-                        photo = line.get("photo-id") if isinstance(line.get("photo-id"), str) else None
-                        data[line["source-ref"]] = (photo, label_under_review_from_line(line))
-                # Warm containers reuse the map: Ground Truth calls the function several times per job.
-                self._cache.clear()
-                self._cache[self._job] = data
-                self._data = data
-        return self._data
+        if self._data is not None:
+            return self._data
+        uri = self._uri_cache.get(self._job)
+        if uri is None:
+            job = self._sagemaker.describe_labeling_job(LabelingJobName=self._job)
+            uri = job["InputConfig"]["DataSource"]["S3DataSource"]["ManifestS3Uri"]
+            self._uri_cache.clear()
+            self._uri_cache[self._job] = uri
+        self.manifest_uri = uri
+        bucket, key = split_s3_uri(uri)
+        etag = self._s3.head_object(Bucket=bucket, Key=key).get("ETag", "")
+        cached = self._map_cache.get(uri)
+        if cached is not None and cached[0] == etag:
+            self._data = cached[1]
+            return self._data
+        data: dict[str, tuple[str | None, LabelUnderReview | None]] = {}
+        for _, line in iter_jsonl(self._s3, uri):
+            if line and isinstance(line.get("source-ref"), str):
+                photo = line.get("photo-id") if isinstance(line.get("photo-id"), str) else None
+                data[line["source-ref"]] = (photo, label_under_review_from_line(line))
+        self._map_cache.clear()
+        self._map_cache[uri] = (etag, data)
+        self._data = data
+        return data
 
     def __getitem__(self, key: str) -> tuple[str | None, LabelUnderReview | None]:
         return self._load()[key]

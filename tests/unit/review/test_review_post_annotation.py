@@ -146,7 +146,7 @@ def aws():
             AttributeDefinitions=[{"AttributeName": "worker_id", "AttributeType": "S"}],
             BillingMode="PAY_PER_REQUEST",
         )
-        ManifestLookup._cache.clear()
+        ManifestLookup.clear_cache()
         yield s3, ddb
 
 
@@ -312,3 +312,19 @@ def test_consolidation_config_reaches_the_em(aws):
     )
     out = consolidate_payload(_event(), s3=s3, dynamodb=ddb, sagemaker=sm, settings=strict)
     assert out.needs_adjudication == 1
+
+
+def test_rewritten_manifest_is_reread_without_a_new_describe_call(aws):
+    s3, ddb = aws
+    _manifest(s3, [("p1", "quercus-robur")])
+    s3.put_object(
+        Bucket="gt-output", Key="payloads/p1.json", Body=json.dumps([obj(0, "p1", [("w", answer("confirm"))])])
+    )
+    sm, stub = _sagemaker_stub(times=1)
+    settings = PostAnnotationSettings(reviewers_table="reviewers", unknown_label=UNKNOWN)
+    first = consolidate_payload(_event(), s3=s3, dynamodb=ddb, sagemaker=sm, settings=settings)
+    _manifest(s3, [("p1", "betula-pendula")])
+    second = consolidate_payload(_event(), s3=s3, dynamodb=ddb, sagemaker=sm, settings=settings)
+    stub.assert_no_pending_responses()
+    label = [o.response[0]["consolidatedAnnotation"]["content"]["species-review"]["label"] for o in (first, second)]
+    assert label == ["quercus-robur", "betula-pendula"]
