@@ -9,10 +9,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from PIL import Image
-
 from fieldlabel_cli.context import AppContext
 from fieldlabel_cli.main import run
+from PIL import Image
 
 
 def jpeg_bytes(seed: int, size: tuple[int, int] = (64, 48)) -> bytes:

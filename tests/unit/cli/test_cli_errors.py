@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import boto3
 import pytest
-from moto import mock_aws
-
 from fieldlabel_cli.main import build_parser
+from moto import mock_aws
 
 
 def _one_line_error(r) -> str:

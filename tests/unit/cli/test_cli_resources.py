@@ -6,10 +6,9 @@ import json
 
 import boto3
 import pytest
-from moto import mock_aws
-
 from fieldlabel_cli.errors import CliError, UsageError
 from fieldlabel_cli.resources import ResourceResolver, load_outputs_file
+from moto import mock_aws
 
 
 def _stack(cfn, name: str, outputs: dict[str, str]) -> None:

@@ -7,9 +7,8 @@ import json
 
 import boto3
 import pytest
-from moto import mock_aws
-
 from fieldlabel_cli.upload import STATE_FILE, UploadState, execute_upload, plan_upload
+from moto import mock_aws
 
 BUCKET = "intake-test"
 

@@ -5,8 +5,6 @@ from __future__ import annotations
 import io
 
 import pytest
-from PIL import Image
-
 from fieldlabel_cli.validate import (
     EMPTY,
     NOT_AN_IMAGE,
@@ -23,6 +21,7 @@ from fieldlabel_cli.validate import (
     classify_photo_bytes,
     validate_sidecar_bytes,
 )
+from PIL import Image
 
 
 @pytest.fixture
