@@ -18,6 +18,7 @@ from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
 from stacks.config import AppConfig
+from stacks.kms_policy import account_key_policy
 from stacks.nag import BASIC_EXECUTION_POLICY, ack
 
 UPLOAD_PREFIX = "uploads/"
@@ -87,6 +88,7 @@ class StorageStack(Stack):
             alias=f"alias/{config.project}-data",
             description=f"{config.project}: photos, datasets, registry, queues and labeling-job output",
             enable_key_rotation=True,
+            policy=account_key_policy(),
             removal_policy=removal,
         )
 

@@ -21,6 +21,7 @@ from aws_cdk import custom_resources as cr
 from constructs import Construct
 
 from stacks.config import AppConfig
+from stacks.kms_policy import account_key_policy
 from stacks.lambda_code import LambdaKit
 from stacks.nag import BASIC_EXECUTION_POLICY, ack, ack_wildcards, arn_token
 
@@ -97,6 +98,7 @@ class WorkforceStack(Stack):
             "NotificationsKey",
             description=f"{config.project}: work-team notification topics",
             enable_key_rotation=True,
+            policy=account_key_policy(),
             removal_policy=removal,
         )
         # SageMaker publishes new-task notices to the topic, so it must be able to use the topic's key.

@@ -1,0 +1,55 @@
+# Two commands set up and run everything on a fresh machine (see README):
+#   make demo   - the main job: synthesize the stacks offline and run the pipeline end to end in an AWS emulator
+#   make test   - every test, lint and security gate CI runs
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+ENV := env
+export PATH := $(CURDIR)/node_modules/node/bin:$(CURDIR)/$(VENV)/bin:$(PATH)
+# Offline by design: no CLI notices, telemetry, version checks or instance-metadata lookups.
+export CDK_DISABLE_CLI_TELEMETRY := true
+export CDK_DISABLE_VERSION_CHECK := 1
+export AWS_EC2_METADATA_DISABLED := true
+export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
+export AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED := true
+
+.PHONY: setup synth lint test test-fast demo browser clean destroy-help
+
+$(VENV)/.installed: requirements.txt requirements-dev.txt lambdas/requirements.txt pyproject.toml package.json package-lock.json
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check --upgrade pip
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps -e .
+	npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+setup: $(VENV)/.installed
+
+# Debian's Chromium for the worker-UI browser test; installed only when we are root (CI is), skipped otherwise.
+browser:
+	@if ! command -v chromium >/dev/null 2>&1 && [ "$$(id -u)" = "0" ]; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; fi
+
+synth: setup
+	npx --no-install cdk synth --quiet -c env=$(ENV) -o cdk.out
+	$(VENV)/bin/cfn-lint --non-zero-exit-code error -- cdk.out/*.template.json
+
+lint: setup
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy stacks app.py
+
+test: setup browser
+	$(PY) -m pytest -q -p no:cacheprovider
+	$(MAKE) --no-print-directory lint
+	$(MAKE) --no-print-directory synth ENV=dev
+	$(MAKE) --no-print-directory synth ENV=prod
+
+test-fast: setup
+	$(PY) -m pytest -q -x -m "not browser"
+
+demo: synth
+	$(PY) -m scripts.summarize cdk.out
+
+clean:
+	rm -rf cdk.out build .pytest_cache
