@@ -256,3 +256,19 @@ def test_answer_labels_for_confirm_and_cannot_tell() -> None:
 def test_parse_review_answer_rejects(content: str, message: str) -> None:
     with pytest.raises(AnswerError, match=message):
         parse_review_answer(content)
+
+
+# --------------------------------------------------------------------------------------------------------- preview
+
+
+@pytest.mark.parametrize("template", ["review", "classification"])
+def test_preview_cli_writes_a_rendered_page(tmp_path, template: str) -> None:
+    from fieldlabel.ui.preview import fake_presign, main
+
+    taxonomy_file = tmp_path / "taxonomy.json"
+    taxonomy_file.write_text(json.dumps(taxonomy_document(12)))
+    out = tmp_path / "page.html"
+    assert main([template, "--taxonomy", str(taxonomy_file), "--out", str(out)]) == 0
+    page = out.read_text()
+    assert fake_presign("s3://example-intake/labeling-copies/sha256-0a1b2c.jpg").replace("&", "&amp;") in page
+    assert "{{" not in page and "<!--fieldlabel:" not in page
