@@ -19,12 +19,25 @@ def build(app: cdk.App, config: AppConfig | None = None) -> dict[str, cdk.Stack]
     config = config or load_config(_context(app))
     env = cdk.Environment(account=config.account, region=config.region)
     prefix = config.project
-    storage = StorageStack(app, f"{prefix}-Storage", config=config, env=env,
-                           description=f"{prefix}: photos, datasets, registry (stateful)")
-    workforce = WorkforceStack(app, f"{prefix}-Workforce", config=config, env=env,
-                               description=f"{prefix}: taxonomists' workforce and work teams")
-    pipeline = PipelineStack(app, f"{prefix}-Pipeline", config=config, storage=storage, workforce=workforce, env=env,
-                             description=f"{prefix}: intake, labeling workflow and expert review")
+    storage = StorageStack(
+        app, f"{prefix}-Storage", config=config, env=env, description=f"{prefix}: photos, datasets, registry (stateful)"
+    )
+    workforce = WorkforceStack(
+        app,
+        f"{prefix}-Workforce",
+        config=config,
+        env=env,
+        description=f"{prefix}: taxonomists' workforce and work teams",
+    )
+    pipeline = PipelineStack(
+        app,
+        f"{prefix}-Pipeline",
+        config=config,
+        storage=storage,
+        workforce=workforce,
+        env=env,
+        description=f"{prefix}: intake, labeling workflow and expert review",
+    )
     stacks: dict[str, cdk.Stack] = {"storage": storage, "workforce": workforce, "pipeline": pipeline}
     for stack in stacks.values():
         for key, value in sorted(config.tags.items()):

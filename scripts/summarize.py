@@ -48,8 +48,11 @@ def summarize(outdir: Path) -> dict[str, Any]:
             "resources": len(resources),
             "highlights": {label: counts[t] for t, label in _FRIENDLY.items() if counts.get(t)},
             # CDK's own cross-stack exports are plumbing, not something a person looks up.
-            "outputs": {k: v.get("Description", "") for k, v in template.get("Outputs", {}).items()
-                        if not k.startswith("ExportsOutput")},
+            "outputs": {
+                k: v.get("Description", "")
+                for k, v in template.get("Outputs", {}).items()
+                if not k.startswith("ExportsOutput")
+            },
         }
     return stacks
 

@@ -12,9 +12,8 @@ import re
 from collections.abc import Mapping
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
-
 from fieldlabel.labeling.groundtruth.regions import SUPPORTED_REGIONS
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 # Ground Truth refuses automated data labeling below this many objects (facts §3) and caps a job at 100,000 (§10).
 AUTOMATED_LABELING_MINIMUM = 1250
@@ -25,7 +24,9 @@ MAX_OBJECTS_PER_JOB = 100_000
 # Ground Truth's built-in consolidation, which automated labeling requires.
 WORKER_UI_CATEGORY_LIMITS: dict[str, int] = {"crowd-image-classifier": 10}
 
-_EMAIL = re.compile(r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)+$")
+_EMAIL = re.compile(
+    r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)+$"
+)
 _LABEL = re.compile(r"^[a-z0-9][a-z0-9-]{0,63}$")
 _PREFIX = re.compile(r"^[a-z][a-z0-9-]{1,19}$")
 _TAG_KEY = re.compile(r"^[\w.:/=+\-@ ]{1,128}$")
@@ -51,7 +52,9 @@ class Species(_Frozen):
     @classmethod
     def _label_format(cls, v: str) -> str:
         if not _LABEL.match(v):
-            raise ValueError("must be lowercase letters, digits and hyphens (start with a letter or digit), <= 64 chars")
+            raise ValueError(
+                "must be lowercase letters, digits and hyphens (start with a letter or digit), <= 64 chars"
+            )
         return v
 
     @field_validator("reference_image")
@@ -76,7 +79,9 @@ class Taxonomy(_Frozen):
     @classmethod
     def _at_least_two_unique(cls, v: tuple[Species, ...]) -> tuple[Species, ...]:
         if len(v) < 2:
-            raise ValueError(f"needs at least 2 species (Ground Truth image classification needs >= 2 labels), got {len(v)}")
+            raise ValueError(
+                f"needs at least 2 species (Ground Truth image classification needs >= 2 labels), got {len(v)}"
+            )
         seen: set[str] = set()
         dupes = sorted({s.label for s in v if s.label in seen or seen.add(s.label)})  # type: ignore[func-returns-value]
         if dupes:
@@ -121,7 +126,9 @@ class Batching(_Frozen):
     """When accumulated uploads become a labeling batch."""
 
     batch_size: int = Field(ge=1, le=MAX_OBJECTS_PER_JOB, description="pending photos that make a batch due")
-    max_wait_hours: float = Field(gt=0, le=24 * 30, description="a batch is due once the oldest pending photo is this old")
+    max_wait_hours: float = Field(
+        gt=0, le=24 * 30, description="a batch is due once the oldest pending photo is this old"
+    )
     max_batch_size: int = Field(default=MAX_OBJECTS_PER_JOB, ge=1, le=MAX_OBJECTS_PER_JOB)
     small_batch_policy: Literal["human_only", "wait"] = "human_only"
     dispatch_every_minutes: int = Field(default=15, ge=1, le=1440)
@@ -166,7 +173,9 @@ class Workforce(_Frozen):
     mode: Literal["create", "existing"] = Field(
         description="'create' makes the account's private workforce in this region; 'existing' attaches to it"
     )
-    existing_workforce_name: str | None = Field(default=None, description="name of the existing workforce (mode=existing)")
+    existing_workforce_name: str | None = Field(
+        default=None, description="name of the existing workforce (mode=existing)"
+    )
     # A private workforce is bound to one Cognito user pool and app client, so attaching to an existing workforce
     # means adding our groups and work teams to *its* pool.
     existing_user_pool_id: str | None = Field(default=None, description="Cognito user pool of the existing workforce")
@@ -261,7 +270,9 @@ class AppConfig(_Frozen):
     """Everything one deployment (environment) of the pipeline is built from."""
 
     env_name: str
-    project: str = Field(description="name prefix for resources and stacks: lowercase, 2-20 chars, starts with a letter")
+    project: str = Field(
+        description="name prefix for resources and stacks: lowercase, 2-20 chars, starts with a letter"
+    )
     account: str = Field(description="12-digit AWS account id")
     region: str
     taxonomy: Taxonomy
@@ -293,7 +304,8 @@ class AppConfig(_Frozen):
     def _region(cls, v: str) -> str:
         if v not in SUPPORTED_REGIONS:
             raise ValueError(
-                f"{v!r} has no Ground Truth built-in image-classification functions; allowed: {', '.join(SUPPORTED_REGIONS)}"
+                f"{v!r} has no Ground Truth built-in image-classification functions; "
+                f"allowed: {', '.join(SUPPORTED_REGIONS)}"
             )
         return v
 
@@ -312,8 +324,9 @@ class AppConfig(_Frozen):
         problems: list[str] = []
         if self.labeling.automated and self.batching.batch_size < AUTOMATED_LABELING_MINIMUM:
             problems.append(
-                f"batching.batch_size: automated labeling needs batches of at least {AUTOMATED_LABELING_MINIMUM} photos "
-                f"(Ground Truth's minimum), got {self.batching.batch_size}; raise it or set labeling.automated to false"
+                "batching.batch_size: automated labeling needs batches of at least "
+                f"{AUTOMATED_LABELING_MINIMUM} photos (Ground Truth's minimum), got {self.batching.batch_size}; "
+                "raise it or set labeling.automated to false"
             )
         limit = WORKER_UI_CATEGORY_LIMITS[self.labeling.worker_ui]
         n = len(self.taxonomy.labels)
@@ -382,4 +395,6 @@ def load_config(context: Mapping[str, Any], env: str | None = None) -> AppConfig
     try:
         return AppConfig.model_validate({**block, **overrides, "env_name": env_name})
     except ValidationError as err:
-        raise ConfigError(f"invalid configuration for environment {env_name!r}:\n{_format_errors(env_name, err)}") from None
+        raise ConfigError(
+            f"invalid configuration for environment {env_name!r}:\n{_format_errors(env_name, err)}"
+        ) from None

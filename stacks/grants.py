@@ -19,8 +19,13 @@ S3_TAG = ["s3:PutObjectTagging", "s3:PutObjectVersionTagging"]
 KMS_DECRYPT = ["kms:Decrypt", "kms:DescribeKey"]
 KMS_ENCRYPT_DECRYPT = ["kms:Decrypt", "kms:DescribeKey", "kms:Encrypt", "kms:GenerateDataKey"]
 DDB_READ = ["dynamodb:GetItem", "dynamodb:BatchGetItem", "dynamodb:Query", "dynamodb:DescribeTable"]
-DDB_WRITE = ["dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem", "dynamodb:BatchWriteItem",
-             "dynamodb:ConditionCheckItem"]
+DDB_WRITE = [
+    "dynamodb:PutItem",
+    "dynamodb:UpdateItem",
+    "dynamodb:DeleteItem",
+    "dynamodb:BatchWriteItem",
+    "dynamodb:ConditionCheckItem",
+]
 
 
 def _objects(bucket: s3.IBucket, prefixes: Iterable[str]) -> list[str]:
@@ -59,8 +64,9 @@ def kms_use(grantee: iam.IGrantable, key: kms.IKey, *, encrypt: bool = True) -> 
     )
 
 
-def ddb(grantee: iam.IGrantable, table: dynamodb.ITableV2 | dynamodb.ITable, *, write: bool = False,
-        indexes: bool = True) -> None:
+def ddb(
+    grantee: iam.IGrantable, table: dynamodb.ITableV2 | dynamodb.ITable, *, write: bool = False, indexes: bool = True
+) -> None:
     """Let ``grantee`` read (and, with ``write``, write) ``table`` and its indexes."""
     resources = [table.table_arn] + ([f"{table.table_arn}/index/*"] if indexes else [])
     actions = DDB_READ + (DDB_WRITE if write else [])

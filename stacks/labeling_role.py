@@ -48,8 +48,9 @@ class GroundTruthExecutionRole(Construct):
             description="Ground Truth labeling-job execution role (least privilege)",
         )
         grants.s3_read(self.role, intake_bucket, "uploads/", "labeling-copies/", list_bucket=True)
-        grants.s3_read(self.role, artifacts_bucket, JOB_INPUT_PREFIX, JOB_OUTPUT_PREFIX, "config/", "templates/",
-                       list_bucket=True)
+        grants.s3_read(
+            self.role, artifacts_bucket, JOB_INPUT_PREFIX, JOB_OUTPUT_PREFIX, "config/", "templates/", list_bucket=True
+        )
         grants.s3_write(self.role, artifacts_bucket, JOB_OUTPUT_PREFIX)
         if asset_object_arns:
             self.role.add_to_policy(iam.PolicyStatement(actions=["s3:GetObject"], resources=asset_object_arns))
@@ -71,8 +72,12 @@ class GroundTruthExecutionRole(Construct):
                 conditions={"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}},
             )
         )
-        log_group_arn = stack.format_arn(service="logs", resource="log-group", resource_name="/aws/sagemaker/*",
-                                         arn_format=ArnFormat.COLON_RESOURCE_NAME)
+        log_group_arn = stack.format_arn(
+            service="logs",
+            resource="log-group",
+            resource_name="/aws/sagemaker/*",
+            arn_format=ArnFormat.COLON_RESOURCE_NAME,
+        )
         self.role.add_to_policy(
             iam.PolicyStatement(
                 actions=["logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents", "logs:DescribeLogStreams"],
@@ -93,19 +98,25 @@ class GroundTruthExecutionRole(Construct):
             f"arn:{partition}:s3:::{artifacts_bucket.bucket_name}/{p}*"
             for p in (JOB_INPUT_PREFIX, JOB_OUTPUT_PREFIX, "config/", "templates/")
         ]
-        ack_wildcards(self.role, wildcard_objects,
-                      "Ground Truth reads every photo of a job and writes its own output files under this prefix.")
         ack_wildcards(
             self.role,
-            [f"arn:{partition}:logs:{stack.region}:{stack.account}:log-group:/aws/sagemaker/*",
-             f"arn:{partition}:logs:{stack.region}:{stack.account}:log-group:/aws/sagemaker/*:log-stream:*"],
+            wildcard_objects,
+            "Ground Truth reads every photo of a job and writes its own output files under this prefix.",
+        )
+        ack_wildcards(
+            self.role,
+            [
+                f"arn:{partition}:logs:{stack.region}:{stack.account}:log-group:/aws/sagemaker/*",
+                f"arn:{partition}:logs:{stack.region}:{stack.account}:log-group:/aws/sagemaker/*:log-stream:*",
+            ],
             "Active-learning training and transform jobs log to /aws/sagemaker/ groups whose names SageMaker picks.",
         )
-        ack_wildcards(self.role, ["*"], "cloudwatch:PutMetricData has no resource ARN; a namespace condition limits it.")
+        ack_wildcards(
+            self.role, ["*"], "cloudwatch:PutMetricData has no resource ARN; a namespace condition limits it."
+        )
 
     def allow_invoke(self, *functions: lambda_.IFunction) -> None:
         """Let Ground Truth call our own pre-/post-annotation Lambdas, and nothing else."""
         self.role.add_to_policy(
             iam.PolicyStatement(actions=["lambda:InvokeFunction"], resources=[f.function_arn for f in functions])
         )
-

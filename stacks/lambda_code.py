@@ -43,9 +43,25 @@ class _PipLayerBundler:
 
     def try_bundle(self, output_dir: str, *, image: Any = None, **_: Any) -> bool:  # noqa: ARG002 - jsii signature
         target = Path(output_dir) / "python"
-        cmd = [sys.executable, "-m", "pip", "install", "--quiet", "--no-compile", "--disable-pip-version-check",
-               "-r", str(self._requirements), "--target", str(target), "--implementation", "cp",
-               "--python-version", _PIP_PYTHON, "--only-binary=:all:", "--upgrade"]
+        cmd = [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--no-compile",
+            "--disable-pip-version-check",
+            "-r",
+            str(self._requirements),
+            "--target",
+            str(target),
+            "--implementation",
+            "cp",
+            "--python-version",
+            _PIP_PYTHON,
+            "--only-binary=:all:",
+            "--upgrade",
+        ]
         for platform in _PIP_PLATFORMS:
             cmd += ["--platform", platform]
         subprocess.run(cmd, check=True)
@@ -93,7 +109,7 @@ class LambdaKit(Construct):
         handler_dir: str,
         description: str,
         environment: dict[str, str] | None = None,
-        timeout: Duration = Duration.seconds(60),
+        timeout: Duration | None = None,
         memory_size: int = 512,
         reserved_concurrent_executions: int | None = None,
     ) -> lambda_.Function:
@@ -127,7 +143,7 @@ class LambdaKit(Construct):
             handler=f"{handler_dir}.handler.lambda_handler",
             layers=[self.layer],
             environment=env,
-            timeout=timeout,
+            timeout=timeout or Duration.seconds(60),
             memory_size=memory_size,
             tracing=lambda_.Tracing.ACTIVE,
             log_group=log_group,
@@ -138,9 +154,23 @@ class LambdaKit(Construct):
 def retention_days(days: int) -> logs.RetentionDays:
     """Map a day count to the CDK RetentionDays enum value (config restricts days to CloudWatch's allowed set)."""
     by_days = {
-        1: "ONE_DAY", 3: "THREE_DAYS", 5: "FIVE_DAYS", 7: "ONE_WEEK", 14: "TWO_WEEKS", 30: "ONE_MONTH",
-        60: "TWO_MONTHS", 90: "THREE_MONTHS", 120: "FOUR_MONTHS", 150: "FIVE_MONTHS", 180: "SIX_MONTHS",
-        365: "ONE_YEAR", 400: "THIRTEEN_MONTHS", 545: "EIGHTEEN_MONTHS", 731: "TWO_YEARS", 1096: "THREE_YEARS",
-        1827: "FIVE_YEARS", 3653: "TEN_YEARS",
+        1: "ONE_DAY",
+        3: "THREE_DAYS",
+        5: "FIVE_DAYS",
+        7: "ONE_WEEK",
+        14: "TWO_WEEKS",
+        30: "ONE_MONTH",
+        60: "TWO_MONTHS",
+        90: "THREE_MONTHS",
+        120: "FOUR_MONTHS",
+        150: "FIVE_MONTHS",
+        180: "SIX_MONTHS",
+        365: "ONE_YEAR",
+        400: "THIRTEEN_MONTHS",
+        545: "EIGHTEEN_MONTHS",
+        731: "TWO_YEARS",
+        1096: "THREE_YEARS",
+        1827: "FIVE_YEARS",
+        3653: "TEN_YEARS",
     }
     return getattr(logs.RetentionDays, by_days[days])

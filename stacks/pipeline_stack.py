@@ -40,7 +40,15 @@ class PipelineStack(Stack):
             key=self.storage.key,
             asset_object_arns=self.assets.object_arns,
         )
-        CfnOutput(self, "GroundTruthRoleArn", value=self.gt_role.role.role_arn,
-                  description="Execution role of the labeling jobs")
-        CfnOutput(self, "LabelCategoriesUri", value=self.assets.uris["label-categories.json"],
-                  description="Label-category file of the labeling jobs")
+        CfnOutput(
+            self,
+            "GroundTruthRoleArn",
+            value=self.gt_role.role.role_arn,
+            description="Execution role of the labeling jobs",
+        )
+        CfnOutput(
+            self,
+            "LabelCategoriesUri",
+            value=self.assets.uris["label-categories.json"],
+            description="Label-category file of the labeling jobs",
+        )

@@ -33,10 +33,16 @@ class StorageRefs(Construct):
         )
 
         def queue_arn(name: str) -> str:
-            return stack.format_arn(service="sqs", resource=name, resource_name=None, arn_format=ArnFormat.NO_RESOURCE_NAME)
+            return stack.format_arn(
+                service="sqs", resource=name, resource_name=None, arn_format=ArnFormat.NO_RESOURCE_NAME
+            )
 
-        self.intake_queue = sqs.Queue.from_queue_attributes(self, "IntakeEvents", queue_arn=queue_arn(names.intake_queue))
-        self.intake_dlq = sqs.Queue.from_queue_attributes(self, "IntakeDeadLetters", queue_arn=queue_arn(names.intake_dlq))
+        self.intake_queue = sqs.Queue.from_queue_attributes(
+            self, "IntakeEvents", queue_arn=queue_arn(names.intake_queue)
+        )
+        self.intake_dlq = sqs.Queue.from_queue_attributes(
+            self, "IntakeDeadLetters", queue_arn=queue_arn(names.intake_dlq)
+        )
 
         def table(cid: str, name: str) -> dynamodb.ITableV2:
             return dynamodb.TableV2.from_table_attributes(self, cid, table_name=name, encryption_key=storage.key)
@@ -44,6 +50,3 @@ class StorageRefs(Construct):
         self.photos_table = table("Photos", names.photos_table)
         self.batches_table = table("Batches", names.batches_table)
         self.reviewers_table = table("Reviewers", names.reviewers_table)
-
-
-

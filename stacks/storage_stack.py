@@ -100,15 +100,22 @@ class StorageStack(Stack):
             block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
             enforce_ssl=True,
             object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
-            lifecycle_rules=[s3.LifecycleRule(id="expire-access-logs", expiration=Duration.days(config.retention.access_log_days))],
+            lifecycle_rules=[
+                s3.LifecycleRule(id="expire-access-logs", expiration=Duration.days(config.retention.access_log_days))
+            ],
             removal_policy=removal,
         )
-        ack(self.access_logs, "AwsSolutions-S1", "This is the server-access-log target bucket; logging it to itself would loop.")
+        ack(
+            self.access_logs,
+            "AwsSolutions-S1",
+            "This is the server-access-log target bucket; logging it to itself would loop.",
+        )
 
         self.names = StorageNames.for_config(config)
         self.intake_bucket = self._data_bucket("Intake", self.names.intake_bucket, config, "intake/", cors=True)
-        self.artifacts_bucket = self._data_bucket("Artifacts", self.names.artifacts_bucket, config, "artifacts/",
-                                                  cors=False)
+        self.artifacts_bucket = self._data_bucket(
+            "Artifacts", self.names.artifacts_bucket, config, "artifacts/", cors=False
+        )
 
         # Upload events -> queue. The DLQ keeps poison messages for 14 days; the operations alarm watches it.
         self.intake_dlq = sqs.Queue(
@@ -132,12 +139,17 @@ class StorageStack(Stack):
             dead_letter_queue=sqs.DeadLetterQueue(queue=self.intake_dlq, max_receive_count=5),
         )
         self.intake_bucket.add_event_notification(
-            s3.EventType.OBJECT_CREATED, s3n.SqsDestination(self.intake_queue), s3.NotificationKeyFilter(prefix=UPLOAD_PREFIX)
+            s3.EventType.OBJECT_CREATED,
+            s3n.SqsDestination(self.intake_queue),
+            s3.NotificationKeyFilter(prefix=UPLOAD_PREFIX),
         )
         notifications_handler = self.node.try_find_child(_NOTIFICATIONS_HANDLER_ID)
         if notifications_handler is not None:
-            ack(notifications_handler, f"AwsSolutions-IAM4[Policy::{BASIC_EXECUTION_POLICY}]",
-                "CDK's S3 notification handler uses the managed basic execution role for its own logs only.")
+            ack(
+                notifications_handler,
+                f"AwsSolutions-IAM4[Policy::{BASIC_EXECUTION_POLICY}]",
+                "CDK's S3 notification handler uses the managed basic execution role for its own logs only.",
+            )
 
         table_common = {
             "billing": dynamodb.Billing.on_demand(),
@@ -218,7 +230,9 @@ class StorageStack(Stack):
                 ),
                 s3.LifecycleRule(
                     id="abort-incomplete-uploads",
-                    abort_incomplete_multipart_upload_after=Duration.days(config.retention.abort_incomplete_upload_days),
+                    abort_incomplete_multipart_upload_after=Duration.days(
+                        config.retention.abort_incomplete_upload_days
+                    ),
                 ),
             ],
             removal_policy=RemovalPolicy.RETAIN if retain else RemovalPolicy.DESTROY,

@@ -80,13 +80,16 @@ class WorkforceStack(Stack):
             workforce_name = workforce.workforce_name
         else:
             self.user_pool_id = wf.existing_user_pool_id or ""
-            self.user_pool_arn = self.format_arn(service="cognito-idp", resource="userpool", resource_name=self.user_pool_id)
+            self.user_pool_arn = self.format_arn(
+                service="cognito-idp", resource="userpool", resource_name=self.user_pool_id
+            )
             self.client_id = wf.existing_app_client_id or ""
             workforce_name = wf.existing_workforce_name or ""
 
         groups = {
-            name: cognito.CfnUserPoolGroup(self, f"{cid}Group", user_pool_id=self.user_pool_id, group_name=name,
-                                           description=desc)
+            name: cognito.CfnUserPoolGroup(
+                self, f"{cid}Group", user_pool_id=self.user_pool_id, group_name=name, description=desc
+            )
             for cid, name, desc in (
                 ("Taxonomists", TAXONOMISTS_GROUP, "Taxonomists who label field photos"),
                 ("Reviewers", REVIEWERS_GROUP, "Senior taxonomists who audit machine labels and settle disagreements"),
@@ -117,10 +120,24 @@ class WorkforceStack(Stack):
         for email in wf.reviewers:
             members.setdefault(email, []).append(REVIEWERS_GROUP)
 
-        self.taxonomists_team = self._team(config, "Taxonomists", TAXONOMISTS_GROUP, groups, workforce_name,
-                                           notify_key, [e for e, g in members.items() if TAXONOMISTS_GROUP in g])
-        self.reviewers_team = self._team(config, "Reviewers", REVIEWERS_GROUP, groups, workforce_name,
-                                         notify_key, [e for e, g in members.items() if REVIEWERS_GROUP in g])
+        self.taxonomists_team = self._team(
+            config,
+            "Taxonomists",
+            TAXONOMISTS_GROUP,
+            groups,
+            workforce_name,
+            notify_key,
+            [e for e, g in members.items() if TAXONOMISTS_GROUP in g],
+        )
+        self.reviewers_team = self._team(
+            config,
+            "Reviewers",
+            REVIEWERS_GROUP,
+            groups,
+            workforce_name,
+            notify_key,
+            [e for e, g in members.items() if REVIEWERS_GROUP in g],
+        )
         if creating:
             self.taxonomists_team.node.add_dependency(workforce)
             self.reviewers_team.node.add_dependency(workforce)
@@ -146,7 +163,9 @@ class WorkforceStack(Stack):
             self_sign_up_enabled=False,
             sign_in_aliases=cognito.SignInAliases(email=True),
             auto_verify=cognito.AutoVerifiedAttrs(email=True),
-            standard_attributes=cognito.StandardAttributes(email=cognito.StandardAttribute(required=True, mutable=True)),
+            standard_attributes=cognito.StandardAttributes(
+                email=cognito.StandardAttribute(required=True, mutable=True)
+            ),
             # cdk-nag checks the flags the template states, so each rule is spelled out.
             password_policy=cognito.PasswordPolicy(
                 min_length=14,
@@ -184,8 +203,13 @@ class WorkforceStack(Stack):
         key: kms.IKey,
         emails: list[str],
     ) -> sagemaker.CfnWorkteam:
-        topic = sns.Topic(self, f"{cid}Notifications", master_key=key, enforce_ssl=True,
-                          display_name=f"{config.project} {group} labeling tasks")
+        topic = sns.Topic(
+            self,
+            f"{cid}Notifications",
+            master_key=key,
+            enforce_ssl=True,
+            display_name=f"{config.project} {group} labeling tasks",
+        )
         topic.add_to_resource_policy(
             iam.PolicyStatement(
                 principals=[iam.ServicePrincipal("sagemaker.amazonaws.com")],
@@ -193,8 +217,9 @@ class WorkforceStack(Stack):
                 resources=[topic.topic_arn],
                 conditions={
                     "StringEquals": {"aws:SourceAccount": self.account},
-                    "ArnLike": {"aws:SourceArn": self.format_arn(service="sagemaker", resource="workteam",
-                                                                 resource_name="*")},
+                    "ArnLike": {
+                        "aws:SourceArn": self.format_arn(service="sagemaker", resource="workteam", resource_name="*")
+                    },
                 },
             )
         )
@@ -236,12 +261,17 @@ class WorkforceStack(Stack):
         # In 'existing' mode the pool and client belong to whoever made the workforce: leave their settings alone.
         pool_actions = ["cognito-idp:AdminGetUser", "cognito-idp:AdminCreateUser", "cognito-idp:AdminAddUserToGroup"]
         if creating:
-            pool_actions += ["cognito-idp:DescribeUserPool", "cognito-idp:UpdateUserPool",
-                             "cognito-idp:DescribeUserPoolClient", "cognito-idp:UpdateUserPoolClient"]
+            pool_actions += [
+                "cognito-idp:DescribeUserPool",
+                "cognito-idp:UpdateUserPool",
+                "cognito-idp:DescribeUserPoolClient",
+                "cognito-idp:UpdateUserPoolClient",
+            ]
         fn.add_to_role_policy(iam.PolicyStatement(actions=pool_actions, resources=[self.user_pool_arn]))
         fn.add_to_role_policy(
-            iam.PolicyStatement(actions=["sagemaker:DescribeWorkteam"],
-                                resources=[self.taxonomists_team.attr_workteam_arn])
+            iam.PolicyStatement(
+                actions=["sagemaker:DescribeWorkteam"], resources=[self.taxonomists_team.attr_workteam_arn]
+            )
         )
         provider = cr.Provider(self, "PortalSetupProvider", on_event_handler=fn)
         settings = {
@@ -260,7 +290,9 @@ class WorkforceStack(Stack):
             properties={
                 **settings,
                 # A CloudFormation update of the pool or client resets what the set-up changed; re-run it then.
-                "Revision": hashlib.sha256(json.dumps(config.workforce.model_dump(), sort_keys=True).encode()).hexdigest(),
+                "Revision": hashlib.sha256(
+                    json.dumps(config.workforce.model_dump(), sort_keys=True).encode()
+                ).hexdigest(),
             },
         )
         resource.node.add_dependency(self.taxonomists_team, self.reviewers_team)
@@ -270,8 +302,12 @@ class WorkforceStack(Stack):
     def _acknowledge(self, fn: lambda_.Function, provider: cr.Provider) -> None:
         ack(provider, "AwsSolutions-L1", "The CDK Provider framework picks its own Node.js runtime for its handler.")
         for scope in (fn, provider):
-            ack(scope, f"AwsSolutions-IAM4[Policy::{BASIC_EXECUTION_POLICY}]",
-                "The managed basic execution role grants only CloudWatch Logs writes for the function's own logs.")
+            ack(
+                scope,
+                f"AwsSolutions-IAM4[Policy::{BASIC_EXECUTION_POLICY}]",
+                "The managed basic execution role grants only CloudWatch Logs writes for the function's own logs.",
+            )
         ack_wildcards(fn, ["*"], "X-Ray trace segments and telemetry have no resource ARN.")
-        ack_wildcards(provider, [f"{arn_token(fn)}:*"],
-                      "The Provider framework invokes any version of its own on-event handler.")
+        ack_wildcards(
+            provider, [f"{arn_token(fn)}:*"], "The Provider framework invokes any version of its own on-event handler."
+        )

@@ -17,8 +17,18 @@ def test_cfn_lint_reports_no_errors(env: str, request: pytest.FixtureRequest) ->
     templates = sorted(str(p) for p in syn.outdir.glob("*.template.json"))
     assert len(templates) == 3
     result = subprocess.run(
-        [str(Path(sys.executable).with_name("cfn-lint")), "--non-zero-exit-code", "error", "--format", "parseable", "--", *templates],
-        capture_output=True, text=True, check=False,
+        [
+            str(Path(sys.executable).with_name("cfn-lint")),
+            "--non-zero-exit-code",
+            "error",
+            "--format",
+            "parseable",
+            "--",
+            *templates,
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
     )
     errors = [line for line in result.stdout.splitlines() if ":E" in line]
     assert result.returncode == 0 and errors == [], result.stdout + result.stderr

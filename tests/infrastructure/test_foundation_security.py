@@ -35,8 +35,11 @@ def _actions(st: dict[str, Any]) -> list[str]:
 
 
 def _bucket(syn: Synthesis, name_part: str) -> dict[str, Any]:
-    found = [r["Properties"] for _, _, r in syn.resources("AWS::S3::Bucket")
-             if name_part in str(r["Properties"].get("BucketName", ""))]
+    found = [
+        r["Properties"]
+        for _, _, r in syn.resources("AWS::S3::Bucket")
+        if name_part in str(r["Properties"].get("BucketName", ""))
+    ]
     assert len(found) == 1, f"expected one bucket named *{name_part}*"
     return found[0]
 
@@ -51,7 +54,9 @@ def test_synth_has_no_unacknowledged_cdk_nag_finding(env: str, request: pytest.F
 @pytest.mark.parametrize("env", ["dev", "prod"])
 def test_no_iam_statement_has_a_wildcard_action(env: str, request: pytest.FixtureRequest) -> None:
     syn: Synthesis = request.getfixturevalue(env)
-    offenders = [(where, a) for where, st in _statements(syn) if st["Effect"] == "Allow" for a in _actions(st) if "*" in a]
+    offenders = [
+        (where, a) for where, st in _statements(syn) if st["Effect"] == "Allow" for a in _actions(st) if "*" in a
+    ]
     assert offenders == []
     assert len(_statements(syn)) > 20  # the check looked at real policies
 
@@ -70,7 +75,10 @@ def test_data_buckets_are_private_encrypted_versioned_logged(dev: Synthesis, nam
     assert "Fn::GetAtt" in sse["KMSMasterKeyID"]  # our customer-managed key, not aws/s3
     assert b["VersioningConfiguration"] == {"Status": "Enabled"}
     assert b["PublicAccessBlockConfiguration"] == {
-        "BlockPublicAcls": True, "BlockPublicPolicy": True, "IgnorePublicAcls": True, "RestrictPublicBuckets": True
+        "BlockPublicAcls": True,
+        "BlockPublicPolicy": True,
+        "IgnorePublicAcls": True,
+        "RestrictPublicBuckets": True,
     }
     assert "DestinationBucketName" in b["LoggingConfiguration"]
     rules = {r["Id"]: r for r in b["LifecycleConfiguration"]["Rules"]}
@@ -80,8 +88,12 @@ def test_data_buckets_are_private_encrypted_versioned_logged(dev: Synthesis, nam
 
 def test_only_the_intake_bucket_has_the_get_only_cors_rule_ground_truth_needs(dev: Synthesis) -> None:
     assert _bucket(dev, "-intake-")["CorsConfiguration"]["CorsRules"] == [
-        {"AllowedHeaders": [], "AllowedMethods": ["GET"], "AllowedOrigins": ["*"],
-         "ExposedHeaders": ["Access-Control-Allow-Origin"]}
+        {
+            "AllowedHeaders": [],
+            "AllowedMethods": ["GET"],
+            "AllowedOrigins": ["*"],
+            "ExposedHeaders": ["Access-Control-Allow-Origin"],
+        }
     ]
     assert "CorsConfiguration" not in _bucket(dev, "-artifacts-")
 
@@ -105,7 +117,7 @@ def test_intake_queue_has_dead_letter_queue_and_long_visibility(dev: Synthesis) 
 
 
 def test_upload_notifications_go_to_the_intake_queue(dev: Synthesis) -> None:
-    (_, _, n), = dev.resources("Custom::S3BucketNotifications")
+    ((_, _, n),) = dev.resources("Custom::S3BucketNotifications")
     (qc,) = n["Properties"]["NotificationConfiguration"]["QueueConfigurations"]
     assert qc["Events"] == ["s3:ObjectCreated:*"]
     assert qc["Filter"]["Key"]["FilterRules"] == [{"Name": "prefix", "Value": "uploads/"}]
@@ -135,8 +147,9 @@ def test_ground_truth_role_is_least_privilege(dev: Synthesis) -> None:
     assert trust["Principal"] == {"Service": "sagemaker.amazonaws.com"}
     assert trust["Condition"] == {"StringEquals": {"aws:SourceAccount": "111111111111"}}
     assert not role["Properties"].get("ManagedPolicyArns")
-    policies = [p for _, _, p in dev.resources("AWS::IAM::Policy")
-                if any(r.get("Ref") == lid for r in p["Properties"]["Roles"])]
+    policies = [
+        p for _, _, p in dev.resources("AWS::IAM::Policy") if any(r.get("Ref") == lid for r in p["Properties"]["Roles"])
+    ]
     statements = [s for p in policies for s in p["Properties"]["PolicyDocument"]["Statement"]]
     actions = {a for s in statements for a in _actions(s)}
     assert not {"s3:*", "sagemaker:*", "*"} & actions
@@ -155,7 +168,7 @@ def test_ground_truth_role_is_least_privilege(dev: Synthesis) -> None:
 
 
 def test_cognito_pool_is_invitation_only_with_strong_passwords_and_mfa(dev: Synthesis) -> None:
-    (_, _, pool), = dev.resources("AWS::Cognito::UserPool")
+    ((_, _, pool),) = dev.resources("AWS::Cognito::UserPool")
     p = pool["Properties"]
     assert p["AdminCreateUserConfig"]["AllowAdminCreateUserOnly"] is True
     invite = p["AdminCreateUserConfig"]["InviteMessageTemplate"]
@@ -166,14 +179,14 @@ def test_cognito_pool_is_invitation_only_with_strong_passwords_and_mfa(dev: Synt
     assert p["MfaConfiguration"] == "ON"
     assert p["EnabledMfas"] == ["SOFTWARE_TOKEN_MFA"]
     assert len(dev.resources("AWS::Cognito::UserPoolDomain")) == 1
-    (_, _, client), = dev.resources("AWS::Cognito::UserPoolClient")
+    ((_, _, client),) = dev.resources("AWS::Cognito::UserPoolClient")
     assert client["Properties"]["GenerateSecret"] is True
     groups = sorted(g["Properties"]["GroupName"] for _, _, g in dev.resources("AWS::Cognito::UserPoolGroup"))
     assert groups == ["senior-reviewers", "taxonomists"]
 
 
 def test_create_mode_makes_the_workforce_and_two_teams(dev: Synthesis) -> None:
-    (_, _, wf), = dev.resources("AWS::SageMaker::Workforce")
+    ((_, _, wf),) = dev.resources("AWS::SageMaker::Workforce")
     assert set(wf["Properties"]["CognitoConfig"]) == {"UserPool", "ClientId"}
     teams = dev.resources("AWS::SageMaker::Workteam")
     assert len(teams) == 2
@@ -198,21 +211,20 @@ def test_sagemaker_may_publish_to_the_notification_topics(dev: Synthesis) -> Non
     assert len(policies) == 2
     for _, _, pol in policies:
         allow = [s for s in pol["Properties"]["PolicyDocument"]["Statement"] if s["Effect"] == "Allow"]
-        assert any(s["Principal"] == {"Service": "sagemaker.amazonaws.com"} and _actions(s) == ["sns:Publish"]
-                   for s in allow)
+        assert any(
+            s["Principal"] == {"Service": "sagemaker.amazonaws.com"} and _actions(s) == ["sns:Publish"] for s in allow
+        )
     for _, _, topic in dev.resources("AWS::SNS::Topic"):
         assert "KmsMasterKeyId" in topic["Properties"]
 
 
 def test_configured_people_are_created_in_their_groups(dev: Synthesis) -> None:
-    (_, _, setup), = dev.resources("AWS::CloudFormation::CustomResource")
+    ((_, _, setup),) = dev.resources("AWS::CloudFormation::CustomResource")
     members = {m["Email"]: m["Groups"] for m in setup["Properties"]["Members"]}
     assert members == {"taxonomist@example.org": ["taxonomists"], "senior.reviewer@example.org": ["senior-reviewers"]}
 
 
-@pytest.mark.parametrize(
-    "output", ["PortalUrl", "TaxonomistsWorkteamArn", "ReviewersWorkteamArn", "UserPoolId"]
-)
+@pytest.mark.parametrize("output", ["PortalUrl", "TaxonomistsWorkteamArn", "ReviewersWorkteamArn", "UserPoolId"])
 def test_workforce_outputs(dev: Synthesis, output: str) -> None:
     assert output in dev.templates["workforce"]["Outputs"]
 

@@ -216,7 +216,10 @@ def test_synth_fails_with_the_message(tmp_path: Path) -> None:
         [sys.executable, "app.py"],
         cwd=root,
         env={**__import__("os").environ, "CDK_CONTEXT_JSON": json.dumps(bad), "CDK_OUTDIR": str(tmp_path)},
-        capture_output=True, text=True, check=False, timeout=120,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
     )
     assert result.returncode == 1
     assert "Configuration error" in result.stderr and "batching.batch_size" in result.stderr

@@ -6,9 +6,8 @@ from typing import Any
 
 import boto3
 import pytest
-from moto import mock_aws
-
 from fieldlabel.workforce.portal import PortalSettings, set_up_portal
+from moto import mock_aws
 
 SUBDOMAIN = "abc123xyz.labeling.us-east-1.sagemaker.aws"
 
@@ -36,11 +35,16 @@ def _pool(cognito: Any) -> tuple[str, str]:
         PoolName="taxonomists",
         MfaConfiguration="OFF",
         Policies={"PasswordPolicy": {"MinimumLength": 14, "RequireSymbols": True}},
-        AdminCreateUserConfig={"AllowAdminCreateUserOnly": True,
-                               "InviteMessageTemplate": {"EmailMessage": "hi {username} {####}", "EmailSubject": "s"}},
+        AdminCreateUserConfig={
+            "AllowAdminCreateUserOnly": True,
+            "InviteMessageTemplate": {"EmailMessage": "hi {username} {####}", "EmailSubject": "s"},
+        },
     )["UserPool"]["Id"]
     client = cognito.create_user_pool_client(
-        UserPoolId=pool, ClientName="gt", GenerateSecret=True, ExplicitAuthFlows=["ALLOW_REFRESH_TOKEN_AUTH"],
+        UserPoolId=pool,
+        ClientName="gt",
+        GenerateSecret=True,
+        ExplicitAuthFlows=["ALLOW_REFRESH_TOKEN_AUTH"],
         CallbackURLs=["https://placeholder.invalid/oauth2/idpresponse"],
     )["UserPoolClient"]["ClientId"]
     for g in ("taxonomists", "senior-reviewers"):
@@ -49,12 +53,20 @@ def _pool(cognito: Any) -> tuple[str, str]:
 
 
 def _settings(pool: str, client: str, *, manage: bool = True) -> PortalSettings:
-    return PortalSettings.from_properties({
-        "Project": "treelabel-dev", "UserPoolId": pool, "ClientId": client, "WorkteamName": "treelabel-dev-taxonomists",
-        "ManageClient": str(manage).lower(), "ManageInvitation": str(manage).lower(),
-        "Members": [{"Email": "ana@example.org", "Groups": ["taxonomists"]},
-                    {"Email": "ben@example.org", "Groups": ["taxonomists", "senior-reviewers"]}],
-    })
+    return PortalSettings.from_properties(
+        {
+            "Project": "treelabel-dev",
+            "UserPoolId": pool,
+            "ClientId": client,
+            "WorkteamName": "treelabel-dev-taxonomists",
+            "ManageClient": str(manage).lower(),
+            "ManageInvitation": str(manage).lower(),
+            "Members": [
+                {"Email": "ana@example.org", "Groups": ["taxonomists"]},
+                {"Email": "ben@example.org", "Groups": ["taxonomists", "senior-reviewers"]},
+            ],
+        }
+    )
 
 
 def test_points_the_client_at_the_portal_and_keeps_its_other_settings(cognito: Any) -> None:
@@ -113,12 +125,21 @@ def test_handler_answers_the_provider_framework(cognito: Any, monkeypatch: pytes
         return fake if service == "sagemaker" else real_client(service, *a, **k)
 
     monkeypatch.setattr(handler.boto3, "client", client_factory)
-    props = {"Project": "p", "UserPoolId": pool, "ClientId": client, "WorkteamName": "team",
-             "ManageClient": "true", "ManageInvitation": "false", "Members": []}
+    props = {
+        "Project": "p",
+        "UserPoolId": pool,
+        "ClientId": client,
+        "WorkteamName": "team",
+        "ManageClient": "true",
+        "ManageInvitation": "false",
+        "Members": [],
+    }
     out = handler.lambda_handler({"RequestType": "Create", "ResourceProperties": props}, _Context())
     assert out["Data"] == {"PortalUrl": f"https://{SUBDOMAIN}"} and fake.calls == ["team"]
-    gone = handler.lambda_handler({"RequestType": "Delete", "ResourceProperties": props,
-                                   "PhysicalResourceId": out["PhysicalResourceId"]}, _Context())
+    gone = handler.lambda_handler(
+        {"RequestType": "Delete", "ResourceProperties": props, "PhysicalResourceId": out["PhysicalResourceId"]},
+        _Context(),
+    )
     assert gone == {"PhysicalResourceId": out["PhysicalResourceId"]} and fake.calls == ["team"]
 
 

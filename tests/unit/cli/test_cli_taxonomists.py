@@ -9,18 +9,27 @@ import pytest
 from moto import mock_aws
 
 
-@pytest.fixture
-def pool(tmp_path):
-    """A user pool with the two groups, and an outputs file naming them (as the offline demo writes it)."""
+@pytest.fixture(scope="module")
+def _shared_pool():
+    # moto's CreateUserPool takes ~0.3 s (key generation), so the module shares one pool; `pool` empties it.
     with mock_aws():
         cognito = boto3.client("cognito-idp", region_name="us-east-1")
         pool_id = cognito.create_user_pool(PoolName="workforce")["UserPool"]["Id"]
         cognito.create_group(UserPoolId=pool_id, GroupName="taxonomists")
         cognito.create_group(UserPoolId=pool_id, GroupName="senior-reviewers")
-        outputs = tmp_path / "outputs.json"
-        outputs.write_text(json.dumps({"UserPoolId": pool_id, "TaxonomistsGroup": "taxonomists",
-                                       "ReviewersGroup": "senior-reviewers"}))
-        yield cognito, pool_id, str(outputs)
+        yield cognito, pool_id
+
+
+@pytest.fixture
+def pool(_shared_pool, tmp_path):
+    """An empty user pool with the two groups, and an outputs file naming them (as the offline demo writes it)."""
+    cognito, pool_id = _shared_pool
+    for user in cognito.list_users(UserPoolId=pool_id)["Users"]:
+        cognito.admin_delete_user(UserPoolId=pool_id, Username=user["Username"])
+    outputs = tmp_path / "outputs.json"
+    outputs.write_text(json.dumps({"UserPoolId": pool_id, "TaxonomistsGroup": "taxonomists",
+                                   "ReviewersGroup": "senior-reviewers"}))
+    return cognito, pool_id, str(outputs)
 
 
 def members(cognito, pool_id, group) -> list[str]:
