@@ -37,6 +37,7 @@ from fieldlabel_cli.validate import (
     FOLDER_SIDECAR,
     PHOTO_EXTENSIONS,
     SIDECAR_ORPHAN,
+    UNREADABLE,
     UNSUPPORTED_TYPE,
     Limits,
     PhotoVerdict,
@@ -336,7 +337,7 @@ def plan_upload(
         stem = (str(PurePosixPath(e.rel).parent), PurePosixPath(e.rel).stem)
         verdict = verdicts[e.rel]
         if isinstance(verdict, OSError):
-            plan.rejected.append(Rejection(e.rel, "unreadable", str(verdict)))
+            plan.rejected.append(Rejection(e.rel, UNREADABLE, str(verdict)))
             rejected_stems.add(stem)
             continue
         if verdict != "state" and not verdict.ok:
@@ -363,7 +364,7 @@ def plan_upload(
                 plan.rejected.append(Rejection(e.rel, SIDECAR_ORPHAN, why))
                 continue
         if isinstance(verdict, OSError):
-            plan.rejected.append(Rejection(e.rel, "unreadable", str(verdict)))
+            plan.rejected.append(Rejection(e.rel, UNREADABLE, str(verdict)))
             continue
         if verdict == "state":
             plan.skipped.append(e)
