@@ -30,7 +30,8 @@ def jpeg(width: int = 64, height: int = 48, *, color=(200, 30, 30), orientation:
          taken: str | None = None, quality: int = 85) -> bytes:
     """A small JPEG with optional EXIF orientation, GPS (decimal degrees), camera and capture time."""
     img = Image.new("RGB", (width, height), color)
-    img.putpixel((0, 0), (0, 0, 0))  # marks the stored top-left corner, to check the orientation was applied
+    # a black block marks the stored top-left corner, to check the orientation was applied
+    img.paste((0, 0, 0), (0, 0, max(1, width // 8), max(1, height // 8)))
     exif = Image.Exif()
     if orientation is not None:
         exif[0x0112] = orientation
@@ -224,3 +225,42 @@ class SerializedClient:
                 return attr(*args, **kwargs)
 
         return call
+
+
+@dataclass
+class FakeContext:
+    """Stands in for the Lambda context object Powertools reads."""
+
+    function_name: str = "fn"
+    memory_limit_in_mb: int = 512
+    invoked_function_arn: str = "arn:aws:lambda:us-east-1:123456789012:function:fn"
+    aws_request_id: str = "req-1"
+    log_group_name: str = "/aws/lambda/fn"
+    log_stream_name: str = "s"
+
+    def get_remaining_time_in_millis(self) -> int:
+        return 600_000
+
+
+def validate_request(service: str, operation: str, params: dict[str, Any]) -> None:
+    """Raise if ``params`` do not satisfy botocore's model of ``service.operation``."""
+    import botocore.session
+    from botocore.validate import validate_parameters
+
+    model = botocore.session.get_session().get_service_model(service)
+    validate_parameters(params, model.operation_model(operation).input_shape)
+
+
+class RequestCounter:
+    """Counts API calls made through the clients it is attached to (botocore ``before-call`` event)."""
+
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+
+    def attach(self, *clients: Any) -> RequestCounter:
+        for client in clients:
+            client.meta.events.register("before-call.*.*", self._on_call)
+        return self
+
+    def _on_call(self, model: Any, **_: Any) -> None:
+        self.calls.append(model.name)
