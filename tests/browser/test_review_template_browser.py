@@ -94,13 +94,16 @@ def browser() -> Iterator[Any]:
             instance.close()
 
 
-def _open_review_page(browser: Any, site: str, tmp_path: Path, taxonomy_doc: dict[str, Any], line: dict[str, Any]):
+def _open_review_page(
+    browser: Any, site: str, tmp_path: Path, taxonomy_doc: dict[str, Any], line: dict[str, Any], *, photo: bool = True
+):
     from fieldlabel.ui.preview import render_task
 
     taxonomy = parse_taxonomy(taxonomy_doc)
     built = build_review_template((ROOT / "ui_templates" / "expert-review.liquid.html").read_text(), taxonomy)
     task_input = build_review_task_input(line, taxonomy)
-    (tmp_path / "photo.jpg").write_bytes(_photo_jpeg())
+    if photo:
+        (tmp_path / "photo.jpg").write_bytes(_photo_jpeg())
 
     def presign(uri: str) -> str:
         # grant_read_access stand-in: the task photo is served locally, reference photos are not served at all.
@@ -126,7 +129,8 @@ def _open_review_page(browser: Any, site: str, tmp_path: Path, taxonomy_doc: dic
     page.on("pageerror", lambda exc: errors.append(str(exc)))
     page.goto(f"{site}/task.html")
     page.wait_for_function("customElements.get('crowd-form') !== undefined")
-    page.wait_for_function("document.getElementById('fl-photo').naturalWidth > 0")
+    if photo:
+        page.wait_for_function("document.getElementById('fl-photo').naturalWidth > 0")
     return page, outside, errors
 
 
@@ -207,9 +211,46 @@ def test_scientific_name_search_is_keyboard_navigable(browser: Any, site: str, t
 
     # Then the third match is the submitted species
     assert chosen == labels[2]
+    assert errors == []
     (answer,) = _submissions(page)[0]
     assert json.loads(answer["review"])["species"] == chosen
-    assert errors == []
+    page.close()
+
+
+def test_photo_zooms_and_pans_from_the_keyboard(browser: Any, site: str, tmp_path: Path) -> None:
+    # Given the review page with the photo fitted to the viewer
+    page, _, _ = _open_review_page(browser, site, tmp_path, taxonomy_document(10), review_line("acer-robur"))
+    fitted = page.inner_text("#fl-zoom-level")
+
+    # When the reviewer focuses the photo, zooms in twice and pans right
+    page.focus("#fl-viewer")
+    page.keyboard.press("+")
+    page.keyboard.press("+")
+    zoomed = page.inner_text("#fl-zoom-level")
+    before = page.evaluate("document.getElementById('fl-photo').style.transform")
+    page.keyboard.press("ArrowRight")
+    after = page.evaluate("document.getElementById('fl-photo').style.transform")
+
+    # Then the zoom level grew by 1.25 squared, panning moved the photo, and 0 fits it again
+    assert int(zoomed.rstrip("%")) == pytest.approx(int(fitted.rstrip("%")) * 1.5625, abs=2)
+    assert before != after
+    page.keyboard.press("0")
+    assert page.inner_text("#fl-zoom-level") == fitted
+    page.close()
+
+
+def test_unloadable_photo_is_explained_and_cannot_tell_still_works(browser: Any, site: str, tmp_path: Path) -> None:
+    # Given a task whose presigned photo URL no longer works
+    page, _, _ = _open_review_page(browser, site, tmp_path, taxonomy_document(10), review_line(), photo=False)
+
+    # Then the viewer says what to do, and a cannot_tell answer can still be submitted
+    page.wait_for_selector(".fl-photo-error")
+    assert "could not be loaded" in page.inner_text("#fl-viewer")
+    page.check("#fl-decision-cannot-tell")
+    page.fill("#fl-comment", "photo link expired")
+    page.click("#fl-submit")
+    (answer,) = _submissions(page)[0]
+    assert json.loads(answer["review"]) == {"decision": "cannot_tell", "species": "", "comment": "photo link expired"}
     page.close()
 
 
