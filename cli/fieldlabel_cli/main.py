@@ -47,7 +47,7 @@ def _add_global_options(parser: argparse.ArgumentParser, *, suppress: bool) -> N
     res = parser.add_argument_group("resource discovery")
     res.add_argument("--stack-prefix", metavar="PREFIX",
                      help="read outputs of stacks PREFIX-Storage and PREFIX-Workforce "
-                          "(default: $FIELDLABEL_STACK_PREFIX or 'fieldlabel')", **d)
+                          "(default: $FIELDLABEL_STACK_PREFIX or 'treelabel')", **d)
     res.add_argument("--outputs", metavar="FILE",
                      help="JSON file of outputs, e.g. {\"IntakeBucketName\": \"...\"} "
                           "(default: $FIELDLABEL_OUTPUTS); skips CloudFormation", **d)

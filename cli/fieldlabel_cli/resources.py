@@ -18,7 +18,8 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from fieldlabel_cli.errors import CliError, UsageError, error_code, translate_aws_error
 
-DEFAULT_STACK_PREFIX = "fieldlabel"
+# The prod environment's `project` in cdk.json; dev deploys as "treelabel-dev" (use --stack-prefix).
+DEFAULT_STACK_PREFIX = "treelabel"
 STACK_SUFFIXES = ("Storage", "Workforce")
 
 # Output key -> the option that overrides it, for error messages.
@@ -27,6 +28,11 @@ KNOWN_OUTPUTS: dict[str, str] = {
     "UserPoolId": "--user-pool-id",
     "TaxonomistsGroup": "--taxonomists-group",
     "ReviewersGroup": "--reviewers-group",
+}
+# Output keys the stacks actually write for a name (the Workforce stack says ...GroupName).
+ALIASES: dict[str, tuple[str, ...]] = {
+    "TaxonomistsGroup": ("TaxonomistsGroup", "TaxonomistsGroupName"),
+    "ReviewersGroup": ("ReviewersGroup", "ReviewersGroupName"),
 }
 
 
@@ -87,15 +93,18 @@ class ResourceResolver:
         """
         if name in self._explicit:
             return str(self._explicit[name])
+        keys = ALIASES.get(name, (name,))
         if self._outputs_file:
             if self._file_outputs is None:
                 self._file_outputs = load_outputs_file(self._outputs_file)
-            if name in self._file_outputs:
-                return self._file_outputs[name]
+            for key in keys:
+                if key in self._file_outputs:
+                    return self._file_outputs[key]
             raise CliError(f"{name} is not in outputs file {self._outputs_file}; pass {KNOWN_OUTPUTS.get(name, name)}")
         outputs = self._read_stacks()
-        if name in outputs:
-            return outputs[name]
+        for key in keys:
+            if key in outputs:
+                return outputs[key]
         where = (", ".join(self._stacks_found) if self._stacks_found
                  else f"no stack named {' or '.join(self.stack_names)}")
         raise CliError(

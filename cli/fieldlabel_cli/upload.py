@@ -191,6 +191,7 @@ class UploadState:
         self._flush_every = flush_every
         self._flush_seconds = flush_seconds
         self.load_warning: str | None = None
+        self.save_error: str | None = None
         if path.exists():
             try:
                 data = json.loads(path.read_text(encoding="utf-8"))
@@ -228,8 +229,14 @@ class UploadState:
                 return
             payload = json.dumps({"version": self.VERSION, "files": self._entries}, indent=1, sort_keys=True)
             tmp = self.path.with_name(self.path.name + ".tmp")
-            tmp.write_text(payload, encoding="utf-8")
-            os.replace(tmp, self.path)
+            try:
+                tmp.write_text(payload, encoding="utf-8")
+                os.replace(tmp, self.path)
+            except OSError as exc:
+                # A read-only card or folder must not stop the upload: resuming then relies on HeadObject.
+                self.save_error = f"cannot write {self.path.name} ({exc.strerror or exc}); a rerun will ask S3 instead"
+                self._dirty = 0
+                return
             self._dirty = 0
             self._last_flush = time.monotonic()
 
@@ -513,10 +520,14 @@ def execute_upload(
                         raise translate_aws_error(exc, what=f"bucket {bucket!r}") from exc
                     with lock:
                         summary.failed.append({"path": e.rel, "error": translate_aws_error(exc).message})
+                    if progress is not None:
+                        progress.advance(0)
                     continue
                 except OSError as exc:  # the file vanished or became unreadable mid-run
                     with lock:
                         summary.failed.append({"path": e.rel, "error": str(exc)})
+                    if progress is not None:
+                        progress.advance(0)
                     continue
                 if outcome == "cancelled":
                     continue
@@ -542,6 +553,8 @@ def execute_upload(
         state.save()
         if progress is not None:
             progress.close()
+    if state.save_error:
+        summary.warnings.append({"path": STATE_FILE, "message": state.save_error})
     summary.uploaded.sort()
     summary.skipped.sort()
     summary.failed.sort(key=lambda f: f["path"])

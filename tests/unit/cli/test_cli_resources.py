@@ -26,20 +26,23 @@ def cfn():
 
 
 def test_reads_and_merges_outputs_of_both_stacks(cfn):
-    _stack(cfn, "fieldlabel-Storage", {"IntakeBucketName": "intake-123"})
-    _stack(cfn, "fieldlabel-Workforce", {"UserPoolId": "us-east-1_abc", "TaxonomistsGroup": "taxonomists"})
+    _stack(cfn, "treelabel-Storage", {"IntakeBucketName": "intake-123"})
+    # the Workforce stack's real output keys (stacks/workforce_stack.py)
+    _stack(cfn, "treelabel-Workforce", {"UserPoolId": "us-east-1_abc", "TaxonomistsGroupName": "taxonomists",
+                                        "ReviewersGroupName": "senior-reviewers"})
     calls: list[str] = []
     cfn.meta.events.register("provide-client-params", lambda model, **kw: calls.append(model.name))
     r = ResourceResolver(cloudformation=lambda: cfn)
     assert r.get("IntakeBucketName") == "intake-123"
     assert r.get("UserPoolId") == "us-east-1_abc"
     assert r.get("TaxonomistsGroup") == "taxonomists"
+    assert r.get("ReviewersGroup") == "senior-reviewers"
     # both stacks read once, then cached
     assert calls == ["DescribeStacks", "DescribeStacks"]
 
 
 def test_stack_prefix_selects_the_stacks(cfn):
-    _stack(cfn, "fieldlabel-Storage", {"IntakeBucketName": "default-bucket"})
+    _stack(cfn, "treelabel-Storage", {"IntakeBucketName": "default-bucket"})
     _stack(cfn, "trees-eu-Storage", {"IntakeBucketName": "eu-bucket"})
     assert ResourceResolver(stack_prefix="trees-eu", cloudformation=lambda: cfn).get("IntakeBucketName") == "eu-bucket"
 
@@ -100,7 +103,7 @@ def test_no_stacks_gives_an_actionable_message(cfn):
     with pytest.raises(CliError) as info:
         ResourceResolver(cloudformation=lambda: cfn).get("IntakeBucketName")
     msg = info.value.message
-    assert "no stack named fieldlabel-Storage or fieldlabel-Workforce" in msg
+    assert "no stack named treelabel-Storage or treelabel-Workforce" in msg
     assert "--bucket" in msg and "--outputs" in msg and "--stack-prefix" in msg
 
 

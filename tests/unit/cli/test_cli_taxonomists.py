@@ -27,8 +27,9 @@ def pool(_shared_pool, tmp_path):
     for user in cognito.list_users(UserPoolId=pool_id)["Users"]:
         cognito.admin_delete_user(UserPoolId=pool_id, Username=user["Username"])
     outputs = tmp_path / "outputs.json"
-    outputs.write_text(json.dumps({"UserPoolId": pool_id, "TaxonomistsGroup": "taxonomists",
-                                   "ReviewersGroup": "senior-reviewers"}))
+    # the shape `cdk deploy --outputs-file` writes, with the Workforce stack's output keys
+    outputs.write_text(json.dumps({"treelabel-Workforce": {
+        "UserPoolId": pool_id, "TaxonomistsGroupName": "taxonomists", "ReviewersGroupName": "senior-reviewers"}}))
     return cognito, pool_id, str(outputs)
 
 

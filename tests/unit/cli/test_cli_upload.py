@@ -243,7 +243,26 @@ def test_state_file_for_another_bucket_is_not_trusted(s3, tmp_path, files, cli):
 
 def test_bucket_comes_from_the_outputs_file(s3, tmp_path, files, cli):
     folder = make_folder(tmp_path, files, 1)
-    outputs = files.write(tmp_path / "outputs.json", {"fieldlabel-Storage": {"IntakeBucketName": BUCKET}})
+    outputs = files.write(tmp_path / "outputs.json", {"treelabel-Storage": {"IntakeBucketName": BUCKET}})
     r = cli("upload", str(folder), "--outputs", str(outputs))
     assert r.code == 0, r.stderr
     assert keys(s3) == ["uploads/IMG_0.jpg"]
+
+
+def test_read_only_folder_still_uploads_and_warns(s3, tmp_path, files, cli, monkeypatch):
+    # Given a folder where the state file cannot be written (a write-protected card)
+    folder = make_folder(tmp_path, files, 2)
+
+    def refuse(self, *args, **kwargs):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr("pathlib.Path.write_text", refuse)
+    r = cli("upload", str(folder), "--bucket", BUCKET, "--json")
+    monkeypatch.undo()
+
+    # Then the photos are uploaded, the problem is a warning, and a rerun finds them via HeadObject
+    assert r.code == 0, r.stderr
+    assert len(keys(s3)) == 2
+    assert any("cannot write .fieldlabel-upload.json" in w["message"] for w in r.json()["warnings"])
+    again = cli("upload", str(folder), "--bucket", BUCKET, "--json")
+    assert again.json()["counts"]["skipped"] == 2 and again.json()["counts"]["uploaded"] == 0
