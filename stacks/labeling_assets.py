@@ -14,6 +14,7 @@ from pathlib import Path
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_s3_assets as s3_assets
 from constructs import Construct
+from fieldlabel.ui.render import build_classification_template, build_review_template
 
 from stacks.config import AppConfig
 from stacks.lambda_code import ROOT
@@ -28,17 +29,11 @@ def render_ui_files(config: AppConfig) -> dict[str, str]:
         "label-categories.json": json.dumps(config.taxonomy.label_category_file(), indent=1),
         "taxonomy.json": json.dumps(config.taxonomy.taxonomy_file(), indent=1),
     }
-    try:
-        from fieldlabel.ui.render import build_classification_template, build_review_template
-    except ImportError:  # templates not part of this build yet
-        return files
     taxonomy = config.taxonomy.taxonomy_file()
     classification = UI_TEMPLATES_DIR / "image-classification.liquid.html"
     review = UI_TEMPLATES_DIR / "expert-review.liquid.html"
-    if classification.is_file():
-        files[classification.name] = build_classification_template(classification.read_text(), taxonomy)
-    if review.is_file():
-        files[review.name] = build_review_template(review.read_text(), taxonomy)
+    files[classification.name] = build_classification_template(classification.read_text(), taxonomy)
+    files[review.name] = build_review_template(review.read_text(), taxonomy)
     return files
 
 
