@@ -11,13 +11,15 @@ from constructs import Construct
 from stacks.config import AppConfig
 from stacks.labeling_assets import LabelingAssets
 from stacks.labeling_role import GroundTruthExecutionRole
+from stacks.labeling_workflow import LabelingWorkflow
+from stacks.lambda_code import LambdaKit
 from stacks.storage_refs import StorageRefs
 from stacks.storage_stack import StorageStack
 from stacks.workforce_stack import WorkforceStack
 
 
 class PipelineStack(Stack):
-    """Compute of the pipeline. Exposes ``assets`` and ``gt_role``."""
+    """Compute of the pipeline. Exposes ``assets``, ``gt_role``, ``functions`` (the one LambdaKit) and ``workflow``."""
 
     def __init__(
         self,
@@ -52,3 +54,24 @@ class PipelineStack(Stack):
             value=self.assets.uris["label-categories.json"],
             description="Label-category file of the labeling jobs",
         )
+
+        # The one LambdaKit of this stack: every construct here makes its functions with it.
+        self.functions = LambdaKit(self, "Functions", config=config)
+
+        # --- labeling workflow (issue 4) and its review stage (issue 5) -----------------------------------------
+        self.workflow = LabelingWorkflow(
+            self,
+            "LabelingWorkflow",
+            config=config,
+            kit=self.functions,
+            storage=self.storage,
+            assets=self.assets,
+            gt_role=self.gt_role,
+            taxonomists_workteam_arn=workforce.taxonomists_team.attr_workteam_arn,
+            reviewers_workteam_arn=workforce.reviewers_team.attr_workteam_arn,
+        )
+        CfnOutput(self, "StateMachineArn", value=self.workflow.state_machine.state_machine_arn,
+                  description="Labeling workflow (start executions named batch-<batch_id>)")
+        CfnOutput(self, "BatchSummaryTopicArn", value=self.workflow.topic.topic_arn,
+                  description="Batch summaries: published datasets and failed batches")
+        # --- end of labeling workflow ---------------------------------------------------------------------------

@@ -1,0 +1,276 @@
+"""SageMaker Ground Truth as the labeling backend: job requests, manifest lines, output lines, counters.
+
+Request shapes follow the CreateLabelingJob API (botocore's SageMaker model, validated in the tests) and the
+reference sheet (groundtruth-facts.md §1-§3, §10). Output lines follow "Output metadata" (§3).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from fieldlabel.labeling.backend import (
+    KIND_AUTOMATED,
+    KIND_HUMAN_ONLY,
+    BatchPhoto,
+    JobResult,
+    LabelCounters,
+    LabeledPhoto,
+)
+from fieldlabel.labeling.groundtruth.regions import builtin_arns
+
+# Ground Truth refuses automated data labeling below this many objects (facts §3).
+AUTOMATED_MINIMUM = 1250
+LABEL_ATTRIBUTE = "species"
+REVIEW_LABEL_ATTRIBUTE = "species-review"
+JOB_NAME_PATTERN = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
+# Private workforces allow tasks to stay available up to 30 days (facts §1, §10).
+MAX_TASK_AVAILABILITY_SECONDS = 30 * 24 * 3600
+TERMINAL_STATUSES = ("Completed", "Failed", "Stopped")
+
+
+@dataclass(frozen=True)
+class ReviewJobSettings:
+    """The expert-review job: reviewers' team, review template and our own annotation Lambdas."""
+
+    workteam_arn: str
+    ui_template_uri: str
+    pre_annotation_arn: str
+    post_annotation_arn: str
+    reviewers_per_photo: int = 2
+    task_time_limit_seconds: int = 900
+    task_availability_seconds: int = 10 * 24 * 3600
+    task_title: str = "Review the species label of a tree photo"
+    task_description: str = "Confirm the label, correct it, or say you cannot tell."
+
+
+@dataclass(frozen=True)
+class GroundTruthSettings:
+    """Everything a labeling-job request is built from (the prepare Lambda's environment)."""
+
+    project: str
+    region: str
+    role_arn: str
+    workteam_arn: str
+    label_categories_uri: str
+    ui_template_uri: str
+    output_path: str
+    kms_key_arn: str
+    partition: str = "aws"
+    workers_per_photo: int = 3
+    task_time_limit_seconds: int = 600
+    task_availability_seconds: int = 10 * 24 * 3600
+    max_concurrent_tasks: int = 1000
+    task_title: str = "Identify the tree species in the photo"
+    task_description: str = "Choose the species shown, or 'not a tree / cannot tell'."
+    review: ReviewJobSettings | None = None
+
+
+class GroundTruthBackend:
+    """:class:`fieldlabel.labeling.backend.LabelingBackend` for SageMaker Ground Truth."""
+
+    label_attribute = LABEL_ATTRIBUTE
+
+    def __init__(self, settings: GroundTruthSettings) -> None:
+        self.settings = settings
+
+    # ----------------------------------------------------------------------------------------------- names, kinds
+
+    def job_name(self, batch_id: str) -> str:
+        """``<project>-<batch_id>``: deterministic, so a retried step finds (and adopts) the same job.
+
+        Raises:
+            ValueError: if the name breaks Ground Truth's 63-character ``[a-zA-Z0-9](-*[a-zA-Z0-9])*`` rule.
+        """
+        return _checked_name(f"{self.settings.project}-{batch_id}")
+
+    def review_job_name(self, batch_id: str) -> str:
+        """``<project>-<batch_id>-review``."""
+        return _checked_name(f"{self.settings.project}-{batch_id}-review")
+
+    def choose_kind(self, photo_count: int, *, automated_enabled: bool) -> str:
+        """Automated labeling when enabled and the batch reaches Ground Truth's 1,250-object minimum."""
+        return KIND_AUTOMATED if automated_enabled and photo_count >= AUTOMATED_MINIMUM else KIND_HUMAN_ONLY
+
+    # ------------------------------------------------------------------------------------------------ manifests
+
+    def manifest_line(self, photo: BatchPhoto) -> dict[str, Any]:
+        """Input-manifest line (docs/contracts.md, "Manifest lines"): what the worker sees plus our metadata."""
+        line: dict[str, Any] = {"source-ref": photo.labeling_ref, "photo-id": photo.photo_id}
+        if photo.original_ref:
+            line["original-ref"] = photo.original_ref
+        if photo.field:
+            line["field"] = photo.field
+        return line
+
+    # ------------------------------------------------------------------------------------------------- requests
+
+    def build_job_request(
+        self, *, batch_id: str, kind: str, manifest_uri: str, initial_model_arn: str | None = None
+    ) -> dict[str, Any]:
+        """The CreateLabelingJob request of a batch (built-in single-label image classification).
+
+        Args:
+            batch_id: the batch.
+            kind: ``automated`` adds ``LabelingJobAlgorithmsConfig``; ``human_only`` leaves it out.
+            manifest_uri: the batch's input manifest.
+            initial_model_arn: the active-learning model the last automated job ended with, if any.
+
+        Raises:
+            ValueError: on an unknown kind, or a model ARN given for a human-only job.
+        """
+        s = self.settings
+        if kind not in (KIND_AUTOMATED, KIND_HUMAN_ONLY):
+            raise ValueError(f"unknown job kind {kind!r}")
+        if initial_model_arn and kind != KIND_AUTOMATED:
+            raise ValueError("an initial active-learning model only applies to automated labeling")
+        arns = builtin_arns(s.region, s.partition)
+        request: dict[str, Any] = {
+            "LabelingJobName": self.job_name(batch_id),
+            "LabelAttributeName": LABEL_ATTRIBUTE,
+            "InputConfig": {"DataSource": {"S3DataSource": {"ManifestS3Uri": manifest_uri}}},
+            "OutputConfig": {"S3OutputPath": s.output_path, "KmsKeyId": s.kms_key_arn},
+            "RoleArn": s.role_arn,
+            "LabelCategoryConfigS3Uri": s.label_categories_uri,
+            "StoppingConditions": {"MaxPercentageOfInputDatasetLabeled": 100},
+            "HumanTaskConfig": {
+                "WorkteamArn": s.workteam_arn,
+                "UiConfig": {"UiTemplateS3Uri": s.ui_template_uri},
+                "PreHumanTaskLambdaArn": arns.pre_human_task_lambda,
+                "TaskKeywords": ["image", "classification", "trees", "species"],
+                "TaskTitle": s.task_title,
+                "TaskDescription": s.task_description,
+                "NumberOfHumanWorkersPerDataObject": s.workers_per_photo,
+                "TaskTimeLimitInSeconds": s.task_time_limit_seconds,
+                "TaskAvailabilityLifetimeInSeconds": min(s.task_availability_seconds, MAX_TASK_AVAILABILITY_SECONDS),
+                "MaxConcurrentTaskCount": s.max_concurrent_tasks,
+                "AnnotationConsolidationConfig": {
+                    "AnnotationConsolidationLambdaArn": arns.annotation_consolidation_lambda
+                },
+            },
+            "Tags": self._tags(batch_id, kind),
+        }
+        if kind == KIND_AUTOMATED:
+            algorithms: dict[str, Any] = {
+                "LabelingJobAlgorithmSpecificationArn": arns.algorithm_specification,
+                "LabelingJobResourceConfig": {"VolumeKmsKeyId": s.kms_key_arn},
+            }
+            if initial_model_arn:
+                algorithms["InitialActiveLearningModelArn"] = initial_model_arn
+            request["LabelingJobAlgorithmsConfig"] = algorithms
+        return request
+
+    def build_review_request(self, *, batch_id: str, manifest_uri: str) -> dict[str, Any]:
+        """The CreateLabelingJob request of a batch's expert review: a custom task on the reviewers' team.
+
+        Raises:
+            ValueError: when the backend was built without review settings.
+        """
+        s, r = self.settings, self.settings.review
+        if r is None:
+            raise ValueError("review settings are missing; the review job cannot be built")
+        return {
+            "LabelingJobName": self.review_job_name(batch_id),
+            "LabelAttributeName": REVIEW_LABEL_ATTRIBUTE,
+            "InputConfig": {"DataSource": {"S3DataSource": {"ManifestS3Uri": manifest_uri}}},
+            "OutputConfig": {"S3OutputPath": s.output_path, "KmsKeyId": s.kms_key_arn},
+            "RoleArn": s.role_arn,
+            "LabelCategoryConfigS3Uri": s.label_categories_uri,
+            "StoppingConditions": {"MaxPercentageOfInputDatasetLabeled": 100},
+            "HumanTaskConfig": {
+                "WorkteamArn": r.workteam_arn,
+                "UiConfig": {"UiTemplateS3Uri": r.ui_template_uri},
+                "PreHumanTaskLambdaArn": r.pre_annotation_arn,
+                "TaskKeywords": ["image", "review", "trees", "species"],
+                "TaskTitle": r.task_title,
+                "TaskDescription": r.task_description,
+                "NumberOfHumanWorkersPerDataObject": r.reviewers_per_photo,
+                "TaskTimeLimitInSeconds": r.task_time_limit_seconds,
+                "TaskAvailabilityLifetimeInSeconds": min(r.task_availability_seconds, MAX_TASK_AVAILABILITY_SECONDS),
+                "MaxConcurrentTaskCount": s.max_concurrent_tasks,
+                "AnnotationConsolidationConfig": {"AnnotationConsolidationLambdaArn": r.post_annotation_arn},
+            },
+            "Tags": self._tags(batch_id, "review"),
+        }
+
+    def _tags(self, batch_id: str, kind: str) -> list[dict[str, str]]:
+        return [
+            {"Key": "project", "Value": self.settings.project},
+            {"Key": "batch-id", "Value": batch_id},
+            {"Key": "job-kind", "Value": kind},
+        ]
+
+    # --------------------------------------------------------------------------------------------------- output
+
+    def parse_output_line(self, line: dict[str, Any]) -> LabeledPhoto:
+        """One output-manifest line (facts §3, "Output metadata").
+
+        A failed object either carries ``failure-reason`` in its metadata or lacks the label attribute; both come
+        back as a :class:`LabeledPhoto` without ``label``.
+        """
+        meta = line.get(f"{LABEL_ATTRIBUTE}-metadata")
+        meta = meta if isinstance(meta, dict) else {}
+        photo_id = line.get("photo-id") if isinstance(line.get("photo-id"), str) else None
+        source_ref = line.get("source-ref") if isinstance(line.get("source-ref"), str) else None
+        job_name = _job_name(meta.get("job-name") or meta.get("job_name"))
+        failure = meta.get("failure-reason")
+        label = meta.get("class-name")
+        if failure or LABEL_ATTRIBUTE not in line or not isinstance(label, str) or not label:
+            reason = str(failure) if failure else "no label in the output manifest"
+            return LabeledPhoto(photo_id, source_ref, None, None, None, job_name, meta.get("creation-date"), reason)
+        confidence = meta.get("confidence")
+        return LabeledPhoto(
+            photo_id=photo_id,
+            source_ref=source_ref,
+            label=label,
+            confidence=float(confidence) if isinstance(confidence, int | float) else None,
+            human_annotated=_yes(meta.get("human-annotated")),
+            job_name=job_name,
+            creation_date=meta.get("creation-date"),
+        )
+
+    def label_counters(self, describe_response: dict[str, Any]) -> LabelCounters:
+        """Ground Truth's ``LabelCounters`` of a DescribeLabelingJob response (zeros when absent)."""
+        c = describe_response.get("LabelCounters") or {}
+        return LabelCounters(
+            total_labeled=int(c.get("TotalLabeled", 0)),
+            human_labeled=int(c.get("HumanLabeled", 0)),
+            machine_labeled=int(c.get("MachineLabeled", 0)),
+            failed_non_retryable=int(c.get("FailedNonRetryableError", 0)),
+            unlabeled=int(c.get("Unlabeled", 0)),
+        )
+
+    def job_result(self, describe_response: dict[str, Any]) -> JobResult:
+        """The workflow's view of a DescribeLabelingJob response (also the output of ``createLabelingJob.sync``)."""
+        output = describe_response.get("LabelingJobOutput") or {}
+        return JobResult(
+            job_name=str(describe_response.get("LabelingJobName", "")),
+            job_arn=describe_response.get("LabelingJobArn"),
+            status=str(describe_response.get("LabelingJobStatus", "")),
+            output_manifest_uri=output.get("OutputDatasetS3Uri"),
+            final_model_arn=output.get("FinalActiveLearningModelArn") or None,
+            counters=self.label_counters(describe_response),
+            failure_reason=describe_response.get("FailureReason"),
+        )
+
+
+def _checked_name(name: str) -> str:
+    if len(name) > 63 or not JOB_NAME_PATTERN.match(name):
+        raise ValueError(f"labeling job name {name!r} breaks Ground Truth's rule (1-63 chars, letters/digits/'-')")
+    return name
+
+
+def _job_name(value: Any) -> str | None:
+    """Ground Truth writes ``job-name`` both as ``<job>`` and ``labeling-job/<job>`` (facts §3)."""
+    if not isinstance(value, str) or not value:
+        return None
+    return value.rsplit("/", 1)[-1]
+
+
+def _yes(value: Any) -> bool | None:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str):
+        return value.strip().lower() in ("yes", "true")
+    return None

@@ -1,0 +1,90 @@
+"""The batch summary sent to the notification topic, for a published and for a failed batch."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+_SUBJECT_MAX = 100
+
+
+def _pct(x: Any) -> str:
+    return f"{100 * float(x):.1f} %" if isinstance(x, int | float) else "n/a"
+
+
+def published_summary(
+    *, project: str, batch_id: str, labeling: dict[str, Any], review: dict[str, Any] | None,
+    dataset: dict[str, Any],
+) -> dict[str, Any]:
+    """Subject, human-readable message and structured figures of a published batch."""
+    accuracy = None
+    if review and isinstance(review.get("machine_accuracy"), dict):
+        accuracy = (review["machine_accuracy"].get("overall") or {}).get("accuracy")
+    figures = {
+        "batch_id": batch_id,
+        "outcome": "published",
+        "labeled": labeling.get("labeled", 0),
+        "human_labeled": labeling.get("human_labeled", 0),
+        "machine_labeled": labeling.get("machine_labeled", 0),
+        "automation_share": labeling.get("automation_share", 0.0),
+        "failed": labeling.get("failed", 0),
+        "released": labeling.get("released", 0),
+        "parked": labeling.get("parked", 0),
+        "by_species": labeling.get("by_species", {}),
+        "dataset_version": dataset.get("version"),
+        "dataset_uri": dataset.get("prefix"),
+        "manifest_uri": dataset.get("manifest_uri"),
+        "review": None
+        if not review
+        else {
+            "reviewed": review.get("reviewed"),
+            "corrections": review.get("corrections"),
+            "needs_adjudication": review.get("needs_adjudication"),
+            "machine_accuracy": accuracy,
+            "skipped": review.get("skipped"),
+        },
+    }
+    lines = [
+        f"Batch {batch_id} is published as dataset {dataset.get('version')}.",
+        f"Labeled: {figures['labeled']} (human {figures['human_labeled']}, machine {figures['machine_labeled']}, "
+        f"automation {_pct(figures['automation_share'])}).",
+        f"Not labeled: {figures['failed']} (back to pending: {figures['released']}, parked: {figures['parked']}).",
+        f"Dataset: {dataset.get('prefix')} (manifest {dataset.get('manifest_uri')}).",
+    ]
+    if review and review.get("skipped"):
+        lines.append(f"Expert review: skipped ({review['skipped']}).")
+    elif review:
+        lines.append(
+            f"Expert review: {review.get('reviewed', 0)} photos, {review.get('corrections', 0)} corrected, "
+            f"{review.get('needs_adjudication', 0)} need adjudication, machine-label accuracy {_pct(accuracy)}."
+        )
+    lines += ["", json.dumps(figures, indent=1, default=str)]
+    return {
+        "subject": f"[{project}] batch {batch_id} published"[:_SUBJECT_MAX],
+        "message": "\n".join(lines),
+        "figures": figures,
+    }
+
+
+def failed_summary(
+    *, project: str, batch_id: str, reason: str, released: int, parked: int, discarded_labels: int,
+    job_name: str | None,
+) -> dict[str, Any]:
+    """Subject, message and figures of a failed batch."""
+    figures = {
+        "batch_id": batch_id,
+        "outcome": "failed",
+        "reason": reason,
+        "job_name": job_name,
+        "released": released,
+        "parked": parked,
+        "discarded_labels": discarded_labels,
+    }
+    message = "\n".join([
+        f"Batch {batch_id} failed: {reason}",
+        f"Photos back to pending: {released}; parked after too many attempts: {parked}; "
+        f"labels of this run discarded: {discarded_labels}.",
+        "",
+        json.dumps(figures, indent=1, default=str),
+    ])
+    return {"subject": f"[{project}] batch {batch_id} FAILED"[:_SUBJECT_MAX], "message": message, "figures": figures}

@@ -1,0 +1,66 @@
+"""Prepare-job Lambda: the batch's input manifest and complete CreateLabelingJob request (or the review job's).
+
+Event ``{"batch_id", "photo_count", "kind", "attempt"}`` (the execution input) -> ``{"exists", "job_name", "kind",
+"photo_count", "manifest_uri", "initial_model_arn", "request", "poll_seconds", "review_enabled"}``.
+Event ``{"stage": "review", "batch_id", "manifest_uri"}`` -> ``{"job_name", "manifest_uri", "request"}``.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+import boto3
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from fieldlabel.common.clock import iso, utc_now
+from fieldlabel.common.observability import logger, metrics, tracer
+from fieldlabel.labeling.groundtruth.backend import GroundTruthBackend
+from fieldlabel.labeling.prepare import Tables, prepare_labeling_job, prepare_review_job
+from fieldlabel.labeling.settings import WorkflowEnv
+
+
+@functools.cache
+def _env() -> WorkflowEnv:
+    env = WorkflowEnv.from_env()
+    env.require("photos_table", "batches_table", "artifacts_bucket")
+    return env
+
+
+@functools.cache
+def _backend() -> GroundTruthBackend:
+    return _env().backend()
+
+
+@functools.cache
+def _clients() -> tuple[Any, Any, Any]:
+    return boto3.client("dynamodb"), boto3.client("s3"), boto3.client("sagemaker")
+
+
+@logger.inject_lambda_context(log_event=True)
+@tracer.capture_lambda_handler
+@metrics.log_metrics
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    """See the module docstring."""
+    env = _env()
+    dynamodb, s3, sagemaker = _clients()
+    tables = Tables(env.photos_table, env.batches_table, env.artifacts_bucket)
+    batch_id = event["batch_id"]
+    logger.append_keys(batch_id=batch_id)
+    if event.get("stage") == "review":
+        prepared = prepare_review_job(dynamodb=dynamodb, backend=_backend(), tables=tables, batch_id=batch_id,
+                                      manifest_uri=event["manifest_uri"], now_iso=iso(utc_now()))
+        logger.info("review job prepared", extra={"job_name": prepared["job_name"]})
+        return prepared
+    prepared = prepare_labeling_job(
+        dynamodb=dynamodb, s3=s3, sagemaker=sagemaker, backend=_backend(), tables=tables, batch_id=batch_id,
+        automated_enabled=env.automated_enabled, now_iso=iso(utc_now()),
+    )
+    prepared["poll_seconds"] = env.poll_seconds
+    prepared["review_enabled"] = env.review_enabled
+    if prepared["exists"]:
+        logger.warning("labeling job already exists; adopting it", extra={"job_name": prepared["job_name"]})
+    else:
+        metrics.add_metric(name="PhotosSentToLabeling", unit=MetricUnit.Count, value=prepared["photo_count"])
+        logger.info("labeling job prepared", extra={k: prepared[k] for k in ("job_name", "kind", "photo_count")})
+    return prepared

@@ -1,0 +1,501 @@
+"""The labeling workflow: a Standard state machine that runs each batch through Ground Truth and publishes a dataset.
+
+Prepare the job -> run it (``createLabelingJob.sync``, or adopt a job that already exists) -> record the labels ->
+expert review (select, run a custom review job, apply) -> publish an immutable dataset version -> notify.
+Every failure ends in "Release the batch's photos" (photos back to pending, batch FAILED) and a notification.
+See docs/workflow.md for the states and contracts, docs/decisions.md for the IAM of the ``.sync`` integration.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+from aws_cdk import ArnFormat, Duration, RemovalPolicy, Stack
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_logs as logs
+from aws_cdk import aws_sns as sns
+from aws_cdk import aws_stepfunctions as sfn
+from aws_cdk import aws_stepfunctions_tasks as tasks
+from constructs import Construct
+
+from stacks import grants
+from stacks.config import AppConfig
+from stacks.labeling_assets import LabelingAssets
+from stacks.labeling_role import JOB_INPUT_PREFIX, JOB_OUTPUT_PREFIX, GroundTruthExecutionRole
+from stacks.lambda_code import LambdaKit, retention_days
+from stacks.nag import BASIC_EXECUTION_POLICY, ack, ack_wildcards, arn_token
+from stacks.storage_refs import StorageRefs
+
+# Ground Truth fails a job after 30 days (facts §7); a state that outlives that by a day means something is wrong,
+# and a state timeout (unlike the execution timeout) can still be caught to stop the job and release the batch.
+JOB_STATE_TIMEOUT = Duration.days(31)
+# Labeling job + review job + the Lambda steps, with room to spare; Standard workflows allow a year.
+EXECUTION_TIMEOUT = Duration.days(65)
+DEFAULT_POLL_SECONDS = 300
+
+CREATE_LABELING_JOB_SYNC = "arn:aws:states:::sagemaker:createLabelingJob.sync"
+# Top-level CreateLabelingJob fields the prepare Lambda returns. JSONPath optimized integrations take no
+# "Parameters.$", so each field is passed on by its own path; automated jobs add LabelingJobAlgorithmsConfig.
+_COMMON_REQUEST_FIELDS = ("LabelingJobName", "LabelAttributeName", "InputConfig", "OutputConfig", "RoleArn",
+                          "LabelCategoryConfigS3Uri", "StoppingConditions", "HumanTaskConfig", "Tags")
+_AUTOMATED_REQUEST_FIELDS = (*_COMMON_REQUEST_FIELDS, "LabelingJobAlgorithmsConfig")
+
+# Lambda and service errors worth retrying: throttling and transient faults. Everything else goes to a Catch.
+_LAMBDA_TRANSIENT = ["Lambda.ServiceException", "Lambda.AWSLambdaException", "Lambda.SdkClientException",
+                     "Lambda.TooManyRequestsException", "Lambda.ClientExecutionTimeoutException"]
+_DOMAIN_TRANSIENT = ["ThrottlingException", "ProvisionedThroughputExceededException", "RequestLimitExceeded",
+                     "TransactionConflictException", "InternalServerError", "SlowDown"]
+# The optimized SageMaker integration reports service errors as SageMaker.AmazonSageMakerException; the named
+# ones are what the SDK integration reports. A job that ran and failed is States.TaskFailed and is not retried.
+_SAGEMAKER_TRANSIENT = ["SageMaker.AmazonSageMakerException", "SageMaker.ThrottlingException",
+                        "SageMaker.ResourceLimitExceeded", "SageMaker.ResourceLimitExceededException"]
+
+
+@dataclass(frozen=True)
+class WorkflowFunctions:
+    """The workflow's own Lambdas and the review stage's."""
+
+    prepare: lambda_.Function
+    process: lambda_.Function
+    publish: lambda_.Function
+    fail: lambda_.Function
+    select_review: lambda_.Function
+    apply_review: lambda_.Function
+    pre_annotation: lambda_.Function
+    post_annotation: lambda_.Function
+
+
+class LabelingWorkflow(Construct):
+    """The state machine, its Lambdas (workflow and review stage) and the notification topic.
+
+    Exposes ``state_machine``, ``topic`` (batch summaries, for the monitoring stack), ``functions`` and
+    ``log_group``.
+    """
+
+    def __init__(
+        self,
+        scope: Construct,
+        id_: str,
+        *,
+        config: AppConfig,
+        kit: LambdaKit,
+        storage: StorageRefs,
+        assets: LabelingAssets,
+        gt_role: GroundTruthExecutionRole,
+        taxonomists_workteam_arn: str,
+        reviewers_workteam_arn: str,
+    ) -> None:
+        super().__init__(scope, id_)
+        stack = Stack.of(self)
+        self._config = config
+        removal = RemovalPolicy.RETAIN if config.removal_retain else RemovalPolicy.DESTROY
+        project = config.project
+
+        self.topic = sns.Topic(
+            self, "BatchSummaries", display_name=f"{project} labeling batches", master_key=storage.key,
+            enforce_ssl=True,
+        )
+
+        labeling_job_arn = stack.format_arn(service="sagemaker", resource="labeling-job", resource_name=f"{project}-*")
+        self.functions = self._functions(kit, storage, assets, gt_role, taxonomists_workteam_arn,
+                                         reviewers_workteam_arn, labeling_job_arn)
+        gt_role.allow_invoke(self.functions.pre_annotation, self.functions.post_annotation)
+
+        self.log_group = logs.LogGroup(
+            self, "ExecutionLogs", retention=retention_days(config.retention.log_retention_days),
+            removal_policy=removal,
+        )
+        self.state_machine = sfn.StateMachine(
+            self,
+            "StateMachine",
+            state_machine_type=sfn.StateMachineType.STANDARD,
+            comment=f"{project}: label a batch with Ground Truth, review it, publish a dataset version",
+            definition_body=sfn.DefinitionBody.from_chainable(self._definition()),
+            timeout=EXECUTION_TIMEOUT,
+            tracing_enabled=True,
+            logs=sfn.LogOptions(destination=self.log_group, level=sfn.LogLevel.ALL, include_execution_data=True),
+        )
+        self._state_machine_permissions(stack, storage, gt_role, labeling_job_arn)
+        self._acknowledge(stack, storage, labeling_job_arn)
+
+    # ------------------------------------------------------------------------------------------------- functions
+
+    def _functions(
+        self, kit: LambdaKit, storage: StorageRefs, assets: LabelingAssets, gt_role: GroundTruthExecutionRole,
+        taxonomists_workteam_arn: str, reviewers_workteam_arn: str, labeling_job_arn: str,
+    ) -> WorkflowFunctions:
+        config = self._config
+        names = storage.names
+        tables = {"PHOTOS_TABLE": names.photos_table, "BATCHES_TABLE": names.batches_table,
+                  "ARTIFACTS_BUCKET": names.artifacts_bucket}
+        job_settings = {
+            "workers_per_photo": config.labeling.workers_per_photo,
+            "task_time_limit_seconds": config.labeling.task_time_limit_seconds,
+            "task_availability_seconds": config.labeling.task_availability_days * 86_400,
+            "max_concurrent_tasks": config.labeling.max_concurrent_tasks,
+            "task_title": config.labeling.task_title,
+            "task_description": config.labeling.task_description,
+            "review_enabled": config.review.enabled,
+            "reviewers_per_photo": config.review.reviewers_per_photo,
+            "review_task_time_limit_seconds": config.review.task_time_limit_seconds,
+        }
+        uris = assets.uris
+        common = {
+            **tables,
+            "CONFIG_JSON": config.runtime_json(),
+            "JOB_SETTINGS_JSON": json.dumps(job_settings, separators=(",", ":")),
+            "MAX_ATTEMPTS": str(config.labeling.max_attempts),
+        }
+        job_env = {
+            **common,
+            "GT_ROLE_ARN": gt_role.role.role_arn,
+            "WORKTEAM_ARN": taxonomists_workteam_arn,
+            "REVIEW_WORKTEAM_ARN": reviewers_workteam_arn,
+            "LABEL_CATEGORIES_URI": uris["label-categories.json"],
+            "UI_TEMPLATE_URI": uris.get("image-classification.liquid.html", ""),
+            "REVIEW_TEMPLATE_URI": uris.get("expert-review.liquid.html", ""),
+            "KMS_KEY_ARN": storage.key.key_arn,
+            "POLL_SECONDS": str(DEFAULT_POLL_SECONDS),
+        }
+        review_env = {
+            "UNKNOWN_LABEL": config.taxonomy.unknown_label,
+            "AUDIT_SAMPLE_RATE": str(config.review.audit_sample_rate),
+            "LOW_CONFIDENCE_THRESHOLD": str(config.review.low_confidence_threshold),
+            "ADJUDICATION_THRESHOLD": str(config.review.adjudication_threshold),
+        }
+        minutes = Duration.minutes
+
+        prepare = kit.function(self, "PrepareJob", handler_dir="prepare_job", timeout=minutes(15), memory_size=1024,
+                               description="Writes a batch's input manifest and builds its labeling-job request",
+                               environment=job_env)
+        process = kit.function(self, "ProcessOutput", handler_dir="process_output", timeout=minutes(15),
+                               memory_size=1024, description="Records a finished labeling job's labels",
+                               environment=job_env)
+        publish = kit.function(self, "PublishDataset", handler_dir="publish_dataset", timeout=minutes(15),
+                               memory_size=1024, description="Writes a batch's immutable dataset version",
+                               environment=job_env)
+        fail = kit.function(self, "FailBatch", handler_dir="fail_batch", timeout=minutes(15), memory_size=512,
+                            description="Releases a failed batch's photos and marks the batch failed",
+                            environment=common)
+        select_review = kit.function(
+            self, "SelectReview", handler_dir="select_review", timeout=minutes(15), memory_size=1024,
+            description="Picks a labeled batch's photos for expert review",
+            environment={"PHOTOS_TABLE": names.photos_table, "ARTIFACTS_BUCKET": names.artifacts_bucket, **review_env})
+        apply_review = kit.function(
+            self, "ApplyReview", handler_dir="apply_review", timeout=minutes(15), memory_size=1024,
+            description="Applies a finished review job to the registry",
+            environment={"PHOTOS_TABLE": names.photos_table, "REVIEWERS_TABLE": names.reviewers_table,
+                         "ARTIFACTS_BUCKET": names.artifacts_bucket, **review_env})
+        pre_annotation = kit.function(
+            self, "ReviewPreAnnotation", handler_dir="pre_annotation", timeout=Duration.seconds(60), memory_size=512,
+            description="Ground Truth pre-annotation of the expert-review job",
+            environment={"TAXONOMY_S3_URI": uris["taxonomy.json"], "PHOTOS_TABLE": names.photos_table})
+        post_annotation = kit.function(
+            self, "ReviewPostAnnotation", handler_dir="post_annotation", timeout=minutes(5), memory_size=1024,
+            description="Ground Truth consolidation of the expert-review job",
+            environment={"REVIEWERS_TABLE": names.reviewers_table, "ARTIFACTS_BUCKET": names.artifacts_bucket,
+                         **review_env})
+
+        art, photos, batches, reviewers = (storage.artifacts_bucket, storage.photos_table, storage.batches_table,
+                                           storage.reviewers_table)
+        describe_job = iam.PolicyStatement(actions=["sagemaker:DescribeLabelingJob"], resources=[labeling_job_arn])
+        # prepare: reads the batch, writes its manifest, looks up an existing job.
+        grants.ddb(prepare, photos)
+        grants.ddb(prepare, batches, write=True, indexes=False)
+        grants.s3_write(prepare, art, JOB_INPUT_PREFIX)
+        grants.kms_use(prepare, storage.key)
+        prepare.add_to_role_policy(describe_job)
+        # process: reads the job output, labels photos, releases unlabeled ones (intake's release_batch).
+        grants.ddb(process, photos, write=True)
+        grants.ddb(process, batches, write=True, indexes=False)
+        grants.s3_read(process, art, JOB_OUTPUT_PREFIX)
+        grants.kms_use(process, storage.key, encrypt=False)
+        # publish: reads labeled photos and the assets (for their hashes), writes the dataset version.
+        grants.ddb(publish, photos)
+        grants.ddb(publish, batches, write=True, indexes=False)
+        grants.s3_read(publish, art, "datasets/")
+        grants.s3_write(publish, art, "datasets/")
+        grants.kms_use(publish, storage.key)
+        assets.grant_read(publish)
+        # fail: releases the batch's photos and marks the batch failed.
+        grants.ddb(fail, photos, write=True)
+        grants.ddb(fail, batches, write=True, indexes=False)
+        grants.kms_use(fail, storage.key)
+        # Review stage, per docs/review.md "IAM".
+        grants.ddb(select_review, photos)
+        grants.s3_write(select_review, art, JOB_INPUT_PREFIX)
+        grants.kms_use(select_review, storage.key)
+        grants.s3_read(post_annotation, art, JOB_OUTPUT_PREFIX, JOB_INPUT_PREFIX)
+        grants.s3_write(post_annotation, art, "review-answers/")
+        grants.ddb(post_annotation, reviewers, indexes=False)
+        grants.kms_use(post_annotation, storage.key)
+        post_annotation.add_to_role_policy(describe_job)
+        grants.s3_read(apply_review, art, JOB_OUTPUT_PREFIX, "review-answers/", "config/", list_bucket=True)
+        grants.ddb(apply_review, photos, write=True, indexes=False)
+        grants.ddb(apply_review, reviewers, write=True, indexes=False)
+        grants.kms_use(apply_review, storage.key, encrypt=False)
+        assets.grant_read(pre_annotation)
+        grants.ddb(pre_annotation, photos, indexes=False)
+        grants.kms_use(pre_annotation, storage.key, encrypt=False)
+        return WorkflowFunctions(prepare, process, publish, fail, select_review, apply_review, pre_annotation,
+                                 post_annotation)
+
+    # ------------------------------------------------------------------------------------------------ definition
+
+    def _invoke(self, state_name: str, fn: lambda_.IFunction, payload: sfn.TaskInput, result_path: str,
+                ) -> tasks.LambdaInvoke:
+        task = tasks.LambdaInvoke(self, state_name, lambda_function=fn, payload=payload, result_path=result_path,
+                                  payload_response_only=True, retry_on_service_exceptions=False)
+        task.add_retry(errors=_LAMBDA_TRANSIENT, interval=Duration.seconds(2), backoff_rate=2, max_attempts=6)
+        task.add_retry(errors=_DOMAIN_TRANSIENT, interval=Duration.seconds(5), backoff_rate=2, max_attempts=5)
+        return task
+
+    def _run_job(self, state_name: str, request_path: str, fields: tuple[str, ...], result_path: str,
+                 ) -> sfn.CustomState:
+        state = sfn.CustomState(self, state_name, state_json={
+            "Type": "Task",
+            "Resource": CREATE_LABELING_JOB_SYNC,
+            "Parameters": {f"{f}.$": f"{request_path}.{f}" for f in fields},
+            "ResultPath": result_path,
+            "TimeoutSeconds": int(JOB_STATE_TIMEOUT.to_seconds()),
+        })
+        state.add_retry(errors=_SAGEMAKER_TRANSIENT, interval=Duration.seconds(30), backoff_rate=2, max_attempts=4)
+        return state
+
+    def _describe(self, state_name: str, job_name_path: str, result_path: str) -> tasks.CallAwsService:
+        task = tasks.CallAwsService(
+            self, state_name, service="sagemaker", action="describeLabelingJob",
+            iam_action="sagemaker:DescribeLabelingJob", iam_resources=[self._labeling_job_arn()],
+            parameters={"LabelingJobName": sfn.JsonPath.string_at(job_name_path)}, result_path=result_path,
+        )
+        task.add_retry(errors=["SageMaker.ThrottlingException", "SageMaker.SageMakerException"],
+                       interval=Duration.seconds(10), backoff_rate=2, max_attempts=5)
+        return task
+
+    def _stop(self, state_name: str, job_name_path: str) -> tasks.CallAwsService:
+        task = tasks.CallAwsService(
+            self, state_name, service="sagemaker", action="stopLabelingJob",
+            iam_action="sagemaker:StopLabelingJob", iam_resources=[self._labeling_job_arn()],
+            parameters={"LabelingJobName": sfn.JsonPath.string_at(job_name_path)}, result_path=sfn.JsonPath.DISCARD,
+        )
+        task.add_retry(errors=["SageMaker.ThrottlingException"], interval=Duration.seconds(10), max_attempts=3)
+        return task
+
+    def _labeling_job_arn(self) -> str:
+        return Stack.of(self).format_arn(service="sagemaker", resource="labeling-job",
+                                         resource_name=f"{self._config.project}-*")
+
+    def _definition(self) -> sfn.IChainable:
+        f = self.functions
+        fail_chain = self._failure_chain()
+
+        prepare = self._invoke("Prepare the labeling job", f.prepare, sfn.TaskInput.from_json_path_at("$"),
+                               "$.prepared")
+        prepare.add_catch(fail_chain, errors=["States.ALL"], result_path="$.error")
+
+        run_automated = self._run_job("Run the automated labeling job", "$.prepared.request",
+                                      _AUTOMATED_REQUEST_FIELDS, "$.job")
+        run_human = self._run_job("Run the human labeling job", "$.prepared.request", _COMMON_REQUEST_FIELDS,
+                                  "$.job")
+        look_up = self._describe("Look up the labeling job", "$.prepared.job_name", "$.job")
+        look_up.add_catch(fail_chain, errors=["States.ALL"], result_path="$.lookup_error")
+        wait = sfn.Wait(self, "Wait for the labeling job",
+                        time=sfn.WaitTime.seconds_path("$.prepared.poll_seconds"))
+        stop_job = self._stop("Stop the labeling job that ran too long", "$.prepared.job_name")
+        stop_job.add_catch(fail_chain, errors=["States.ALL"], result_path="$.stop_error")
+        stop_job.next(fail_chain)
+        for run in (run_automated, run_human):
+            run.add_catch(stop_job, errors=["States.Timeout"], result_path="$.error")
+            # Anything else (a failed job, or an error after the job was created): look at the job before giving
+            # up, so a job that is in fact still running is waited for instead of abandoned.
+            run.add_catch(look_up, errors=["States.ALL"], result_path="$.error")
+
+        record = self._invoke("Record the labels", f.process, sfn.TaskInput.from_object({
+            "batch_id": sfn.JsonPath.string_at("$.batch_id"),
+            "kind": sfn.JsonPath.string_at("$.prepared.kind"),
+            "job": sfn.JsonPath.object_at("$.job"),
+        }), "$.labeling")
+        record.add_catch(fail_chain, errors=["States.ALL"], result_path="$.error")
+
+        job_state = (
+            sfn.Choice(self, "Has the labeling job finished?")
+            .when(sfn.Condition.string_equals("$.job.LabelingJobStatus", "Completed"), record)
+            .when(sfn.Condition.or_(*(sfn.Condition.string_equals("$.job.LabelingJobStatus", s)
+                                      for s in ("Initializing", "InProgress", "Stopping"))), wait)
+            .otherwise(fail_chain)
+        )
+        look_up.next(job_state)
+        wait.next(look_up)
+        run_automated.next(record)
+        run_human.next(record)
+
+        start_job = (
+            sfn.Choice(self, "Does the batch already have a labeling job?")
+            .when(sfn.Condition.boolean_equals("$.prepared.exists", True), look_up)
+            .when(sfn.Condition.string_equals("$.prepared.kind", "automated"), run_automated)
+            .otherwise(run_human)
+        )
+
+        publish_and_notify = self._publish_chain(fail_chain)
+        record.next(self._review_stage(publish_and_notify))
+        return prepare.next(start_job)
+
+    def _review_stage(self, publish: sfn.IChainable) -> sfn.IChainable:
+        f = self.functions
+
+        def skipped(name: str, reason: str, *, with_error: str | None = None) -> sfn.Pass:
+            params: dict[str, object] = {"skipped": reason}
+            if with_error:
+                params["error"] = sfn.JsonPath.object_at(with_error)
+            return sfn.Pass(self, name, parameters=params, result_path="$.review").next(publish)
+
+        review_failed = skipped("Note that the review did not finish", "review failed",
+                                with_error="$.review_error")
+        select = self._invoke("Select photos for expert review", f.select_review, sfn.TaskInput.from_object({
+            "batch_id": sfn.JsonPath.string_at("$.batch_id"),
+        }), "$.review_selection")
+        select.add_catch(review_failed, errors=["States.ALL"], result_path="$.review_error")
+        prepare_review = self._invoke("Prepare the review job", f.prepare, sfn.TaskInput.from_object({
+            "stage": "review",
+            "batch_id": sfn.JsonPath.string_at("$.batch_id"),
+            "manifest_uri": sfn.JsonPath.string_at("$.review_selection.manifest_uri"),
+        }), "$.review_prepared")
+        prepare_review.add_catch(review_failed, errors=["States.ALL"], result_path="$.review_error")
+        run_review = self._run_job("Run the expert review job", "$.review_prepared.request", _COMMON_REQUEST_FIELDS,
+                                   "$.review_job")
+        stop_review = self._stop("Stop the review job that ran too long", "$.review_prepared.job_name")
+        stop_review.add_catch(review_failed, errors=["States.ALL"], result_path="$.stop_error")
+        stop_review.next(review_failed)
+        run_review.add_catch(stop_review, errors=["States.Timeout"], result_path="$.review_error")
+        run_review.add_catch(review_failed, errors=["States.ALL"], result_path="$.review_error")
+        apply = self._invoke("Apply the expert review", f.apply_review, sfn.TaskInput.from_object({
+            "batch_id": sfn.JsonPath.string_at("$.batch_id"),
+            "output_manifest_uri": sfn.JsonPath.string_at("$.review_job.LabelingJobOutput.OutputDatasetS3Uri"),
+            "job_name": sfn.JsonPath.string_at("$.review_job.LabelingJobName"),
+        }), "$.review")
+        apply.add_catch(review_failed, errors=["States.ALL"], result_path="$.review_error")
+        apply.next(publish)
+
+        anything = (
+            sfn.Choice(self, "Is there anything to review?")
+            .when(sfn.Condition.number_greater_than("$.review_selection.review_count", 0),
+                  prepare_review.next(run_review).next(apply))
+            .otherwise(skipped("Note that nothing needed review", "nothing to review"))
+        )
+        select.next(anything)
+        return (
+            sfn.Choice(self, "Is expert review enabled?")
+            .when(sfn.Condition.boolean_equals("$.prepared.review_enabled", True), select)
+            .otherwise(skipped("Note that review is disabled", "review disabled"))
+        )
+
+    def _publish_chain(self, fail_chain: sfn.IChainable) -> sfn.IChainable:
+        publish = self._invoke("Publish the dataset version", self.functions.publish, sfn.TaskInput.from_object({
+            "batch_id": sfn.JsonPath.string_at("$.batch_id"),
+            "labeling": sfn.JsonPath.object_at("$.labeling"),
+            "review": sfn.JsonPath.object_at("$.review"),
+        }), "$.published")
+        publish.add_catch(fail_chain, errors=["States.ALL"], result_path="$.error")
+        done = sfn.Succeed(self, "The dataset is published")
+        notify = tasks.SnsPublish(
+            self, "Tell the team the dataset is published", topic=self.topic,
+            subject=sfn.JsonPath.string_at("$.published.subject"),
+            message=sfn.TaskInput.from_json_path_at("$.published.message"), result_path=sfn.JsonPath.DISCARD,
+        )
+        notify.add_retry(errors=["SNS.ThrottledException", "SNS.InternalErrorException", "SNS.KMSThrottlingException"],
+                         interval=Duration.seconds(5), backoff_rate=2, max_attempts=5)
+        # The dataset is out; a lost notification must not turn a published batch into a failed one.
+        notify.add_catch(done, errors=["States.ALL"], result_path="$.notify_error")
+        return publish.next(notify).next(done)
+
+    def _failure_chain(self) -> sfn.IChainable:
+        failed = sfn.Fail(self, "The batch failed", error="BatchFailed",
+                          cause="The batch's photos went back to the pending pool; see the notification")
+        release = self._invoke("Release the batch's photos", self.functions.fail, sfn.TaskInput.from_json_path_at("$"),
+                               "$.failed")
+        notify = tasks.SnsPublish(
+            self, "Tell the team the batch failed", topic=self.topic,
+            subject=sfn.JsonPath.string_at("$.failed.subject"),
+            message=sfn.TaskInput.from_json_path_at("$.failed.message"), result_path=sfn.JsonPath.DISCARD,
+        )
+        notify.add_retry(errors=["SNS.ThrottledException", "SNS.InternalErrorException", "SNS.KMSThrottlingException"],
+                         interval=Duration.seconds(5), backoff_rate=2, max_attempts=5)
+        notify.add_catch(failed, errors=["States.ALL"], result_path="$.notify_error")
+        # If even the release fails, say so with everything known, so an operator can release by hand.
+        alarm = tasks.SnsPublish(
+            self, "Tell the team the photos could not be released", topic=self.topic,
+            subject=sfn.JsonPath.format("[{}] batch {} FAILED, photos NOT released", self._config.project,
+                                        sfn.JsonPath.string_at("$.batch_id")),
+            message=sfn.TaskInput.from_text(sfn.JsonPath.json_to_string(sfn.JsonPath.object_at("$"))),
+            result_path=sfn.JsonPath.DISCARD,
+        )
+        alarm.add_catch(failed, errors=["States.ALL"], result_path="$.notify_error")
+        alarm.next(failed)
+        release.add_catch(alarm, errors=["States.ALL"], result_path="$.release_error")
+        return release.next(notify).next(failed)
+
+    # ------------------------------------------------------------------------------------------------------- IAM
+
+    def _state_machine_permissions(self, stack: Stack, storage: StorageRefs, gt_role: GroundTruthExecutionRole,
+                                   labeling_job_arn: str) -> None:
+        """Exactly what ``createLabelingJob.sync`` needs (docs/decisions.md); CustomState generates no IAM."""
+        sm = self.state_machine
+        sm.add_to_role_policy(iam.PolicyStatement(
+            actions=["sagemaker:CreateLabelingJob", "sagemaker:DescribeLabelingJob", "sagemaker:StopLabelingJob",
+                     "sagemaker:AddTags", "sagemaker:ListTags"],
+            resources=[labeling_job_arn],
+        ))
+        sm.add_to_role_policy(iam.PolicyStatement(
+            actions=["iam:PassRole"], resources=[gt_role.role.role_arn],
+            conditions={"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}},
+        ))
+        sm.add_to_role_policy(iam.PolicyStatement(
+            actions=["events:PutTargets", "events:PutRule", "events:DescribeRule"],
+            resources=[self._sync_rule_arn(stack)],
+        ))
+        # The topic is encrypted with the data key; publishing needs the key.
+        sm.add_to_role_policy(iam.PolicyStatement(actions=["kms:GenerateDataKey", "kms:Decrypt"],
+                                                  resources=[storage.key.key_arn]))
+
+    @staticmethod
+    def _sync_rule_arn(stack: Stack) -> str:
+        # The managed rule's name for labeling jobs is not documented (facts §7); the prefix covers it and only the
+        # SageMaker rules Step Functions manages.
+        return stack.format_arn(service="events", resource="rule",
+                                resource_name="StepFunctionsGetEventsForSageMaker*",
+                                arn_format=ArnFormat.SLASH_RESOURCE_NAME)
+
+    def _acknowledge(self, stack: Stack, storage: StorageRefs, labeling_job_arn: str) -> None:
+        sm_role = self.state_machine.role
+        ack_wildcards(sm_role, [labeling_job_arn, self._sync_rule_arn(stack)],
+                      "Job names are <project>-<batch id>, made at run time; the .sync integration manages its own "
+                      "EventBridge rule whose labeling-job name is undocumented (docs/decisions.md).")
+        ack_wildcards(sm_role, ["*"], "X-Ray trace segments and CloudWatch Logs log delivery have no resource ARNs.")
+        f = self.functions
+        for fn in (f.prepare, f.process, f.publish, f.fail, f.select_review, f.apply_review):
+            ack_wildcards(sm_role, [f"{arn_token(fn)}:*"],
+                          "Step Functions may invoke any version of the workflow's own function.")
+        bucket = f"arn:{stack.partition}:s3:::{storage.names.artifacts_bucket}"
+        index = f"{storage.photos_table.table_arn}/index/*"
+        per_function: dict[lambda_.Function, list[str]] = {
+            f.prepare: [index, f"{bucket}/jobs/*", labeling_job_arn],
+            f.process: [index, f"{bucket}/gt-output/*"],
+            f.publish: [index, f"{bucket}/datasets/*"],
+            f.fail: [index],
+            f.select_review: [index, f"{bucket}/jobs/*"],
+            f.apply_review: [f"{bucket}/gt-output/*", f"{bucket}/review-answers/*", f"{bucket}/config/*"],
+            f.pre_annotation: [],
+            f.post_annotation: [f"{bucket}/gt-output/*", f"{bucket}/jobs/*", f"{bucket}/review-answers/*",
+                                labeling_job_arn],
+        }
+        for fn, wildcards in per_function.items():
+            role = fn.role
+            assert role is not None
+            ack(role, f"AwsSolutions-IAM4[Policy::{BASIC_EXECUTION_POLICY}]",
+                "The managed basic execution role only lets the function write its own CloudWatch logs.")
+            ack_wildcards(role, ["*"], "X-Ray trace segments (active tracing) have no resource ARN.")
+            ack_wildcards(role, wildcards,
+                          "Batch photos are read through the by_batch index; each prefix holds one kind of per-batch "
+                          "or per-job object whose names are made at run time; job names are <project>-<batch id>.")
