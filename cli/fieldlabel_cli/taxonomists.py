@@ -146,8 +146,8 @@ def _members(cognito: Any, pool_id: str, group: str) -> list[dict[str, Any]]:
 def list_taxonomists(cognito: Any, *, pool_id: str, groups: Groups) -> list[dict[str, Any]]:
     """Members of the taxonomists group, each with ``reviewer`` telling whether they are in the reviewers group.
 
-    Reviewers not in the taxonomists group are listed too (flagged ``taxonomist: false``), since that is a
-    misconfiguration an operator wants to see.
+    Reviewers outside the taxonomists group are listed too (``taxonomist: false``): the Workforce stack's config
+    may name senior reviewers who do not label.
     """
     reviewers = {u["Username"]: u for u in _members(cognito, pool_id, groups.reviewers)}
     taxonomists = {u["Username"]: u for u in _members(cognito, pool_id, groups.taxonomists)}
@@ -174,7 +174,7 @@ def render_table(rows: list[dict[str, Any]]) -> str:
     headers = ["EMAIL", "NAME", "STATUS", "ROLE"]
     table = [
         [r["email"], r["name"], r["status"] + ("" if r["enabled"] else " (disabled)"),
-         ("taxonomist+reviewer" if r["reviewer"] else "taxonomist") if r["taxonomist"] else "reviewer only (!)"]
+         ("taxonomist+reviewer" if r["reviewer"] else "taxonomist") if r["taxonomist"] else "reviewer"]
         for r in rows
     ]
     widths = [max(len(h), *(len(row[i]) for row in table)) for i, h in enumerate(headers)]

@@ -146,7 +146,7 @@ def test_list_shows_roles(pool, cli):
     assert table[1].split() == ["a@x.org", "FORCE_CHANGE_PASSWORD", "taxonomist+reviewer"]
 
 
-def test_list_flags_reviewers_outside_the_taxonomists_group(pool, cli):
+def test_list_includes_reviewers_outside_the_taxonomists_group(pool, cli):
     cognito, pool_id, outputs = pool
     cognito.admin_create_user(UserPoolId=pool_id, Username="odd@x.org",
                               UserAttributes=[{"Name": "email", "Value": "odd@x.org"}])
