@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import boto3
 import pytest
+from botocore.exceptions import ClientError, NoRegionError, ProfileNotFound
+from fieldlabel_cli.errors import translate_aws_error
 from fieldlabel_cli.main import build_parser
 from moto import mock_aws
 
@@ -132,3 +134,17 @@ def test_unreachable_endpoint_is_one_clear_line(tmp_path, files, cli, fast_retri
     r = cli("upload", str(folder), "--bucket", "intake", "--endpoint-url", "http://127.0.0.1:9")
     assert r.code == 1
     assert "cannot reach AWS at http://127.0.0.1:9" in _one_line_error(r)
+
+
+@pytest.mark.parametrize(
+    ("exc", "fragment"),
+    [
+        (NoRegionError(), "no AWS region configured: pass --region"),
+        (ProfileNotFound(profile="field"), "AWS profile not found: field"),
+        (ClientError({"Error": {"Code": "ExpiredToken", "Message": "x"}}, "PutObject"), "invalid or expired"),
+        (ClientError({"Error": {"Code": "SlowDown", "Message": "Please reduce"}}, "PutObject"),
+         "AWS refused PutObject: SlowDown: Please reduce"),
+    ],
+)
+def test_translation_of_other_aws_errors(exc, fragment):
+    assert fragment in translate_aws_error(exc).message

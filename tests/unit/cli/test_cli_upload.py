@@ -266,3 +266,27 @@ def test_read_only_folder_still_uploads_and_warns(s3, tmp_path, files, cli, monk
     assert any("cannot write .fieldlabel-upload.json" in w["message"] for w in r.json()["warnings"])
     again = cli("upload", str(folder), "--bucket", BUCKET, "--json")
     assert again.json()["counts"]["skipped"] == 2 and again.json()["counts"]["uploaded"] == 0
+
+
+def test_upload_to_a_moto_server_through_endpoint_url(tmp_path, files, cli):
+    # The offline demo runs a moto server; --endpoint-url must carry every request there over real HTTP.
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0)
+    server.start()
+    try:
+        host, port = server.get_host_and_port()
+        endpoint = f"http://{host}:{port}"
+        s3 = boto3.client("s3", region_name="us-east-1", endpoint_url=endpoint)
+        s3.create_bucket(Bucket="demo-intake")
+        folder = make_folder(tmp_path, files, 2)
+        files.write(folder / "IMG_0.json", {"site_id": "S1"})
+        outputs = files.write(tmp_path / "demo-outputs.json", {"IntakeBucketName": "demo-intake"})
+
+        r = cli("upload", str(folder), "--outputs", str(outputs), "--endpoint-url", endpoint, "--prefix", "demo")
+
+        assert r.code == 0, r.stderr
+        listed = sorted(o["Key"] for o in s3.list_objects_v2(Bucket="demo-intake")["Contents"])
+        assert listed == ["uploads/demo/IMG_0.jpg", "uploads/demo/IMG_0.json", "uploads/demo/IMG_1.jpg"]
+    finally:
+        server.stop()
