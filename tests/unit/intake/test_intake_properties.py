@@ -109,7 +109,7 @@ def test_intake_and_dispatch_invariants(scenario):
 
         # sidecars: present whatever the arrival order (with one content under two keys, either sidecar may win)
         sites: dict[str, set[str]] = {}
-        for key, data, site in uploads:
+        for _key, data, site in uploads:
             if site is not None:
                 sites.setdefault(f"sha256:{hashlib.sha256(data).hexdigest()}", set()).add(site)
         for pid, photo in photos.items():
