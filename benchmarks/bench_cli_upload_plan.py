@@ -15,9 +15,8 @@ import time
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
-
 from fieldlabel_cli.upload import plan_upload
+from PIL import Image
 
 
 def make_corpus(folder: Path, n: int, width: int, height: int) -> int:
