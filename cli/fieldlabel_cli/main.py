@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
@@ -38,7 +39,7 @@ def _add_global_options(parser: argparse.ArgumentParser, *, suppress: bool) -> N
     On subparsers the defaults are SUPPRESS, so a value given before the subcommand is not overwritten by the
     subparser's default.
     """
-    d = {"default": argparse.SUPPRESS} if suppress else {}
+    d: dict[str, Any] = {"default": argparse.SUPPRESS} if suppress else {}
     aws = parser.add_argument_group("AWS options")
     aws.add_argument("--region", metavar="REGION", help="AWS region (default: from profile/environment)", **d)
     aws.add_argument("--profile", metavar="NAME", help="AWS profile; credentials are resolved by boto3", **d)

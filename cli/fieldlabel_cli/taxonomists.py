@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from botocore.exceptions import ClientError
@@ -162,7 +163,7 @@ def list_taxonomists(cognito: Any, *, pool_id: str, groups: Groups) -> list[dict
             "enabled": bool(user.get("Enabled", True)),
             "taxonomist": username in taxonomists,
             "reviewer": username in reviewers,
-            "created": created.isoformat() if hasattr(created, "isoformat") else str(created or ""),
+            "created": created.isoformat() if isinstance(created, datetime) else str(created or ""),
         })
     return sorted(rows, key=lambda r: r["email"])
 
