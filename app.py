@@ -9,6 +9,7 @@ import aws_cdk as cdk
 from cdk_nag import AwsSolutionsChecks
 
 from stacks.config import AppConfig, ConfigError, load_config
+from stacks.monitoring_stack import MonitoringStack
 from stacks.pipeline_stack import PipelineStack
 from stacks.storage_stack import StorageStack
 from stacks.workforce_stack import WorkforceStack
@@ -38,7 +39,13 @@ def build(app: cdk.App, config: AppConfig | None = None) -> dict[str, cdk.Stack]
         env=env,
         description=f"{prefix}: intake, labeling workflow and expert review",
     )
-    stacks: dict[str, cdk.Stack] = {"storage": storage, "workforce": workforce, "pipeline": pipeline}
+    monitoring = MonitoringStack(
+        app, f"{prefix}-Monitoring", config=config, pipeline=pipeline, env=env,
+        description=f"{prefix}: dashboard, alarms, operations topic, budget",
+    )
+    stacks: dict[str, cdk.Stack] = {
+        "storage": storage, "workforce": workforce, "pipeline": pipeline, "monitoring": monitoring,
+    }
     for stack in stacks.values():
         for key, value in sorted(config.tags.items()):
             cdk.Tags.of(stack).add(key, value)
