@@ -284,6 +284,7 @@ def plan_upload(
     bucket: str | None = None,
     workers: int = 4,
     classify: PhotoClassifier | None = None,
+    progress: Callable[[int], Progress] | None = None,
 ) -> UploadPlan:
     """Decide, locally, what to upload, skip or reject. Sends nothing.
 
@@ -295,6 +296,8 @@ def plan_upload(
         bucket: target bucket, when known, so state entries for another bucket are not trusted.
         workers: threads for hashing/decoding (Pillow releases the GIL while decoding).
         classify: photo classifier; defaults to :func:`classify_photo_bytes` with ``limits``.
+        progress: called with the number of files to check; the Progress it returns counts them (checking a
+            card of camera photos takes minutes: one full decode each).
 
     Raises:
         UsageError: ``folder`` is not a directory.
@@ -331,9 +334,16 @@ def plan_upload(
         e.sha256 = digest
         return e, (classify(data) if e.kind == "photo" else validate_sidecar_bytes(data))
 
-    with cf.ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        for e, verdict in pool.map(check, pending):
-            verdicts[e.rel] = verdict
+    bar = progress(len(pending)) if progress is not None else None
+    try:
+        with cf.ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+            for e, verdict in pool.map(check, pending):
+                verdicts[e.rel] = verdict
+                if bar is not None:
+                    bar.advance(e.size)
+    finally:
+        if bar is not None:
+            bar.close()
 
     photo_stems: set[tuple[str, str]] = set()
     rejected_stems: set[tuple[str, str]] = set()

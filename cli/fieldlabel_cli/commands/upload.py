@@ -78,16 +78,21 @@ def handle(args: argparse.Namespace, ctx: AppContext) -> int:
     limits = Limits(max_bytes=args.max_bytes, max_pixels=args.max_pixels)
     state = UploadState(folder / STATE_FILE)
 
+    def checking(total: int) -> Progress:
+        return Progress(total, stream=ctx.stderr, label="files checked", every=args.progress_every)
+
     if args.dry_run:
         # Nothing is sent, so no bucket is resolved and no credentials are needed.
-        plan = plan_upload(folder, prefix=prefix, limits=limits, state=state, workers=args.workers)
+        plan = plan_upload(folder, prefix=prefix, limits=limits, state=state, workers=args.workers,
+                           progress=checking)
         summary = dry_run_summary(plan, bucket=None)
     else:
         bucket = ctx.resolver.get("IntakeBucketName")
         s3 = ctx.client("s3", max_pool_connections=args.workers + 4)
         check_bucket(s3, bucket)
-        plan = plan_upload(folder, prefix=prefix, limits=limits, state=state, bucket=bucket, workers=args.workers)
-        progress = Progress(len(plan.to_upload), stream=ctx.stderr, every=args.progress_every)
+        plan = plan_upload(folder, prefix=prefix, limits=limits, state=state, bucket=bucket, workers=args.workers,
+                           progress=checking)
+        progress = Progress(len(plan.to_upload), stream=ctx.stderr, label="files sent", every=args.progress_every)
         summary = execute_upload(plan, s3=s3, bucket=bucket, state=state, workers=args.workers, progress=progress)
     ctx.emit(summary.to_dict(), summary.render)
     if summary.failed or (args.strict and summary.rejected):

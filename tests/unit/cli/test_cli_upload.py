@@ -197,9 +197,10 @@ def test_non_interactive_progress_has_no_carriage_returns(s3, tmp_path, files, c
     # Then progress is plain lines, never a carriage return
     assert r.code == 0
     assert "\r" not in r.stderr and "\r" not in r.stdout
+    # both phases report: checking the photos, then sending them
     lines = r.stderr.splitlines()
-    assert len(lines) == 2
-    assert lines[0].startswith("2/5 files") and lines[1].startswith("4/5 files")
+    assert [line.split(" (")[0] for line in lines] == [
+        "2/5 files checked", "4/5 files checked", "2/5 files sent", "4/5 files sent"]
     assert "Uploaded 5 file(s)" in r.stdout
 
 
@@ -207,9 +208,9 @@ def test_interactive_progress_redraws_one_line(s3, tmp_path, files, cli):
     folder = make_folder(tmp_path, files, 3)
     r = cli("upload", str(folder), "--bucket", BUCKET, stderr_tty=True)
     assert r.code == 0
-    assert r.stderr.count("\r") >= 1
+    assert r.stderr.count("\r") >= 2
     assert r.stderr.endswith("\n")
-    assert "3/3 files" in r.stderr
+    assert "3/3 files checked" in r.stderr and "3/3 files sent" in r.stderr
 
 
 def test_failed_file_is_reported_and_retried_on_the_next_run(s3, tmp_path, files, cli, aws_calls):
