@@ -102,6 +102,7 @@ class LabelingWorkflow(Construct):
         self.functions = self._functions(kit, storage, assets, gt_role, taxonomists_workteam_arn,
                                          reviewers_workteam_arn, labeling_job_arn)
         gt_role.allow_invoke(self.functions.pre_annotation, self.functions.post_annotation)
+        self._gt_role_arn = gt_role.role.role_arn
 
         self.log_group = logs.LogGroup(
             self, "ExecutionLogs", retention=retention_days(config.retention.log_retention_days),
@@ -167,6 +168,19 @@ class LabelingWorkflow(Construct):
         }
         minutes = Duration.minutes
 
+        pre_annotation = kit.function(
+            self, "ReviewPreAnnotation", handler_dir="pre_annotation", timeout=Duration.seconds(60), memory_size=512,
+            description="Ground Truth pre-annotation of the expert-review job",
+            environment={"TAXONOMY_S3_URI": uris["taxonomy.json"], "PHOTOS_TABLE": names.photos_table})
+        post_annotation = kit.function(
+            self, "ReviewPostAnnotation", handler_dir="post_annotation", timeout=minutes(5), memory_size=1024,
+            description="Ground Truth consolidation of the expert-review job",
+            environment={"REVIEWERS_TABLE": names.reviewers_table, "ARTIFACTS_BUCKET": names.artifacts_bucket,
+                         **review_env})
+
+        # The review job's request names our own annotation functions.
+        job_env["PRE_ANNOTATION_ARN"] = pre_annotation.function_arn
+        job_env["POST_ANNOTATION_ARN"] = post_annotation.function_arn
         prepare = kit.function(self, "PrepareJob", handler_dir="prepare_job", timeout=minutes(15), memory_size=1024,
                                description="Writes a batch's input manifest and builds its labeling-job request",
                                environment=job_env)
@@ -188,16 +202,6 @@ class LabelingWorkflow(Construct):
             description="Applies a finished review job to the registry",
             environment={"PHOTOS_TABLE": names.photos_table, "REVIEWERS_TABLE": names.reviewers_table,
                          "ARTIFACTS_BUCKET": names.artifacts_bucket, **review_env})
-        pre_annotation = kit.function(
-            self, "ReviewPreAnnotation", handler_dir="pre_annotation", timeout=Duration.seconds(60), memory_size=512,
-            description="Ground Truth pre-annotation of the expert-review job",
-            environment={"TAXONOMY_S3_URI": uris["taxonomy.json"], "PHOTOS_TABLE": names.photos_table})
-        post_annotation = kit.function(
-            self, "ReviewPostAnnotation", handler_dir="post_annotation", timeout=minutes(5), memory_size=1024,
-            description="Ground Truth consolidation of the expert-review job",
-            environment={"REVIEWERS_TABLE": names.reviewers_table, "ARTIFACTS_BUCKET": names.artifacts_bucket,
-                         **review_env})
-
         art, photos, batches, reviewers = (storage.artifacts_bucket, storage.photos_table, storage.batches_table,
                                            storage.reviewers_table)
         describe_job = iam.PolicyStatement(actions=["sagemaker:DescribeLabelingJob"], resources=[labeling_job_arn])
@@ -244,8 +248,9 @@ class LabelingWorkflow(Construct):
 
     # ------------------------------------------------------------------------------------------------ definition
 
-    def _invoke(self, state_name: str, fn: lambda_.IFunction, payload: sfn.TaskInput, result_path: str,
+    def _invoke(self, state_name: str, fn: lambda_.IFunction, payload: sfn.TaskInput | None, result_path: str,
                 ) -> tasks.LambdaInvoke:
+        """A Lambda step; ``payload`` None passes the whole state (``Parameters: "$"`` is not valid ASL)."""
         task = tasks.LambdaInvoke(self, state_name, lambda_function=fn, payload=payload, result_path=result_path,
                                   payload_response_only=True, retry_on_service_exceptions=False)
         task.add_retry(errors=_LAMBDA_TRANSIENT, interval=Duration.seconds(2), backoff_rate=2, max_attempts=6)
@@ -254,10 +259,15 @@ class LabelingWorkflow(Construct):
 
     def _run_job(self, state_name: str, request_path: str, fields: tuple[str, ...], result_path: str,
                  ) -> sfn.CustomState:
+        # RoleArn is the one field fixed at synth: it is the role the state machine may pass (iam:PassRole), so the
+        # definition names it instead of trusting the request. (moto's ASL grammar also mistakes "RoleArn.$" for
+        # the Credentials field.)
+        parameters: dict[str, object] = {f"{f}.$": f"{request_path}.{f}" for f in fields if f != "RoleArn"}
+        parameters["RoleArn"] = self._gt_role_arn
         state = sfn.CustomState(self, state_name, state_json={
             "Type": "Task",
             "Resource": CREATE_LABELING_JOB_SYNC,
-            "Parameters": {f"{f}.$": f"{request_path}.{f}" for f in fields},
+            "Parameters": parameters,
             "ResultPath": result_path,
             "TimeoutSeconds": int(JOB_STATE_TIMEOUT.to_seconds()),
         })
@@ -291,8 +301,7 @@ class LabelingWorkflow(Construct):
         f = self.functions
         fail_chain = self._failure_chain()
 
-        prepare = self._invoke("Prepare the labeling job", f.prepare, sfn.TaskInput.from_json_path_at("$"),
-                               "$.prepared")
+        prepare = self._invoke("Prepare the labeling job", f.prepare, None, "$.prepared")
         prepare.add_catch(fail_chain, errors=["States.ALL"], result_path="$.error")
 
         run_automated = self._run_job("Run the automated labeling job", "$.prepared.request",
@@ -413,8 +422,7 @@ class LabelingWorkflow(Construct):
     def _failure_chain(self) -> sfn.IChainable:
         failed = sfn.Fail(self, "The batch failed", error="BatchFailed",
                           cause="The batch's photos went back to the pending pool; see the notification")
-        release = self._invoke("Release the batch's photos", self.functions.fail, sfn.TaskInput.from_json_path_at("$"),
-                               "$.failed")
+        release = self._invoke("Release the batch's photos", self.functions.fail, None, "$.failed")
         notify = tasks.SnsPublish(
             self, "Tell the team the batch failed", topic=self.topic,
             subject=sfn.JsonPath.string_at("$.failed.subject"),
