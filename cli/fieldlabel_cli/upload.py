@@ -6,7 +6,8 @@ The work splits in two so that ``--dry-run`` can stop half-way without touching 
   recognise duplicates (same SHA-256 as another photo in the folder) and files the state file says are already up.
 * :func:`execute_upload`: HeadObject each remaining file (size + ``x-amz-meta-sha256`` identical means it is already
   there), then upload in parallel. Sidecars go first so intake finds a photo's metadata when the photo's event
-  arrives. Each success is recorded in the folder's state file, so an interrupted run resumes where it stopped.
+  arrives (intake copes with either order; this way the photo's first registration is complete). Each success is
+  recorded in the folder's state file, so an interrupted run resumes where it stopped.
 
 S3 layout (docs/contracts.md): ``uploads/<prefix>/<relative path>``, sidecars next to their photo.
 """
@@ -347,6 +348,7 @@ def plan_upload(
 
     photo_stems: set[tuple[str, str]] = set()
     rejected_stems: set[tuple[str, str]] = set()
+    duplicate_stems: dict[tuple[str, str], str] = {}
     seen_hashes: dict[str, str] = {}
     for e in entries:
         if e.kind != "photo":
@@ -361,12 +363,13 @@ def plan_upload(
             plan.rejected.append(Rejection(e.rel, verdict.reason, verdict.detail))
             rejected_stems.add(stem)
             continue
-        photo_stems.add(stem)
-        assert e.sha256 is not None
-        if e.sha256 in seen_hashes:
-            plan.duplicates.append((e, seen_hashes[e.sha256]))
+        digest = e.sha256 or ""
+        if digest in seen_hashes:
+            plan.duplicates.append((e, seen_hashes[digest]))
+            duplicate_stems[stem] = seen_hashes[digest]
             continue
-        seen_hashes[e.sha256] = e.rel
+        photo_stems.add(stem)
+        seen_hashes[digest] = e.rel
         (plan.skipped if verdict == "state" else plan.to_upload).append(e)
 
     sidecars: list[FileEntry] = []
@@ -377,7 +380,12 @@ def plan_upload(
         if e.kind == "sidecar":
             stem = (str(PurePosixPath(e.rel).parent), PurePosixPath(e.rel).stem)
             if stem not in photo_stems:
-                why = "its photo was rejected" if stem in rejected_stems else "no photo with the same name next to it"
+                if stem in duplicate_stems:
+                    why = f"its photo is a duplicate of {duplicate_stems[stem]} and is not uploaded"
+                elif stem in rejected_stems:
+                    why = "its photo was rejected"
+                else:
+                    why = "no photo with the same name next to it"
                 plan.rejected.append(Rejection(e.rel, SIDECAR_ORPHAN, why))
                 continue
         if isinstance(verdict, OSError):
@@ -392,7 +400,7 @@ def plan_upload(
             plan.rejected.append(Rejection(e.rel, verdict.reason, "; ".join(verdict.errors)))
             continue
         sidecars.append(e)
-    # Sidecars first: intake reads a photo's sidecar when the photo's object-created event arrives.
+    # Sidecars first, so a photo is registered with its metadata at once (intake also applies late sidecars).
     plan.to_upload = sidecars + plan.to_upload
     plan.rejected.sort(key=lambda r: r.rel)
     return plan

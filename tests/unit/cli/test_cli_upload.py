@@ -141,6 +141,20 @@ def test_duplicate_photos_in_the_folder_are_uploaded_once(s3, tmp_path, files, c
     ]
 
 
+def test_sidecar_of_a_duplicate_photo_is_reported_not_sent(s3, tmp_path, files, cli):
+    # The duplicate photo is not uploaded, so its own metadata would attach to nothing: the scientist must see it.
+    folder = tmp_path / "survey"
+    same = files.jpeg(7)
+    files.write(folder / "a" / "IMG_7.jpg", same)
+    files.write(folder / "b" / "IMG_7.jpg", same)
+    files.write(folder / "b" / "IMG_7.json", {"site_id": "S-other"})
+    r = cli("upload", str(folder), "--bucket", BUCKET, "--json")
+    assert r.code == 0
+    assert keys(s3) == ["uploads/a/IMG_7.jpg"]
+    assert r.json()["rejected"] == [{"path": "b/IMG_7.json", "reason": "sidecar_orphan",
+                                     "detail": "its photo is a duplicate of a/IMG_7.jpg and is not uploaded"}]
+
+
 def test_identical_sidecars_of_different_photos_are_not_treated_as_duplicates(s3, tmp_path, files, cli):
     folder = tmp_path / "survey"
     for i in range(2):
