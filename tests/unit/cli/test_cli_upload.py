@@ -166,7 +166,7 @@ def test_identical_sidecars_of_different_photos_are_not_treated_as_duplicates(s3
 
 
 def test_sidecars_are_uploaded_before_any_photo(s3, tmp_path, files, cli, aws_calls):
-    # Intake reads a photo's sidecar when the photo's event arrives, so the sidecars must already be there.
+    # Sidecars first, so that a photo is registered with its metadata at once.
     folder = tmp_path / "survey"
     for i in range(3):
         files.write(folder / f"IMG_{i}.jpg", files.jpeg(i))
