@@ -9,6 +9,7 @@ by recovery cannot add photos to it. A photo can therefore never end up in two b
 from __future__ import annotations
 
 import json
+import time
 import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -16,6 +17,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from botocore.exceptions import ClientError
+
 from fieldlabel.common.clock import iso, parse_iso
 from fieldlabel.common.ids import new_batch_id
 from fieldlabel.intake.settings import AL_MIN_OBJECTS, DispatchSettings
@@ -482,9 +484,12 @@ def run_dispatch(
     if not acquire_lease(ddb, settings.batches_table, owner, now_epoch, settings.lease_seconds):
         return report
     report.lease = True
+    started = time.monotonic()
 
     def renew() -> None:
-        acquire_lease(ddb, settings.batches_table, owner, now_epoch, settings.lease_seconds)
+        # `now` is the run's start (injected for tests); the lease must run from the real current time
+        acquire_lease(ddb, settings.batches_table, owner, now_epoch + (time.monotonic() - started),
+                      settings.lease_seconds)
 
     try:
         cutoff = iso(now - timedelta(seconds=settings.claim_grace_seconds))
@@ -548,7 +553,8 @@ def release_batch(
         How many photos were released to PENDING and how many parked.
 
     Raises:
-        botocore.exceptions.ClientError: on DynamoDB errors.
+        botocore.exceptions.ClientError: on DynamoDB errors; ``ConditionalCheckFailedException`` when there is no
+            batch record ``batch_id``.
     """
     now_iso = iso(now)
     photos: list[dict[str, Any]] = []
@@ -595,6 +601,7 @@ def release_batch(
     ddb.update_item(
         TableName=batches_table, Key=_batch_key(batch_id),
         UpdateExpression="SET #s = :failed, failure_reason = :r, updated_at = :now",
+        ConditionExpression="attribute_exists(batch_id)",
         ExpressionAttributeNames={"#s": "status"},
         ExpressionAttributeValues={":failed": {"S": FAILED}, ":r": {"S": reason}, ":now": {"S": now_iso}},
     )

@@ -242,15 +242,6 @@ class FakeContext:
         return 600_000
 
 
-def validate_request(service: str, operation: str, params: dict[str, Any]) -> None:
-    """Raise if ``params`` do not satisfy botocore's model of ``service.operation``."""
-    import botocore.session
-    from botocore.validate import validate_parameters
-
-    model = botocore.session.get_session().get_service_model(service)
-    validate_parameters(params, model.operation_model(operation).input_shape)
-
-
 class RequestCounter:
     """Counts API calls made through the clients it is attached to (botocore ``before-call`` event)."""
 

@@ -409,3 +409,11 @@ def test_release_batch_returns_photos_then_parks_after_max_attempts(env):
     parked = photos_by_status(env)["PARKED"]
     assert sorted(p["photo_id"] for p in parked) == ids[1:]
     assert all(p["attempts"] == 2 and p["park_reason"] == "job failed again" for p in parked)
+
+
+def test_release_of_an_unknown_batch_raises(env):
+    with pytest.raises(ClientError) as exc:
+        release_batch(env.ddb, photos_table=PHOTOS, batches_table=BATCHES, batch_id="b20261126t060000z-00000000",
+                      reason="x", max_attempts=3, now=T0)
+    assert exc.value.response["Error"]["Code"] == "ConditionalCheckFailedException"
+    assert batch_records(env) == {}

@@ -7,6 +7,7 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
+import boto3
 import pytest
 from fieldlabel.intake.register import SqsMessage, register_messages
 from fieldlabel.registry.model import PENDING_COUNTER_KEY
@@ -24,7 +25,6 @@ from intake_helpers import (
     register_settings,
     s3_record,
     sqs_record,
-    validate_request,
 )
 from moto import mock_aws
 from PIL import Image
@@ -109,24 +109,31 @@ def test_handler_reports_only_the_broken_message_and_emits_metrics(env, handler,
 
 
 def test_handler_invokes_dispatcher_asynchronously_when_threshold_crossed(env, handler, monkeypatch):
-    calls = []
+    # Given a dispatch function in moto and a register function whose BATCH_SIZE is 3
+    import io as _io
+    import zipfile
 
-    class FakeLambda:
-        def invoke(self, **kwargs):
-            validate_request("lambda", "Invoke", kwargs)
-            calls.append(kwargs)
-            return {"StatusCode": 202}
-
+    role = boto3.client("iam").create_role(RoleName="dispatch", AssumeRolePolicyDocument="{}")["Role"]["Arn"]
+    code = _io.BytesIO()
+    with zipfile.ZipFile(code, "w") as z:
+        z.writestr("h.py", "def h(event, context):\n    return event\n")
+    env.lam.create_function(FunctionName="dispatch-fn", Runtime="python3.13", Role=role, Handler="h.h",
+                            Code={"ZipFile": code.getvalue()})
+    invokes = []
+    env.lam.meta.events.register("before-parameter-build.lambda.Invoke", lambda params, **_: invokes.append(params))
     monkeypatch.setenv("BATCH_SIZE", "3")
     handler.settings.cache_clear()
-    monkeypatch.setattr(handler, "clients", lambda: {"s3": env.s3, "ddb": env.ddb, "lambda": FakeLambda()})
+    monkeypatch.setattr(handler, "clients", lambda: {"s3": env.s3, "ddb": env.ddb, "lambda": env.lam})
+    # When three SQS batches of two new photos arrive
     batches = [[jpeg(color=(60 * n, 100 * i, 50)) for i in range(2)] for n in range(3)]
     for n, images in enumerate(batches):
         event = {"Records": [sqs_record(f"b{n}m{i}", {"Records": [env.put(f"uploads/x/{n}-{i}.jpg", d)]})
                              for i, d in enumerate(images)]}
         assert handler.lambda_handler(event, FakeContext()) == {"batchItemFailures": []}
-        assert len(calls) == (0 if n == 0 else 1)  # crossed 3 on the second batch only
-    assert calls[0]["FunctionName"] == "dispatch-fn" and calls[0]["InvocationType"] == "Event"
+        # Then the dispatcher is invoked once, when the counter crosses 3 (second batch), not again after
+        assert len(invokes) == (0 if n == 0 else 1)
+    assert invokes[0]["FunctionName"] == "dispatch-fn" and invokes[0]["InvocationType"] == "Event"
+    assert json.loads(invokes[0]["Payload"])["pending"] == 4
     assert counter(env) == 6
 
 
