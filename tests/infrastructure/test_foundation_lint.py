@@ -15,7 +15,7 @@ from tests.infrastructure.synth import Synthesis
 def test_cfn_lint_reports_no_errors(env: str, request: pytest.FixtureRequest) -> None:
     syn: Synthesis = request.getfixturevalue(env)
     templates = sorted(str(p) for p in syn.outdir.glob("*.template.json"))
-    assert len(templates) == 3
+    assert len(templates) == 4
     result = subprocess.run(
         [
             str(Path(sys.executable).with_name("cfn-lint")),

@@ -48,7 +48,7 @@ def _bucket(syn: Synthesis, name_part: str) -> dict[str, Any]:
 def test_synth_has_no_unacknowledged_cdk_nag_finding(env: str, request: pytest.FixtureRequest) -> None:
     syn: Synthesis = request.getfixturevalue(env)
     assert syn.findings == []
-    assert set(syn.templates) == {"storage", "workforce", "pipeline"}
+    assert set(syn.templates) == {"storage", "workforce", "pipeline", "monitoring"}
 
 
 @pytest.mark.parametrize("env", ["dev", "prod"])
@@ -207,7 +207,8 @@ def test_existing_mode_attaches_to_the_accounts_workforce(prod: Synthesis) -> No
 
 
 def test_sagemaker_may_publish_to_the_notification_topics(dev: Synthesis) -> None:
-    policies = dev.resources("AWS::SNS::TopicPolicy")
+    # the work teams' topics; the operations topic (monitoring stack) is tested in test_monitoring_alarms.py
+    policies = [p for p in dev.resources("AWS::SNS::TopicPolicy") if p[0] != "monitoring"]
     assert len(policies) == 2
     for _, _, pol in policies:
         allow = [s for s in pol["Properties"]["PolicyDocument"]["Statement"] if s["Effect"] == "Allow"]

@@ -8,7 +8,9 @@ from tests.infrastructure.synth import Synthesis
 
 def test_summary_lists_each_stack_and_its_outputs(dev: Synthesis, capsys) -> None:  # type: ignore[no-untyped-def]
     stacks = summarize(dev.outdir)
-    assert set(stacks) == {"treelabel-dev-Storage", "treelabel-dev-Workforce", "treelabel-dev-Pipeline"}
+    assert set(stacks) == {
+        "treelabel-dev-Storage", "treelabel-dev-Workforce", "treelabel-dev-Pipeline", "treelabel-dev-Monitoring"
+    }
     workforce = stacks["treelabel-dev-Workforce"]
     assert workforce["highlights"]["Ground Truth work teams"] == 2
     assert "PortalUrl" in workforce["outputs"]
