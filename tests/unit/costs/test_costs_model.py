@@ -14,6 +14,8 @@ from fieldlabel.costs import (
     load_price_book,
     tiered_object_charges,
 )
+from hypothesis import given
+from hypothesis import strategies as st
 from pydantic import ValidationError
 
 TIERS = (ObjectTier(up_to=50_000, usd_per_object=0.08), ObjectTier(up_to=1_000_000, usd_per_object=0.04),
@@ -242,3 +244,31 @@ def test_malformed_tiers_are_refused(tiers):
 def test_unknown_price_keys_are_refused():
     with pytest.raises(ValidationError):
         load_price_book({"taxonomist_hourly": 50})
+
+
+# --- property: the tier split equals pricing every object of the month one by one ---------------------------------
+
+
+@given(
+    bounds=st.lists(st.integers(1, 60), min_size=0, max_size=3, unique=True).map(sorted),
+    prices=st.lists(st.sampled_from([0.0, 0.01, 0.02, 0.04, 0.08]), min_size=4, max_size=4),
+    start=st.integers(0, 80),
+    count=st.integers(0, 80),
+    free=st.integers(0, 30),
+)
+def test_tier_split_matches_pricing_each_object(bounds, prices, start, count, free):
+    tiers = tuple(ObjectTier(up_to=b, usd_per_object=p) for b, p in zip(bounds, prices, strict=False)) + (
+        ObjectTier(up_to=None, usd_per_object=prices[len(bounds)]),)
+
+    def price_of(position: int) -> float:
+        if position < free:
+            return 0.0
+        for tier in tiers:
+            if tier.up_to is None or position < tier.up_to:
+                return tier.usd_per_object
+        raise AssertionError("unreachable")
+
+    charges = tiered_object_charges(start, count, tiers, free_objects=free)
+    assert sum(c.objects for c in charges) == count
+    assert sum(c.usd for c in charges) == pytest.approx(sum(price_of(p) for p in range(start, start + count)))
+    assert all(c.objects > 0 for c in charges)
