@@ -67,4 +67,7 @@ def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         if failure:
             raise RuntimeError(failure)
 
-    return process_partial_response(event=event, record_handler=record_handler, processor=processor, context=context)
+    response = process_partial_response(
+        event=event, record_handler=record_handler, processor=processor, context=context
+    )
+    return dict(response)

@@ -47,7 +47,7 @@ def scenarios(draw):
     return valid, invalid, uploads, order, cuts, runs, batch_size, max_wait
 
 
-@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(scenarios())
 def test_intake_and_dispatch_invariants(scenario):
     valid, invalid, uploads, order, cuts, runs, batch_size, max_wait = scenario
