@@ -337,6 +337,7 @@ def plan_upload(
 
     bar = progress(len(pending)) if progress is not None else None
     try:
+        # On Ctrl-C, Executor.map's iterator cancels the checks still queued, so the pool's exit is quick.
         with cf.ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
             for e, verdict in pool.map(check, pending):
                 verdicts[e.rel] = verdict

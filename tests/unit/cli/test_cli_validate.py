@@ -195,3 +195,27 @@ def test_a_complete_valid_sidecar_passes():
                                              (b'{"latitude": NaN}', SIDECAR_INVALID_JSON)])
 def test_non_objects_and_non_json_are_rejected(raw, reason):
     assert validate_sidecar_bytes(raw).reason == reason
+
+
+def test_ctrl_c_while_checking_stops_without_checking_the_rest(tmp_path, files, cli, monkeypatch):
+    # Given 20 photos and a Ctrl-C during the 3rd check (one worker, so the order is fixed)
+    folder = tmp_path / "card"
+    for i in range(20):
+        files.write(folder / f"IMG_{i:02d}.jpg", files.jpeg(i))
+    checked: list[int] = []
+    import fieldlabel_cli.upload as upload_module
+
+    real = upload_module.classify_photo_bytes
+
+    def classify(data, *, limits):
+        checked.append(1)
+        if len(checked) == 3:
+            raise KeyboardInterrupt
+        return real(data, limits=limits)
+
+    monkeypatch.setattr(upload_module, "classify_photo_bytes", classify)
+    r = cli("upload", str(folder), "--dry-run", "--workers", "1")
+
+    # Then the run ends at once with 130, and the queued photos were never checked
+    assert r.code == 130
+    assert len(checked) <= 4
