@@ -513,6 +513,10 @@ def run_dispatch(
             report.photos_claimed += batch["photo_count"]
             if decision.reason != "count":
                 break
+        if report.batches:
+            # report the pool as the run leaves it, which is what the PendingPhotos alarm should see
+            report.stats = pending_stats(ddb, settings.photos_table, now)
+            set_pending(ddb, settings.batches_table, report.stats.count, iso(now))
     finally:
         release_lease(ddb, settings.batches_table, owner)
     return report

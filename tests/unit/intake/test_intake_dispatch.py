@@ -417,3 +417,32 @@ def test_release_of_an_unknown_batch_raises(env):
                       reason="x", max_attempts=3, now=T0)
     assert exc.value.response["Error"]["Code"] == "ConditionalCheckFailedException"
     assert batch_records(env) == {}
+
+
+def test_dispatch_handler_runs_once_and_emits_metrics(env, monkeypatch, capsys):
+    # Given 7 pending photos registered long ago and a handler configured through its environment
+    from intake_helpers import FakeContext
+
+    seed_pending(env, 7, start=datetime.now(UTC) - timedelta(hours=2))
+    for k, v in {"PHOTOS_TABLE": PHOTOS, "BATCHES_TABLE": BATCHES, "STATE_MACHINE_ARN": env.state_machine_arn,
+                 "BATCH_SIZE": "100", "MAX_WAIT_SECONDS": "3600"}.items():
+        monkeypatch.setenv(k, v)
+    from dispatch import handler as mod
+
+    mod.settings.cache_clear()
+    mod.clients.cache_clear()
+    try:
+        # When the schedule invokes it
+        summary = mod.lambda_handler({"source": "aws.events"}, FakeContext())
+    finally:
+        mod.settings.cache_clear()
+        mod.clients.cache_clear()
+    # Then one human-only batch of 7 is started (due by age) and the metrics carry the figures
+    assert summary["lease"] and summary["photos_claimed"] == 7 and summary["decision"] == "age"
+    assert [b["kind"] for b in summary["batches"]] == ["human_only"]
+    emf = [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"_aws"' in line]
+    names = {m["Name"]: blob[m["Name"]] for blob in emf for m in blob["_aws"]["CloudWatchMetrics"][0]["Metrics"]}
+    flat = {k: (v[0] if isinstance(v, list) else v) for k, v in names.items()}
+    assert flat["BatchesClaimed"] == 1 and flat["PhotosClaimed"] == 7
+    assert flat["PendingPhotos"] == 0  # counted after the claim
+    assert "OldestPendingAgeSeconds" in flat
