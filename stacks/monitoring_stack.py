@@ -35,8 +35,9 @@ LABELING_JOB_EVENT = "SageMaker Ground Truth Labeling Job State Change"
 # A handful of photos an hour is too few to call a rate: one corrupt upload in three would page someone.
 QUARANTINE_RATE_MIN_PHOTOS = 10
 QUARANTINE_RATE_PERIOD = Duration.hours(1)
-# The dispatcher reports the oldest pending age *before* it claims, so a batch that is exactly due shows up to one
-# dispatch interval past the maximum; one more interval covers a late or failed run.
+# The dispatcher reports the pool as a run leaves it, so a photo shows past the maximum wait only when a run did not
+# claim it (small-batch policy 'wait', a lost race, a run out of time). Two dispatch intervals of slack let the next
+# run catch up before anyone is paged; a run that fails outright raises its function's errors alarm instead.
 OLDEST_PENDING_SLACK_INTERVALS = 2
 
 # Services that publish to the operations topic. Each needs the topic policy and, the topic being encrypted,
