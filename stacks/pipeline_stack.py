@@ -9,6 +9,7 @@ from aws_cdk import CfnOutput, Stack
 from constructs import Construct
 
 from stacks.config import AppConfig
+from stacks.intake import Intake
 from stacks.labeling_assets import LabelingAssets
 from stacks.labeling_role import GroundTruthExecutionRole
 from stacks.labeling_workflow import LabelingWorkflow
@@ -19,7 +20,8 @@ from stacks.workforce_stack import WorkforceStack
 
 
 class PipelineStack(Stack):
-    """Compute of the pipeline. Exposes ``assets``, ``gt_role``, ``functions`` (the one LambdaKit) and ``workflow``."""
+    """Compute of the pipeline. Exposes ``assets``, ``gt_role``, ``functions`` (the one LambdaKit), ``workflow``,
+    ``intake``."""
 
     def __init__(
         self,
@@ -75,3 +77,15 @@ class PipelineStack(Stack):
         CfnOutput(self, "BatchSummaryTopicArn", value=self.workflow.topic.topic_arn,
                   description="Batch summaries: published datasets and failed batches")
         # --- end of labeling workflow ---------------------------------------------------------------------------
+
+        # --- intake (issue 3): upload events -> register -> registry; the dispatcher starts the workflow --------
+        self.intake = Intake(
+            self,
+            "Intake",
+            config=config,
+            kit=self.functions,
+            storage=self.storage,
+            state_machine=self.workflow.state_machine,
+        )
+        CfnOutput(self, "DispatchFunctionName", value=self.intake.dispatch_fn.function_name,
+                  description="Dispatcher (the CLI's flush command invokes it)")

@@ -207,8 +207,8 @@ def test_existing_mode_attaches_to_the_accounts_workforce(prod: Synthesis) -> No
 
 
 def test_sagemaker_may_publish_to_the_notification_topics(dev: Synthesis) -> None:
-    # the work teams' topics; the operations topic (monitoring stack) is tested in test_monitoring_alarms.py
-    policies = [p for p in dev.resources("AWS::SNS::TopicPolicy") if p[0] != "monitoring"]
+    # the work teams' topics; the operations and summary topics are tested with their stacks
+    policies = [p for p in dev.resources("AWS::SNS::TopicPolicy") if p[0] == "workforce"]
     assert len(policies) == 2
     for _, _, pol in policies:
         allow = [s for s in pol["Properties"]["PolicyDocument"]["Statement"] if s["Effect"] == "Allow"]
