@@ -121,3 +121,32 @@ def aws_calls(monkeypatch):
 
     monkeypatch.setattr(AppContext, "client", client)
     return recorder
+
+
+_SHARED_LOADER = None
+
+
+@pytest.fixture(autouse=True)
+def _shared_botocore_loader(monkeypatch):
+    """Speed only: every CLI run in a test builds a new boto3 Session, which re-reads the service models (~0.13 s).
+    Sharing botocore's data loader keeps that cache; credentials, profiles and regions are still resolved afresh."""
+    global _SHARED_LOADER
+    import boto3.session
+    import botocore.loaders
+    import botocore.session
+
+    if _SHARED_LOADER is None:
+        _SHARED_LOADER = botocore.loaders.create_loader()
+    real_session = boto3.session.Session
+
+    def session(*args, **kwargs):
+        if "botocore_session" not in kwargs:
+            core = botocore.session.get_session()
+            core.register_component("data_loader", _SHARED_LOADER)
+            kwargs["botocore_session"] = core
+        s = real_session(*args, **kwargs)
+        paths = _SHARED_LOADER.search_paths
+        paths[:] = list(dict.fromkeys(paths))  # boto3 appends its data path on every Session
+        return s
+
+    monkeypatch.setattr("fieldlabel_cli.context.boto3.session.Session", session)
