@@ -37,8 +37,12 @@ def iter_json_array(stream: IO[bytes], *, chunk_size: int = 1 << 20) -> Iterator
     started = False
     eof = False
 
+    pos = 0
+
     def more() -> bool:
-        nonlocal buf, pending, eof
+        # Appends the next chunk; consumed text before ``pos`` is dropped here (not after every element), so each
+        # byte is copied a bounded number of times.
+        nonlocal buf, pending, eof, pos
         if eof:
             return False
         chunk = stream.read(chunk_size)
@@ -59,11 +63,11 @@ def iter_json_array(stream: IO[bytes], *, chunk_size: int = 1 << 20) -> Iterator
                 if back < need:
                     cut = len(data) - back
             break
-        buf += data[:cut].decode("utf-8")
+        buf = buf[pos:] + data[:cut].decode("utf-8")
+        pos = 0
         pending = data[cut:]
         return True
 
-    pos = 0
     while True:
         while pos < len(buf) and buf[pos] in " \t\r\n,":
             if buf[pos] == "," and not started:
@@ -86,12 +90,16 @@ def iter_json_array(stream: IO[bytes], *, chunk_size: int = 1 << 20) -> Iterator
         while True:
             try:
                 obj, end = decoder.raw_decode(buf, pos)
-                break
             except json.JSONDecodeError as exc:
                 if not more():
                     raise PayloadFormatError(f"invalid JSON in payload: {exc.msg}") from exc
+                continue
+            # In a valid array an element is followed by whitespace, ',' or ']'. Anything else (or the end of the
+            # buffer) means a number may continue in the next chunk ("1" + "0", "0" + ".5"): read on and decode again.
+            if (end < len(buf) and buf[end] in " \t\r\n,]") or not more():
+                break
         yield obj
-        buf, pos = buf[end:], 0
+        pos = end
 
 
 @dataclass(frozen=True)

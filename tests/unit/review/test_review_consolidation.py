@@ -191,3 +191,24 @@ def test_accuracy_on_real_crowd_data_matches_published_dawid_skene(name, dawid_s
     assert round(accuracy, 3) >= dawid_skene
     assert accuracy > majority
     assert accuracy > float(np.mean(majority_vote(item, label, n_items=n, n_classes=k)[gold_items] == gold))
+
+
+def test_one_coin_sparse_posterior_equals_brute_force_over_all_classes():
+    # The O(answers) E-step treats all unvoted classes as one bucket; check it against the dense formula.
+    rng = np.random.default_rng(21)
+    k = 12
+    truth, item, worker, label = _simulate(rng, 200, k, [0.9, 0.7, 0.5, 0.8], per_item=2)
+    res = consolidate(
+        item, worker, label, n_items=200, n_workers=4, n_classes=k, config=ConsolidationConfig(model="one_coin")
+    )
+    a, p = res.worker_accuracy, res.class_prior
+    for i in range(200):
+        logp = np.log(p).copy()
+        for w, lab in zip(worker[item == i], label[item == i], strict=True):
+            like = np.full(k, (1 - a[w]) / (k - 1))
+            like[lab] = a[w]
+            logp += np.log(like)
+        post = np.exp(logp - logp.max())
+        post /= post.sum()
+        assert res.label[i] == int(np.argmax(post)) or np.isclose(post.max(), post[res.label[i]], atol=1e-6)
+        assert res.confidence[i] == pytest.approx(post.max(), abs=2e-3)

@@ -17,6 +17,8 @@ from fieldlabel.review.postannotation import (
     ResponseTooLargeError,
     consolidate_payload,
 )
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from moto import mock_aws
 
 UNKNOWN = "not-a-tree-or-cannot-tell"
@@ -328,3 +330,17 @@ def test_rewritten_manifest_is_reread_without_a_new_describe_call(aws):
     stub.assert_no_pending_responses()
     label = [o.response[0]["consolidatedAnnotation"]["content"]["species-review"]["label"] for o in (first, second)]
     assert label == ["quercus-robur", "betula-pendula"]
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | st.text(),
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4),
+    max_leaves=12,
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(items=st.lists(json_values, max_size=8), chunk=st.integers(min_value=1, max_value=17), ascii_only=st.booleans())
+def test_iter_json_array_roundtrips_any_json_array(items, chunk, ascii_only):
+    data = json.dumps(items, ensure_ascii=ascii_only).encode()
+    assert list(iter_json_array(io.BytesIO(data), chunk_size=chunk)) == items
