@@ -148,13 +148,15 @@ def claim_case(n: int) -> dict[str, Any]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--photos", type=int, default=10_000, help="uploads per register case (default 10000)")
+    parser.add_argument("--photos", type=int, default=10_000, help="uploads per register case (default 10000; 0 skips)")
     parser.add_argument("--dup-rate", type=float, default=0.2, help="extra duplicate deliveries (default 0.2)")
     parser.add_argument("--sqs-batch", type=int, default=10, help="SQS batch size (default 10)")
-    parser.add_argument("--claim", type=int, default=100_000, help="pending photos to claim (default 100000)")
+    parser.add_argument("--claim", type=int, default=100_000, help="pending photos to claim (default 100000; 0 skips)")
     args = parser.parse_args()
 
     for label, rotated in (("no labeling copy needed", False), ("labeling copy needed (EXIF-rotated)", True)):
+        if args.photos <= 0:
+            break
         r = register_case(args.photos, rotated=rotated, dup_rate=args.dup_rate, sqs_batch=args.sqs_batch, seed=7)
         print(f"== register + claim, {label}: {r['photos']} photos, {r['deliveries']} deliveries "
               f"({args.dup_rate:.0%} duplicates), SQS batches of {args.sqs_batch}")
@@ -165,6 +167,8 @@ def main() -> None:
         print(f"dispatch requests: {dict(sorted(r['dispatch_calls'].items()))}")
         print(f"requests per photo: {r['per_photo']:.2f}  [{label}; target <= {4 if rotated else 3}]")
         print(f"peak memory (process max RSS, includes moto): {peak_rss_mb():.0f} MB")
+    if args.claim <= 0:
+        return
     c = claim_case(args.claim)
     txn = c["calls"].get("TransactWriteItems", 0)
     print(f"== claim of {c['photos']} pending photos in one dispatcher run")
