@@ -9,7 +9,7 @@ the payload file is a JSON array of ``{"datasetObjectId", "dataObject": {"s3Uri"
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import IO, Any
 
@@ -147,6 +147,7 @@ def parse_object(
     valid_labels: set[str] | None,
     unknown_label: str,
     lookup: Mapping[str, tuple[str | None, LabelUnderReview | None]] | None = None,
+    fetch: Callable[[str], str] | None = None,
 ) -> ParsedObject | None:
     """Validate one payload element and turn its answers into ``(worker_id, label)`` pairs.
 
@@ -158,6 +159,8 @@ def parse_object(
         unknown_label: the label a ``cannot_tell`` answer stands for.
         lookup: source-ref -> (photo-id, label under review) from the review manifest, for payloads whose
             ``dataObject`` carries only the ``s3Uri`` (the documented shape).
+        fetch: reads an answer Ground Truth stored in S3 (``annotationData.s3Uri`` instead of ``content``);
+            without it such answers are skipped as ``answer_in_s3``.
 
     Returns:
         The parsed object, or None when the element has no ``datasetObjectId`` (nothing can be returned for it).
@@ -183,7 +186,7 @@ def parse_object(
         return parsed
     seen_workers: set[str] = set()
     for ann in annotations:
-        label, comment, reason, worker = _parse_answer(ann, lur, valid_labels, unknown_label)
+        label, comment, reason, worker = _parse_answer(ann, lur, valid_labels, unknown_label, fetch)
         if reason is None and worker in seen_workers:
             reason = "duplicate_worker"
         if reason is not None:
@@ -198,7 +201,11 @@ def parse_object(
 
 
 def _parse_answer(
-    ann: Any, lur: LabelUnderReview | None, valid_labels: set[str] | None, unknown_label: str
+    ann: Any,
+    lur: LabelUnderReview | None,
+    valid_labels: set[str] | None,
+    unknown_label: str,
+    fetch: Callable[[str], str] | None = None,
 ) -> tuple[str | None, str | None, str | None, str | None]:
     """Return (label, comment, skip_reason, worker_id) for one worker annotation."""
     if not isinstance(ann, dict):
@@ -208,6 +215,14 @@ def _parse_answer(
         return None, None, "worker_missing", None
     data = ann.get("annotationData")
     content = data.get("content") if isinstance(data, dict) else None
+    uri = data.get("s3Uri") if isinstance(data, dict) else None
+    if not content and isinstance(uri, str) and uri:
+        if fetch is None:
+            return None, None, "answer_in_s3", worker
+        try:
+            content = fetch(uri)
+        except Exception:  # noqa: BLE001 - one unreadable answer must not fail the batch
+            return None, None, "answer_unreadable", worker
     if not isinstance(content, str) or not content.strip():
         return None, None, "empty_answer", worker
     try:

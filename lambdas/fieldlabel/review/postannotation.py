@@ -166,10 +166,13 @@ def consolidate_payload(
     valid = set(categories) | {settings.unknown_label} if categories else None
     lookup = ManifestLookup(s3=s3, sagemaker=sagemaker, job_name=job_name)
 
+    def fetch(uri: str) -> str:
+        return str(open_object(s3, uri).read().decode("utf-8"))
+
     parsed: list[ParsedObject] = []
     skipped_objects = 0
     for obj in iter_json_array(open_object(s3, payload_uri)):
-        p = parse_object(obj, valid_labels=valid, unknown_label=settings.unknown_label, lookup=lookup)
+        p = parse_object(obj, valid_labels=valid, unknown_label=settings.unknown_label, lookup=lookup, fetch=fetch)
         if p is None:
             skipped_objects += 1
             continue

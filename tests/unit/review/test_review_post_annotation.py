@@ -344,3 +344,23 @@ json_values = st.recursive(
 def test_iter_json_array_roundtrips_any_json_array(items, chunk, ascii_only):
     data = json.dumps(items, ensure_ascii=ascii_only).encode()
     assert list(iter_json_array(io.BytesIO(data), chunk_size=chunk)) == items
+
+
+def test_answer_stored_in_s3_is_fetched_and_an_unreadable_one_is_skipped():
+    o = obj(3, "p3", [])
+    o["dataObject"]["label-under-review"] = {"label": "quercus-robur", "source": "machine"}
+    o["dataObject"]["photo-id"] = "sha256:p3"
+    o["annotations"] = [
+        {"workerId": "w1", "annotationData": {"s3Uri": "s3://gt-output/answers/w1.json"}},
+        {"workerId": "w2", "annotationData": {"s3Uri": "s3://gt-output/answers/missing.json"}},
+    ]
+    store = {"s3://gt-output/answers/w1.json": answer("correct", "fagus-sylvatica")}
+
+    def fetch(uri):
+        return store[uri]
+
+    p = parse_object(o, valid_labels=set(LABELS), unknown_label=UNKNOWN, fetch=fetch)
+    assert p.answers == [("w1", "fagus-sylvatica")]
+    assert p.skipped == {"answer_unreadable": 1}
+    p = parse_object(o, valid_labels=set(LABELS), unknown_label=UNKNOWN)
+    assert p.skipped == {"answer_in_s3": 2}
