@@ -33,7 +33,8 @@ def _clients() -> tuple[Any, Any, Any]:
 
 
 @logger.inject_lambda_context(log_event=False)
-@tracer.capture_lambda_handler
+# The response can be megabytes: keep it out of the X-Ray segment (64 KB document limit).
+@tracer.capture_lambda_handler(capture_response=False)
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> list[dict[str, Any]]:
     """Consolidate the reviewers' answers of one Ground Truth call; returns the consolidated-annotation list."""
