@@ -42,12 +42,17 @@ def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     """Run the dispatcher once and return a summary (batch ids started, photos claimed, batches recovered)."""
     c = clients()
     time_left = (lambda: context.get_remaining_time_in_millis() / 1000) if context is not None else None
-    report = run_dispatch(ddb=c["ddb"], sfn=c["sfn"], settings=settings(), now=utc_now(), time_left=time_left)
+    # {"trigger": "flush", "force": true} from `fieldlabel flush`: batch whatever is pending now
+    force = (event or {}).get("force") is True
+    report = run_dispatch(ddb=c["ddb"], sfn=c["sfn"], settings=settings(), now=utc_now(), time_left=time_left,
+                          force=force)
     emit_metrics(report)
     summary = {
         "lease": report.lease,
         "trigger": (event or {}).get("trigger", "schedule"),
+        "forced": force,
         "decision": report.decision.reason if report.decision else None,
+        "pending_after": report.stats.count if report.stats else None,
         "batches": report.batches,
         "recovered": report.recovered,
         "photos_claimed": report.photos_claimed,

@@ -64,15 +64,22 @@ class Decision:
     target: int = 0
 
 
-def decide(stats: PendingStats, settings: DispatchSettings) -> Decision:
+def decide(stats: PendingStats, settings: DispatchSettings, *, force: bool = False) -> Decision:
     """Decide whether a batch is due: pending >= ``batch_size``, or the oldest pending photo older than ``max_wait``.
 
     The kind is ``automated`` when automated labeling is enabled and the batch reaches Ground Truth's 1,250-object
     minimum; a smaller batch runs ``human_only`` or waits, per ``small_batch_policy``. With automated labeling off,
     every batch is ``human_only``.
+
+    ``force`` (an operator's ``fieldlabel flush``) makes whatever is pending due now, whatever its size or age; below
+    the automated-labeling minimum it runs ``human_only`` even under the ``wait`` policy (the operator confirmed that).
     """
     if stats.count <= 0:
         return Decision(False, "no pending photos")
+    if force:
+        target = min(stats.count, settings.max_batch_size)
+        kind = KIND_AUTOMATED if settings.automated_labeling and target >= AL_MIN_OBJECTS else KIND_HUMAN_ONLY
+        return Decision(True, "forced", kind, target)
     by_count = stats.count >= settings.batch_size
     by_age = stats.oldest_age_seconds >= settings.max_wait_seconds
     if not (by_count or by_age):
@@ -464,7 +471,7 @@ def dispatch_batch(ddb: Any, sfn: Any, settings: DispatchSettings, decision: Dec
 
 def run_dispatch(
     *, ddb: Any, sfn: Any, settings: DispatchSettings, now: datetime, owner: str | None = None,
-    batch_tokens: Iterable[str] | None = None, time_left: Callable[[], float] | None = None,
+    batch_tokens: Iterable[str] | None = None, time_left: Callable[[], float] | None = None, force: bool = False,
 ) -> DispatchReport:
     """One dispatcher run: lease, repair stale claims, count, decide, claim and start (repeat while due by count).
 
@@ -476,6 +483,7 @@ def run_dispatch(
         owner: this run's identity in the lease and batch records (random when omitted).
         batch_tokens: fixed 8-hex tokens for the batch ids (tests), random when omitted.
         time_left: seconds left in the invocation; no new batch is started with less than a minute left.
+        force: start one batch of whatever is pending now (``fieldlabel flush``), see :func:`decide`.
     """
     owner = owner or uuid.uuid4().hex
     tokens = iter(batch_tokens) if batch_tokens is not None else None
@@ -500,7 +508,7 @@ def run_dispatch(
             stats = pending_stats(ddb, settings.photos_table, now)
             report.stats = stats
             set_pending(ddb, settings.batches_table, stats.count, iso(now))
-            decision = decide(stats, settings)
+            decision = decide(stats, settings, force=force)
             report.decision = decision
             if not decision.due or (time_left is not None and time_left() < 60):
                 break
