@@ -23,6 +23,7 @@ from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sns_subscriptions as subs
 from aws_cdk import aws_sqs as sqs
+from aws_cdk.interfaces import aws_events as events_refs
 from constructs import Construct
 
 from stacks.config import AppConfig
@@ -58,7 +59,8 @@ class _TopicTarget:
         self._topic = topic
         self._message = message
 
-    def bind(self, _rule: events.IRule, _id: str | None = None) -> events.RuleTargetConfig:
+    def bind(self, rule: events_refs.IRuleRef, id: str | None = None) -> events.RuleTargetConfig:  # noqa: A002 - jsii name
+        del rule, id
         return events.RuleTargetConfig(arn=self._topic.topic_arn, input=self._message)
 
 
