@@ -560,6 +560,8 @@ class WorkflowHarness:
                               "AWS_REGION": REGION, "AWS_DEFAULT_REGION": REGION, **(env_overrides or {})}
         self.functions: dict[str, dict[str, Any]] = {}
         self.invocations: list[tuple[str, Any]] = []
+        # handler folder -> callable(event) run before the handler (it may raise, to simulate a crash)
+        self.faults: dict[str, Callable[[dict[str, Any]], None]] = {}
         self._patches = _Patches()
         self._mock: Any = None
         self._saved_env: dict[str, str | None] = {}
@@ -614,6 +616,10 @@ class WorkflowHarness:
             harness.invocations.append((name, event))
             env = {**fn["env"], **harness.env_overrides}
             try:
+                fault = harness.faults.get(fn["handler"].split(".")[0])
+                if fault is not None:
+                    with _environment(env):
+                        fault(event)
                 result = call_handler(fn["handler"], env, event, name)
             except Exception as exc:  # noqa: BLE001 - reported to Step Functions like Lambda does
                 response_headers["x-amz-function-error"] = "Unhandled"
@@ -637,6 +643,19 @@ class WorkflowHarness:
         for name, fn in (("create_labeling_job", create_labeling_job), ("describe_labeling_job",
                          describe_labeling_job), ("stop_labeling_job", stop_labeling_job)):
             self._patches.set(SageMakerResponse, name, fn)
+
+        from moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state_task_service_aws_sdk import (
+            StateTaskServiceAwsSdk,
+        )
+
+        sdk_eval = StateTaskServiceAwsSdk._eval_service_task
+
+        def eval_sdk_task(task: Any, env: Any, *args: Any, **kwargs: Any) -> None:
+            # Step Functions hands SDK results to the next state as JSON: timestamps become ISO strings.
+            sdk_eval(task, env, *args, **kwargs)
+            env.stack[-1] = json.loads(json.dumps(env.stack[-1], default=lambda d: d.isoformat()))
+
+        self._patches.set(StateTaskServiceAwsSdk, "_eval_service_task", eval_sdk_task)
 
         sync_cls = _sync_labeling_task_class()
         original = state_task_factory.state_task_service_for
@@ -727,8 +746,11 @@ class WorkflowHarness:
     # -- scenario helpers --------------------------------------------------------------------------------------
 
     def seed_batch(self, batch_id: str, count: int, *, kind: str = "automated", attempts: int = 0,
-                   start: int = 0) -> list[str]:
-        """Register ``count`` photos as BATCHED in ``batch_id`` (and the batch as STARTED); returns photo ids."""
+                   start: int = 0, write_images: bool = False) -> list[str]:
+        """Register ``count`` photos as BATCHED in ``batch_id`` (and the batch as STARTED); returns photo ids.
+
+        The fake Ground Truth never opens the images, so their labeling copies are only written on request.
+        """
         ddb = boto3.client("dynamodb", region_name=REGION)
         s3 = boto3.client("s3", region_name=REGION)
         from fieldlabel.registry.model import to_item
@@ -740,7 +762,8 @@ class WorkflowHarness:
             digest = hashlib.sha256(f"{batch_id}/{i}".encode()).hexdigest()
             photo_id = f"sha256:{digest}"
             key = f"labeling-copies/sha256-{digest}.jpg"
-            s3.put_object(Bucket=self.intake_bucket, Key=key, Body=b"\xff\xd8 fake jpeg")
+            if write_images:
+                s3.put_object(Bucket=self.intake_bucket, Key=key, Body=b"\xff\xd8 fake jpeg")
             items.append(to_item({
                 "photo_id": photo_id, "status": "BATCHED", "batch_id": batch_id, "registered_at": now,
                 "updated_at": now, "attempts": attempts, "labeling_ref": f"s3://{self.intake_bucket}/{key}",

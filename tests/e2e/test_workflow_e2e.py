@@ -1,0 +1,283 @@
+"""The synthesized labeling state machine, run end to end in moto with the real handlers and a fake Ground Truth.
+
+Each scenario seeds a batch as the dispatcher leaves it (photos BATCHED, batch STARTED), starts the execution with
+the contract's input (docs/contracts.md) and checks the registry, S3 and the notifications afterwards. What the
+fake Ground Truth does with each photo is decided here, by photo id, so every expectation comes from the test's own
+plan, not from the code under test.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+import pytest
+from fieldlabel.labeling.groundtruth.backend import GroundTruthBackend, GroundTruthSettings
+from fieldlabel.labeling.process import label_update
+
+from tests.e2e.harness import PhotoOutcome, WorkflowHarness, config_from_context
+
+pytestmark = pytest.mark.slow
+
+BATCH_A = "b20261126t063000z-1a2b3c4d"
+BATCH_B = "b20261127t063000z-5e6f7a8b"
+AL_BATCH = 1250  # Ground Truth's automated-labeling minimum
+
+
+def _labels() -> list[str]:
+    return list(config_from_context().taxonomy.labels)
+
+
+def _label_of(photo_id: str) -> str:
+    labels = _labels()
+    return labels[int(hashlib.sha256(photo_id.encode()).hexdigest(), 16) % len(labels)]
+
+
+class Plan:
+    """Per photo id: failed / human / machine, with a label and confidence derived from the id."""
+
+    def __init__(self, ids: list[str], *, failed: int, human_every: int) -> None:
+        ordered = sorted(ids)
+        self.failed = set(ordered[:failed])
+        self.human = {pid for i, pid in enumerate(ordered[failed:]) if i % human_every == 0}
+        self.machine = set(ordered) - self.failed - self.human
+
+    def confidence(self, pid: str) -> float:
+        return 0.95 if pid in self.machine else 0.81
+
+    def __call__(self, i: int, line: dict[str, Any]) -> PhotoOutcome:
+        pid = line["photo-id"]
+        if pid in self.failed:
+            return PhotoOutcome("failed", reason="ClientError: annotation task expired")
+        kind = "human" if pid in self.human else "machine"
+        return PhotoOutcome(kind, _label_of(pid), self.confidence(pid))
+
+
+def _dataset_lines(h: WorkflowHarness, version: str) -> list[dict[str, Any]]:
+    return h.s3_json_lines(f"s3://{h.artifacts_bucket}/datasets/{version}/dataset.manifest")
+
+
+def test_automated_batches_are_labeled_reviewed_published_and_chained(harness: WorkflowHarness) -> None:
+    # (One test for both batches: each automated batch needs Ground Truth's 1,250 photos, which moto makes slow.)
+    # Given a batch big enough for automated labeling, 7 photos Ground Truth cannot label, and reviewers who
+    # correct the first two audited machine labels
+    h = harness
+    ids = h.seed_batch(BATCH_A, AL_BATCH)
+    plan = Plan(ids, failed=7, human_every=4)
+    h.ground_truth.plan = plan
+    corrected: dict[str, str] = {}
+
+    def review(i: int, line: dict[str, Any]) -> dict[str, Any]:
+        under = line["label-under-review"]["label"]
+        label = under
+        if line["review-reason"] == "audit" and len(corrected) < 2:
+            labels = _labels()
+            label = labels[(labels.index(under) + 1) % len(labels)]
+            corrected[line["photo-id"]] = label
+        return {"label": label, "confidence": 0.98, "agreement": 1.0, "needs_adjudication": False, "answers": 2,
+                "comments": []}
+
+    h.ground_truth.review_plan = review
+
+    # When the workflow runs
+    run = h.run_batch(BATCH_A, photo_count=AL_BATCH, kind="automated")
+
+    # Then it went through automated labeling, review and publishing
+    assert run.status == "SUCCEEDED", (run.error, run.cause)
+    for state in ("Run the automated labeling job", "Record the labels", "Run the expert review job",
+                  "Apply the expert review", "Publish the dataset version", "Tell the team the dataset is published"):
+        assert state in run.states
+    labeling_request, review_request = h.ground_truth.requests
+    assert "InitialActiveLearningModelArn" not in labeling_request["LabelingJobAlgorithmsConfig"]
+    assert review_request["LabelAttributeName"] == "species-review"
+    assert review_request["HumanTaskConfig"]["WorkteamArn"].endswith("/reviewersteam")
+
+    # and the registry holds every label the plan gave, with corrections applied, failures back in the pool
+    photos = h.photos(BATCH_A)
+    assert len(photos) == AL_BATCH
+    for pid, item in photos.items():
+        if pid in plan.failed:
+            assert (item["status"], item["attempts"], item.get("batch_id"), item["last_batch_id"]) == (
+                "PENDING", 1, None, BATCH_A)
+            continue
+        assert item["status"] == "LABELED"
+        assert item["human_annotated"] is (pid in plan.human)
+        assert item["label_confidence"] == pytest.approx(plan.confidence(pid))
+        assert item["job_name"] == f"treelabel-dev-{BATCH_A}"
+        assert item["label"] == corrected.get(pid, _label_of(pid))
+    assert corrected and all(photos[pid]["review"]["decision"] == "corrected" for pid in corrected)
+
+    # and the model the job ended with is kept for the next job
+    job = h.ground_truth.jobs[f"treelabel-dev-{BATCH_A}"]
+    assert h.batch("#model")["model_arn"] == job.final_model_arn
+
+    # and the dataset version holds exactly the labeled photos, usable as an augmented manifest
+    batch = h.batch(BATCH_A)
+    version = f"v000001-{BATCH_A}"
+    assert (batch["status"], batch["dataset_version"]) == ("PUBLISHED", version)
+    lines = _dataset_lines(h, version)
+    labels = _labels()
+    assert {x["photo-id"] for x in lines} == set(ids) - plan.failed
+    for x in lines:
+        expected = corrected.get(x["photo-id"], _label_of(x["photo-id"]))
+        assert x["species"] == labels.index(expected)
+        assert x["species-metadata"]["class-name"] == expected
+        assert x["source-ref"] == photos[x["photo-id"]]["labeling_ref"]
+        assert x["original-ref"].startswith(f"s3://{h.intake_bucket}/uploads/")
+    stats = h.s3_json(f"s3://{h.artifacts_bucket}/datasets/{version}/statistics.json")
+    assert stats["labeling"]["failed"] == len(plan.failed)
+    assert stats["labeling"]["machine_labeled"] == len(plan.machine)
+    assert stats["review"]["corrections"] == len(corrected)
+    assert stats["review"]["machine_accuracy"]["overall"]["accuracy"] < 1.0
+    lineage = h.s3_json(f"s3://{h.artifacts_bucket}/datasets/{version}/lineage.json")
+    assert (lineage["job_arn"], lineage["model_arn"]) == (job.arn, job.final_model_arn)
+    categories = h.s3_json(lineage["label_categories"]["uri"])
+    assert [c["label"] for c in categories["labels"]] == labels
+    latest = h.s3_json(f"s3://{h.artifacts_bucket}/datasets/LATEST")
+    assert latest["version"] == version
+
+    # and the team hears about it
+    (note,) = h.notifications()
+    assert note["Subject"] == f"[treelabel-dev] batch {BATCH_A} published"
+    assert f"{len(corrected)} corrected" in note["Message"]
+
+    # When a second automated batch runs
+    second = h.seed_batch(BATCH_B, AL_BATCH, start=AL_BATCH)
+    h.ground_truth.plan = Plan(second, failed=0, human_every=3)
+    run = h.run_batch(BATCH_B, photo_count=AL_BATCH)
+
+    # Then its job starts from the first job's model, and the newer model and version take over
+    assert run.status == "SUCCEEDED", (run.error, run.cause)
+    second_job = h.ground_truth.jobs[f"treelabel-dev-{BATCH_B}"]
+    assert second_job.request["LabelingJobAlgorithmsConfig"]["InitialActiveLearningModelArn"] == job.final_model_arn
+    assert h.batch("#model")["model_arn"] == second_job.final_model_arn != job.final_model_arn
+    assert h.batch(BATCH_B)["dataset_version"] == f"v000002-{BATCH_B}"
+    assert h.s3_json(f"s3://{h.artifacts_bucket}/datasets/LATEST")["version"] == f"v000002-{BATCH_B}"
+    assert len(_dataset_lines(h, f"v000002-{BATCH_B}")) == AL_BATCH
+    assert len(_dataset_lines(h, version)) == len(lines)  # the first version is untouched
+
+
+def test_small_batch_is_labeled_by_humans_only(harness: WorkflowHarness) -> None:
+    # Given a batch below the automated-labeling minimum
+    h = harness
+    ids = h.seed_batch(BATCH_A, 40, kind="human_only")
+    h.ground_truth.plan = Plan(ids, failed=0, human_every=1)
+
+    # When the workflow runs
+    run = h.run_batch(BATCH_A, photo_count=40, kind="human_only")
+
+    # Then the job had no automated labeling, everything is human-labeled and no model is recorded
+    assert run.status == "SUCCEEDED", (run.error, run.cause)
+    assert "Run the human labeling job" in run.states
+    (request, *_) = h.ground_truth.requests
+    assert "LabelingJobAlgorithmsConfig" not in request
+    photos = h.photos(BATCH_A)
+    assert {p["status"] for p in photos.values()} == {"LABELED"}
+    assert all(p["human_annotated"] for p in photos.values())
+    assert h.batch("#model") == {}
+    assert h.batch(BATCH_A)["kind"] == "human_only"
+
+
+def test_failed_job_releases_the_batch_and_parks_photos_out_of_attempts(harness: WorkflowHarness) -> None:
+    # Given a batch whose photos failed before (one attempt left for the first 5) and a job that will fail
+    h = harness
+    tired = h.seed_batch(BATCH_A, 5, kind="human_only", attempts=2)
+    fresh = h.seed_batch(BATCH_A, 15, kind="human_only", start=5)
+    h.ground_truth.fail_jobs[f"treelabel-dev-{BATCH_A}"] = "Workforce unavailable: no workers in the team"
+
+    # When the workflow runs
+    run = h.run_batch(BATCH_A, photo_count=20, kind="human_only")
+
+    # Then the execution fails after looking at the job and releasing the batch
+    assert (run.status, run.error) == ("FAILED", "BatchFailed")
+    assert run.states[-3:] == ["Release the batch's photos", "Tell the team the batch failed", "The batch failed"]
+    assert "Look up the labeling job" in run.states
+    photos = h.photos(BATCH_A)
+    assert {pid: p["status"] for pid, p in photos.items() if pid in tired} == dict.fromkeys(tired, "PARKED")
+    assert {pid: (p["status"], p["attempts"]) for pid, p in photos.items() if pid in fresh} == dict.fromkeys(
+        fresh, ("PENDING", 1))
+    batch = h.batch(BATCH_A)
+    assert batch["status"] == "FAILED"
+    assert "Workforce unavailable" in batch["failure_reason"]
+    (note,) = h.notifications()
+    assert note["Subject"] == f"[treelabel-dev] batch {BATCH_A} FAILED"
+    assert "parked after too many attempts: 5" in note["Message"]
+    assert h.batch("#dataset-version") == {}
+
+
+def test_crash_while_recording_labels_discards_partial_labels_and_releases_everything(
+    harness: WorkflowHarness,
+) -> None:
+    # Given a job that completes, and a process-output step that records 20 labels and then crashes
+    h = harness
+    ids = h.seed_batch(BATCH_A, 60, kind="human_only")
+    h.ground_truth.plan = Plan(ids, failed=0, human_every=1)
+
+    def crash_after_20(event: dict[str, Any]) -> None:
+        import boto3
+
+        ddb = boto3.client("dynamodb")
+        for pid in sorted(ids)[:20]:
+            photo = GroundTruthBackend(_settings_stub()).parse_output_line({
+                "photo-id": pid, "species": "0",
+                "species-metadata": {"class-name": _label_of(pid), "confidence": 0.9, "human-annotated": "yes",
+                                     "job-name": "labeling-job/x"}})
+            ddb.update_item(**label_update(photo, batch_id=BATCH_A, photos_table=h.photos_table, now_iso="t"))
+        raise RuntimeError("simulated crash while recording labels")
+
+    h.faults["process_output"] = crash_after_20
+
+    # When the workflow runs
+    run = h.run_batch(BATCH_A, photo_count=60, kind="human_only")
+
+    # Then the batch failed with the crash as reason, and no photo stays labeled or batched
+    assert (run.status, run.error) == ("FAILED", "BatchFailed")
+    assert "Record the labels" in run.states
+    photos = h.photos(BATCH_A)
+    assert {(p["status"], p["attempts"]) for p in photos.values()} == {("PENDING", 1)}
+    assert not any("label" in p for p in photos.values())
+    assert "simulated crash" in h.batch(BATCH_A)["failure_reason"]
+    (note,) = h.notifications()
+    assert "labels of this run discarded: 20" in note["Message"]
+
+
+def test_an_existing_job_is_adopted_and_waited_for(harness: WorkflowHarness) -> None:
+    # Given the batch's job already exists (an earlier execution created it) and is still running
+    h = harness
+    ids = h.seed_batch(BATCH_A, 30, kind="human_only")
+    h.ground_truth.plan = Plan(ids, failed=0, human_every=1)
+    import boto3
+    from fieldlabel.labeling.prepare import INPUT_MANIFEST_KEY
+
+    manifest_key = INPUT_MANIFEST_KEY.format(batch_id=BATCH_A)
+    lines = "".join(json.dumps({"source-ref": p["labeling_ref"], "photo-id": pid}) + "\n"
+                    for pid, p in sorted(h.photos(BATCH_A).items()))
+    boto3.client("s3").put_object(Bucket=h.artifacts_bucket, Key=manifest_key, Body=lines.encode())
+    request = _settings_backend(h).build_job_request(
+        batch_id=BATCH_A, kind="human_only", manifest_uri=f"s3://{h.artifacts_bucket}/{manifest_key}")
+    h.ground_truth.create(request)
+    h.ground_truth.polls_before_done = 3
+
+    # When the workflow runs
+    run = h.run_batch(BATCH_A, photo_count=30, kind="human_only")
+
+    # Then no second job was created; the workflow polled the existing one and published its labels
+    assert run.status == "SUCCEEDED", (run.error, run.cause)
+    assert len(h.ground_truth.requests) == 1 + ("Run the expert review job" in run.states)
+    assert run.states.count("Wait for the labeling job") >= 2
+    assert not any(s.startswith("Run the") and "review" not in s for s in run.states)
+    assert {p["status"] for p in h.photos(BATCH_A).values()} == {"LABELED"}
+
+
+def _settings_stub() -> GroundTruthSettings:
+    return GroundTruthSettings(project="treelabel-dev", region="us-east-1", role_arn="arn:aws:iam::1:role/x",
+                               workteam_arn="w", label_categories_uri="s3://b/k", ui_template_uri="s3://b/t",
+                               output_path="s3://b/o/", kms_key_arn="k")
+
+
+def _settings_backend(h: WorkflowHarness) -> GroundTruthBackend:
+    from fieldlabel.labeling.settings import WorkflowEnv
+
+    env = next(fn["env"] for fn in h.functions.values() if fn["handler"].startswith("prepare_job"))
+    return WorkflowEnv.from_env({**env, "AWS_REGION": "us-east-1"}).backend()
