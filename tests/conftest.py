@@ -34,3 +34,10 @@ _OFFLINE_ENV = {
 for _k, _v in _OFFLINE_ENV.items():
     os.environ[_k] = _v
 os.environ.pop("AWS_PROFILE", None)
+
+# Hypothesis' default 200 ms deadline turns a loaded 2-core CI machine into flaky failures; correctness, not speed,
+# is what property tests check here (speed has its own benchmarks).
+from hypothesis import HealthCheck, settings  # noqa: E402
+
+settings.register_profile("fieldlabel", deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile("fieldlabel")
