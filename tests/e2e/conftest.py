@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.harness import WorkflowHarness, synth_templates
+from localrun.harness import WorkflowHarness, synth_templates
 
 
 @pytest.fixture(scope="session")

@@ -16,7 +16,7 @@ import pytest
 from fieldlabel.labeling.groundtruth.backend import GroundTruthBackend, GroundTruthSettings
 from fieldlabel.labeling.process import label_update
 
-from tests.e2e.harness import PhotoOutcome, WorkflowHarness, config_from_context
+from localrun.harness import PhotoOutcome, WorkflowHarness, config_from_context
 
 pytestmark = pytest.mark.slow
 
