@@ -1,0 +1,191 @@
+"""The labeling workflow as synthesized: state machine settings, definition shape, and the IAM it is given."""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+import pytest
+
+from tests.infrastructure.synth import Synthesis
+
+DAY = 86_400
+SYNC = "arn:aws:states:::sagemaker:createLabelingJob.sync"
+
+
+def _pipeline(dev: Synthesis) -> dict[str, Any]:
+    assert dev.findings == [], dev.findings
+    return dev.templates["pipeline"]
+
+
+def _one(tpl: dict[str, Any], rtype: str) -> tuple[str, dict[str, Any]]:
+    (found,) = [(lid, r) for lid, r in tpl["Resources"].items() if r["Type"] == rtype]
+    return found
+
+
+def _definition(tpl: dict[str, Any]) -> dict[str, Any]:
+    """The ASL with every intrinsic replaced by a ``<LogicalId>`` placeholder."""
+    _, sm = _one(tpl, "AWS::StepFunctions::StateMachine")
+    parts = sm["Properties"]["DefinitionString"]["Fn::Join"][1]
+    text = "".join(p if isinstance(p, str) else f"<{_token(p)}>" for p in parts)
+    return dict(json.loads(text))
+
+
+def _token(node: dict[str, Any]) -> str:
+    if "Fn::GetAtt" in node:
+        return node["Fn::GetAtt"][0]
+    if "Ref" in node:
+        return str(node["Ref"])
+    return "import"
+
+
+@pytest.fixture(scope="module")
+def definition(dev: Synthesis) -> dict[str, Any]:
+    return _definition(_pipeline(dev))
+
+
+def test_standard_state_machine_with_logging_tracing_and_timeout(dev: Synthesis) -> None:
+    tpl = _pipeline(dev)
+    _, sm = _one(tpl, "AWS::StepFunctions::StateMachine")
+    props = sm["Properties"]
+    assert props["StateMachineType"] == "STANDARD"
+    assert props["TracingConfiguration"] == {"Enabled": True}
+    logging = props["LoggingConfiguration"]
+    assert logging["Level"] == "ALL" and logging["IncludeExecutionData"] is True
+    log_group_id = logging["Destinations"][0]["CloudWatchLogsLogGroup"]["LogGroupArn"]["Fn::GetAtt"][0]
+    assert tpl["Resources"][log_group_id]["Properties"]["RetentionInDays"] == 30
+    definition = _definition(tpl)
+    # Ground Truth's 30-day limit, the review job and the steps fit; Standard workflows allow a year.
+    assert 35 * DAY <= definition["TimeoutSeconds"] <= 365 * DAY
+
+
+def test_jobs_run_on_the_optimized_sync_integration_with_timeouts_below_the_execution(definition: dict) -> None:
+    states = definition["States"]
+    runs = {n: s for n, s in states.items() if s.get("Resource") == SYNC}
+    assert set(runs) == {"Run the automated labeling job", "Run the human labeling job", "Run the expert review job"}
+    for name, state in runs.items():
+        assert 30 * DAY < state["TimeoutSeconds"] < definition["TimeoutSeconds"], name
+        timeout_catch = next(c for c in state["Catch"] if c["ErrorEquals"] == ["States.Timeout"])
+        stop = states[timeout_catch["Next"]]
+        assert stop["Resource"].endswith(":states:::aws-sdk:sagemaker:stopLabelingJob"), name
+        assert any(c["ErrorEquals"] == ["States.ALL"] for c in state["Catch"]), name
+        assert state["Retry"] and all("States.ALL" not in r["ErrorEquals"] for r in state["Retry"]), name
+        params = state["Parameters"]
+        # the role is fixed in the definition, the rest comes from the prepare step's request
+        assert params["RoleArn"].startswith("<GroundTruthExecutionRole")
+        fields = {k.removesuffix(".$") for k in params}
+        assert {"LabelingJobName", "LabelAttributeName", "InputConfig", "OutputConfig", "RoleArn",
+                "HumanTaskConfig", "LabelCategoryConfigS3Uri", "StoppingConditions", "Tags"} <= fields, name
+        assert ("LabelingJobAlgorithmsConfig" in fields) is (name == "Run the automated labeling job")
+
+
+def test_every_task_retries_transient_errors_and_catches_the_rest(definition: dict) -> None:
+    for name, state in definition["States"].items():
+        if state["Type"] != "Task":
+            continue
+        assert state.get("Catch"), f"{name} has no Catch"
+        if state["Resource"].startswith("<"):  # our Lambdas
+            retried = {e for r in state["Retry"] for e in r["ErrorEquals"]}
+            assert {"Lambda.TooManyRequestsException", "Lambda.ServiceException", "ThrottlingException"} <= retried
+
+
+def test_states_read_as_sentences_and_all_lead_somewhere(definition: dict) -> None:
+    states = definition["States"]
+    for name in states:
+        assert re.fullmatch(r"[A-Z][a-z]+( [\w'-]+)+\??", name), name
+    targets = {definition["StartAt"]}
+    for s in states.values():
+        targets |= {s.get("Next"), s.get("Default")} | {c["Next"] for c in s.get("Choices", []) + s.get("Catch", [])}
+    assert set(states) <= targets  # nothing unreachable
+    assert {"The dataset is published", "The batch failed"} <= {n for n, s in states.items()
+                                                                  if s["Type"] in ("Succeed", "Fail")}
+
+
+def test_failures_release_the_batch_and_notify(definition: dict) -> None:
+    states = definition["States"]
+    release = states["Release the batch's photos"]
+    assert release["Next"] == "Tell the team the batch failed"
+    assert states["Tell the team the batch failed"]["Next"] == "The batch failed"
+    for name in ("Prepare the labeling job", "Record the labels", "Publish the dataset version",
+                 "Look up the labeling job"):
+        assert any(c["Next"] == "Release the batch's photos" for c in states[name]["Catch"]), name
+    choice = states["Has the labeling job finished?"]
+    assert choice["Default"] == "Release the batch's photos"
+
+
+def test_review_stage_sits_between_recording_and_publishing(definition: dict) -> None:
+    states = definition["States"]
+    assert states["Record the labels"]["Next"] == "Is expert review enabled?"
+    assert states["Apply the expert review"]["Next"] == "Publish the dataset version"
+    anything = states["Is there anything to review?"]
+    assert anything["Choices"][0]["Variable"] == "$.review_selection.review_count"
+    # a failed review never blocks publishing
+    assert states["Note that the review did not finish"]["Next"] == "Publish the dataset version"
+
+
+def _policy_statements(tpl: dict[str, Any], role_prefix: str) -> list[dict[str, Any]]:
+    out = []
+    for res in tpl["Resources"].values():
+        if res["Type"] != "AWS::IAM::Policy":
+            continue
+        roles = [r["Ref"] for r in res["Properties"]["Roles"]]
+        if any(r.startswith(role_prefix) for r in roles):
+            out += res["Properties"]["PolicyDocument"]["Statement"]
+    return out
+
+
+def test_state_machine_role_holds_exactly_what_the_sync_integration_needs(dev: Synthesis) -> None:
+    tpl = _pipeline(dev)
+    stmts = _policy_statements(tpl, "LabelingWorkflowStateMachineRole")
+    by_action = {}
+    for st in stmts:
+        for action in [st["Action"]] if isinstance(st["Action"], str) else st["Action"]:
+            by_action[action] = st
+    sagemaker = {a for a in by_action if a.startswith("sagemaker:")}
+    assert sagemaker == {"sagemaker:CreateLabelingJob", "sagemaker:DescribeLabelingJob", "sagemaker:StopLabelingJob",
+                         "sagemaker:AddTags", "sagemaker:ListTags"}
+    for action in sagemaker:
+        resources = by_action[action]["Resource"]
+        resources = resources if isinstance(resources, list) else [resources]
+        assert resources == ["arn:aws:sagemaker:us-east-1:111111111111:labeling-job/treelabel-dev-*"], action
+    pass_role = by_action["iam:PassRole"]
+    assert pass_role["Condition"] == {"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}}
+    assert pass_role["Resource"]["Fn::GetAtt"][0].startswith("GroundTruthExecutionRole")
+    assert by_action["events:PutRule"]["Resource"] == (
+        "arn:aws:events:us-east-1:111111111111:rule/StepFunctionsGetEventsForSageMaker*")
+    assert not [a for a in by_action if "*" in a]
+
+
+def test_ground_truth_may_invoke_exactly_the_review_annotation_functions(dev: Synthesis) -> None:
+    tpl = _pipeline(dev)
+    statements = _policy_statements(tpl, "GroundTruthExecutionRole")
+    (stmt,) = [st for st in statements if st["Action"] == "lambda:InvokeFunction"]
+    targets = sorted(r["Fn::GetAtt"][0] for r in stmt["Resource"])
+    assert [t.rstrip("0123456789ABCDEF") for t in targets] == [
+        "LabelingWorkflowReviewPostAnnotation", "LabelingWorkflowReviewPreAnnotation"]
+
+
+def test_summary_topic_is_encrypted_and_refuses_plain_http(dev: Synthesis) -> None:
+    tpl = _pipeline(dev)
+    lid, topic = _one(tpl, "AWS::SNS::Topic")
+    assert "KmsMasterKeyId" in topic["Properties"]
+    policies = [r for r in tpl["Resources"].values() if r["Type"] == "AWS::SNS::TopicPolicy"
+                and {"Ref": lid} in r["Properties"]["Topics"]]
+    statements = [s for p in policies for s in p["Properties"]["PolicyDocument"]["Statement"]]
+    assert any(s["Effect"] == "Deny" and s["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
+               for s in statements)
+
+
+def test_prepare_function_gets_the_job_settings_it_builds_requests_from(dev: Synthesis) -> None:
+    tpl = _pipeline(dev)
+    fns = [r for r in tpl["Resources"].values() if r["Type"] == "AWS::Lambda::Function"
+           and r["Properties"]["Handler"] == "prepare_job.handler.lambda_handler"]
+    (fn,) = fns
+    env = fn["Properties"]["Environment"]["Variables"]
+    for var in ("PHOTOS_TABLE", "BATCHES_TABLE", "ARTIFACTS_BUCKET", "GT_ROLE_ARN", "WORKTEAM_ARN",
+                "REVIEW_WORKTEAM_ARN", "LABEL_CATEGORIES_URI", "UI_TEMPLATE_URI", "REVIEW_TEMPLATE_URI",
+                "PRE_ANNOTATION_ARN", "POST_ANNOTATION_ARN", "KMS_KEY_ARN", "CONFIG_JSON", "JOB_SETTINGS_JSON"):
+        assert env.get(var), var
+    settings = json.loads(env["JOB_SETTINGS_JSON"])
+    assert (settings["review_enabled"], settings["reviewers_per_photo"], settings["workers_per_photo"]) == (True, 2, 3)
