@@ -52,6 +52,10 @@ class AppContext:
                 "UserPoolId": getattr(args, "user_pool_id", None),
                 "TaxonomistsGroup": getattr(args, "taxonomists_group", None),
                 "ReviewersGroup": getattr(args, "reviewers_group", None),
+                "ArtifactsBucketName": getattr(args, "artifacts_bucket", None),
+                "PhotosTableName": getattr(args, "photos_table", None),
+                "BatchesTableName": getattr(args, "batches_table", None),
+                "DispatchFunctionName": getattr(args, "dispatch_function", None),
             },
             outputs_file=getattr(args, "outputs", None),
             stack_prefix=getattr(args, "stack_prefix", None),
@@ -68,12 +72,16 @@ class AppContext:
                 raise translate_aws_error(exc) from exc
         return self._session
 
-    def client(self, service: str, *, max_pool_connections: int = 10) -> Any:
-        """A boto3 client for ``service`` honouring --region, --profile and --endpoint-url."""
+    def client(self, service: str, *, max_pool_connections: int = 10, read_timeout: int | None = None) -> Any:
+        """A boto3 client for ``service`` honouring --region, --profile and --endpoint-url.
+
+        ``read_timeout`` (seconds) raises botocore's 60 s default, for a synchronous Lambda invocation that runs long.
+        """
         config = Config(
             user_agent_extra=USER_AGENT_EXTRA,
             max_pool_connections=max_pool_connections,
             retries={"mode": "standard", "max_attempts": RETRY_MAX_ATTEMPTS},
+            **({"read_timeout": read_timeout} if read_timeout else {}),
         )
         try:
             return self.session().client(service, endpoint_url=self.endpoint_url, config=config)

@@ -17,9 +17,11 @@ from fieldlabel_cli.errors import EXIT_INTERRUPTED, EXIT_USAGE, CliError, transl
 DESCRIPTION = """\
 Field photos of trees to expert-labeled training data.
 
-Scientists upload folders of photos; operators manage the taxonomists who label them.
-Resource names (bucket, user pool, groups) come from the deployed stacks' outputs
-(<prefix>-Storage, <prefix>-Workforce), from --outputs FILE, or from explicit options."""
+Scientists upload folders of photos; operators manage the taxonomists who label them,
+watch and start batches, report automation and cost, and export datasets.
+Resource names (buckets, tables, user pool, groups, dispatcher) come from the deployed
+stacks' outputs (<prefix>-Storage, -Workforce, -Pipeline), from --outputs FILE, or from
+explicit options."""
 
 EPILOG = """\
 examples:
@@ -27,6 +29,10 @@ examples:
   fieldlabel upload ./survey-2026-05 --prefix site-12 --profile field
   fieldlabel taxonomists add ana@botany.example.org --name "Ana Silva" --reviewer
   fieldlabel taxonomists list --json
+  fieldlabel status
+  fieldlabel flush
+  fieldlabel report --by month --chart automation.png
+  fieldlabel export ./datasets --download
   fieldlabel cost --photos 5000 --machine-share 0.6
 
 exit status: 0 success, 1 failure (AWS refused, uploads failed), 2 usage error, 130 interrupted.
@@ -47,7 +53,7 @@ def _add_global_options(parser: argparse.ArgumentParser, *, suppress: bool) -> N
                      help="send AWS requests to this endpoint (local demo, moto server)", **d)
     res = parser.add_argument_group("resource discovery")
     res.add_argument("--stack-prefix", metavar="PREFIX",
-                     help="read outputs of stacks PREFIX-Storage and PREFIX-Workforce "
+                     help="read outputs of stacks PREFIX-Storage, PREFIX-Workforce and PREFIX-Pipeline "
                           "(default: $FIELDLABEL_STACK_PREFIX or 'treelabel')", **d)
     res.add_argument("--outputs", metavar="FILE",
                      help="JSON file of outputs, e.g. {\"IntakeBucketName\": \"...\"} "

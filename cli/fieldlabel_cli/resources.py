@@ -2,8 +2,9 @@
 
 Order of precedence, per name: an explicit option (``--bucket``, ``--user-pool-id``, ...) wins; then the outputs
 file (``--outputs FILE`` or ``FIELDLABEL_OUTPUTS``, written by the offline demo or by ``cdk deploy --outputs-file``);
-then the outputs of the stacks ``<prefix>-Storage`` and ``<prefix>-Workforce`` read with DescribeStacks. The stacks
-are only read when a name is actually needed, so commands that need nothing from AWS never call it.
+then the outputs of the stacks ``<prefix>-Storage`` and ``<prefix>-Workforce`` read with DescribeStacks, and
+``<prefix>-Pipeline`` for a name those lack (the dispatcher's). The stacks are only read when a name is actually
+needed, so commands that need nothing from AWS never call it.
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ from fieldlabel_cli.errors import CliError, UsageError, error_code, translate_aw
 # The prod environment's `project` in cdk.json; dev deploys as "treelabel-dev" (use --stack-prefix).
 DEFAULT_STACK_PREFIX = "treelabel"
 STACK_SUFFIXES = ("Storage", "Workforce")
+# Read only when a name is not among the first stacks' outputs (the operator commands need the dispatcher etc.).
+LATE_STACK_SUFFIXES = ("Pipeline",)
 
 # Output key -> the option that overrides it, for error messages.
 KNOWN_OUTPUTS: dict[str, str] = {
@@ -28,6 +31,10 @@ KNOWN_OUTPUTS: dict[str, str] = {
     "UserPoolId": "--user-pool-id",
     "TaxonomistsGroup": "--taxonomists-group",
     "ReviewersGroup": "--reviewers-group",
+    "ArtifactsBucketName": "--artifacts-bucket",
+    "PhotosTableName": "--photos-table",
+    "BatchesTableName": "--batches-table",
+    "DispatchFunctionName": "--dispatch-function",
 }
 # Output keys the stacks actually write for a name (the Workforce stack says ...GroupName).
 ALIASES: dict[str, tuple[str, ...]] = {
@@ -79,11 +86,17 @@ class ResourceResolver:
         self._file_outputs: dict[str, str] | None = None
         self._stack_outputs: dict[str, str] | None = None
         self._stacks_found: list[str] = []
+        self._late_read = False
 
     @property
     def stack_names(self) -> list[str]:
         """The stacks whose outputs are read."""
         return [f"{self.stack_prefix}-{suffix}" for suffix in STACK_SUFFIXES]
+
+    @property
+    def late_stack_names(self) -> list[str]:
+        """Stacks read only for a name the first ones lack (``<prefix>-Pipeline``)."""
+        return [f"{self.stack_prefix}-{suffix}" for suffix in LATE_STACK_SUFFIXES]
 
     def get(self, name: str) -> str:
         """The value of output ``name``.
@@ -102,11 +115,13 @@ class ResourceResolver:
                     return self._file_outputs[key]
             raise CliError(f"{name} is not in outputs file {self._outputs_file}; pass {KNOWN_OUTPUTS.get(name, name)}")
         outputs = self._read_stacks()
+        if not any(key in outputs for key in keys):
+            outputs = self._read_late_stacks()
         for key in keys:
             if key in outputs:
                 return outputs[key]
         where = (", ".join(self._stacks_found) if self._stacks_found
-                 else f"no stack named {' or '.join(self.stack_names)}")
+                 else f"no stack named {' or '.join(self.stack_names + self.late_stack_names)}")
         raise CliError(
             f"cannot find {name}: not among the outputs of {where}; pass {KNOWN_OUTPUTS.get(name, name)}, "
             "--outputs FILE, or the right --stack-prefix"
@@ -115,12 +130,22 @@ class ResourceResolver:
     def _read_stacks(self) -> dict[str, str]:
         if self._stack_outputs is not None:
             return self._stack_outputs
+        self._stack_outputs = self._describe(self.stack_names)
+        return self._stack_outputs
+
+    def _read_late_stacks(self) -> dict[str, str]:
+        outputs = self._read_stacks()
+        if not self._late_read:
+            self._late_read = True
+            outputs.update(self._describe(self.late_stack_names))
+        return outputs
+
+    def _describe(self, stacks: list[str]) -> dict[str, str]:
         if self._cloudformation is None:
-            self._stack_outputs = {}
-            return self._stack_outputs
+            return {}
         client = self._cloudformation()
         merged: dict[str, str] = {}
-        for stack in self.stack_names:
+        for stack in stacks:
             try:
                 response = client.describe_stacks(StackName=stack)
             except ClientError as exc:
@@ -134,5 +159,4 @@ class ResourceResolver:
             for s in response.get("Stacks", []):
                 for output in s.get("Outputs", []) or []:
                     merged[output["OutputKey"]] = output["OutputValue"]
-        self._stack_outputs = merged
         return merged

@@ -1,9 +1,9 @@
 """Subcommands. Each module exposes ``register(subparsers, parents)``, which adds its parser(s) and sets
-``handler=<function(args, ctx) -> int>``. A new operator command (status, flush, report, export) is one more
-module listed in :data:`COMMAND_MODULES`; nothing else changes."""
+``handler=<function(args, ctx) -> int>``. A new command is one more module listed in
+:data:`COMMAND_MODULES`; nothing else changes."""
 
 from __future__ import annotations
 
-from fieldlabel_cli.commands import cost, taxonomists, upload
+from fieldlabel_cli.commands import cost, export, flush, report, status, taxonomists, upload
 
-COMMAND_MODULES = (upload, taxonomists, cost)
+COMMAND_MODULES = (upload, taxonomists, status, flush, report, export, cost)

@@ -17,6 +17,7 @@ from fieldlabel.costs.model import (
     load_price_book,
     tiered_object_charges,
 )
+from fieldlabel.costs.usage import cost_settings, estimated_cost, usage_from_counts
 
 __all__ = [
     "DEFAULT_ASSUMPTIONS",
@@ -33,5 +34,8 @@ __all__ = [
     "estimate_iterations",
     "load_assumptions",
     "load_price_book",
+    "cost_settings",
+    "estimated_cost",
     "tiered_object_charges",
+    "usage_from_counts",
 ]
