@@ -15,6 +15,7 @@ from datetime import datetime
 from typing import Any
 
 from botocore.exceptions import ClientError
+
 from fieldlabel.common.clock import iso
 from fieldlabel.common.ids import content_photo_id, object_photo_id, safe_photo_id
 from fieldlabel.common.s3uri import s3_uri
