@@ -287,3 +287,22 @@ def test_non_created_events_and_keys_outside_uploads_are_ignored(env):
     vanished = s3_record("uploads/a/vanished.jpg", 10)  # event for an object that no longer exists
     report = run(env, [copy, removed, vanished])
     assert report.failures == {} and env.all_photos() == [] and report.skipped == 1
+
+
+def test_versioned_bucket_reads_and_tags_the_version_named_in_the_event(env):
+    # Given a versioned bucket where a key first held text and then a real photo
+    env.s3.put_bucket_versioning(Bucket=BUCKET, VersioningConfiguration={"Status": "Enabled"})
+    key = "uploads/v/IMG_9.jpg"
+    v1 = env.s3.put_object(Bucket=BUCKET, Key=key, Body=b"oops, a text file")["VersionId"]
+    photo = jpeg(color=(1, 200, 3))
+    v2 = env.s3.put_object(Bucket=BUCKET, Key=key, Body=photo)["VersionId"]
+    # When both events arrive, newest first
+    report = run(env, [s3_record(key, len(photo), version_id=v2), s3_record(key, 17, version_id=v1)],
+                 DEDUPE_MODE="object")
+    # Then each version is judged by its own bytes, and only the bad version is tagged
+    assert report.registered == 1 and report.quarantined == {"not_an_image": 1}
+    statuses = sorted((p["original"]["version_id"], p["status"]) for p in env.all_photos())
+    assert statuses == sorted([(v1, "QUARANTINED"), (v2, "PENDING")])
+    tags = {v: {t["Key"]: t["Value"] for t in env.s3.get_object_tagging(Bucket=BUCKET, Key=key, VersionId=v)["TagSet"]}
+            for v in (v1, v2)}
+    assert tags[v1] == {"quarantine": "true", "quarantine-reason": "not_an_image"} and tags[v2] == {}
