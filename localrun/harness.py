@@ -550,8 +550,19 @@ class WorkflowHarness:
     """
 
     def __init__(self, templates: dict[str, dict[str, Any]], *, env_overrides: dict[str, str] | None = None,
-                 account: str | None = None) -> None:
+                 account: str | None = None, assets_dir: Path | None = None, warm_handlers: bool = False) -> None:
+        """Args (besides the templates):
+            env_overrides: environment put over every function's own.
+            account: the moto account (default: the one in the templates' bucket names).
+            assets_dir: a ``cdk.out`` folder; the labeling assets are uploaded from its ``asset.<hash>.*`` files
+                (what ``cdk deploy`` would publish) instead of being rendered again from the config.
+            warm_handlers: keep each function's handler module between calls, as a warm Lambda container does
+                (faster; module-level caches persist, see :meth:`cold_start`). Default: a fresh import per call.
+        """
         self.templates = templates
+        self.assets_dir = assets_dir
+        self.warm_handlers = warm_handlers
+        self._warm: dict[str, Any] = {}
         self.account = account or self._config_account()
         self.resolver = Resolver(templates, self.account)
         self.ground_truth = FakeGroundTruth(self.account)
@@ -620,7 +631,10 @@ class WorkflowHarness:
                 if fault is not None:
                     with _environment(env):
                         fault(event)
-                result = call_handler(fn["handler"], env, event, name)
+                if harness.warm_handlers:
+                    result = harness._call_warm(name, fn["handler"], env, event)
+                else:
+                    result = call_handler(fn["handler"], env, event, name)
             except Exception as exc:  # noqa: BLE001 - reported to Step Functions like Lambda does
                 response_headers["x-amz-function-error"] = "Unhandled"
                 return json.dumps({"errorType": type(exc).__name__, "errorMessage": str(exc)}).encode()
@@ -730,6 +744,9 @@ class WorkflowHarness:
             type="STANDARD")["stateMachineArn"]
 
     def _upload_assets(self, s3: Any) -> None:
+        if self.assets_dir is not None:
+            self._upload_assets_from(s3, self.assets_dir)
+            return
         from stacks.labeling_assets import render_ui_files
 
         files = render_ui_files(config_from_context())
@@ -742,6 +759,38 @@ class WorkflowHarness:
                 with contextlib.suppress(s3.exceptions.BucketAlreadyOwnedByYou, s3.exceptions.BucketAlreadyExists):
                     s3.create_bucket(Bucket=bucket)
                 s3.put_object(Bucket=bucket, Key=key, Body=files[file_name].encode())
+
+    def _upload_assets_from(self, s3: Any, cdk_out: Path) -> None:
+        """Publish the file assets the functions' asset URIs name, from ``cdk.out/asset.<hash>.<ext>``."""
+        for fn in self.functions.values():
+            for var in ASSET_ENV:
+                uri = fn["env"].get(var)
+                if not uri:
+                    continue
+                bucket, key = uri[5:].split("/", 1)
+                source = cdk_out / f"asset.{key}"
+                if not source.is_file():
+                    raise FileNotFoundError(f"{var} names {uri}, but {source} is not in {cdk_out}")
+                with contextlib.suppress(s3.exceptions.BucketAlreadyOwnedByYou, s3.exceptions.BucketAlreadyExists):
+                    s3.create_bucket(Bucket=bucket)
+                s3.put_object(Bucket=bucket, Key=key, Body=source.read_bytes())
+
+    def _call_warm(self, name: str, handler: str, env: dict[str, str], event: Any) -> Any:
+        with _environment(env):
+            module = self._warm.get(name)
+            if module is None:
+                module_dir = handler.split(".")[0]
+                path = LAMBDAS / module_dir / "handler.py"
+                spec = importlib.util.spec_from_file_location(f"warm_handler_{name}", path)
+                assert spec and spec.loader
+                module = importlib.util.module_from_spec(spec)
+                spec.loader.exec_module(module)
+                self._warm[name] = module
+            return module.lambda_handler(event, LambdaContextStub(name))
+
+    def cold_start(self, name: str) -> None:
+        """Forget function ``name``'s warm module, so its next call re-reads its environment (warm mode only)."""
+        self._warm.pop(name, None)
 
     # -- scenario helpers --------------------------------------------------------------------------------------
 

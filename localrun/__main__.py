@@ -1,0 +1,83 @@
+"""``python -m localrun``: the offline demo (default) or a local emulator to upload into (``--serve``)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from localrun.panel import PanelSettings
+
+
+def _share(text: str) -> float:
+    value = float(text)
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError("must be within 0..1")
+    return value
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Options of ``python -m localrun``."""
+    p = argparse.ArgumentParser(
+        prog="python -m localrun",
+        description="Run the real pipeline end to end in an embedded AWS emulator (moto). Only Ground Truth and "
+                    "its workers are simulated. See docs/demo.md.",
+    )
+    p.add_argument("--photos", type=_positive, default=1300,
+                   help="sample photos to generate (default 1300: one automated batch of >= 1250 and a small one)")
+    p.add_argument("--seed", type=int, default=7, help="seed of the sample photos and the simulated panel")
+    p.add_argument("--output", type=Path, default=Path("demo-output"), help="where photos, dataset and report go")
+    p.add_argument("--cdk-out", type=Path, default=Path("cdk.out"), help="synthesized templates (make synth)")
+    p.add_argument("--serve", action="store_true",
+                   help="start the emulator as a local server and keep the pipeline running, so you can upload "
+                        "with `fieldlabel upload` from another terminal; Ctrl-C stops")
+    p.add_argument("--port", type=int, default=5005, help="--serve: port on 127.0.0.1 (0 = any free port)")
+    p.add_argument("--batch-age-seconds", type=float, default=30.0,
+                   help="--serve: a pending photo this old makes a batch due (AWS: batching.max_wait_hours)")
+    panel = p.add_argument_group("simulated labelers")
+    d = PanelSettings()
+    panel.add_argument("--taxonomist-accuracy", type=_share, default=d.taxonomist_accuracy)
+    panel.add_argument("--taxonomists-per-photo", type=_positive, default=d.taxonomists_per_photo)
+    panel.add_argument("--machine-share", type=_share, default=d.machine_share,
+                       help="share of an automated job's photos the model labels")
+    panel.add_argument("--machine-accuracy", type=_share, default=d.machine_accuracy)
+    panel.add_argument("--reviewer-accuracy", type=_share, default=d.reviewer_accuracy)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point; returns the exit status."""
+    args = build_parser().parse_args(argv)
+    panel = PanelSettings(taxonomists_per_photo=args.taxonomists_per_photo,
+                          taxonomist_accuracy=args.taxonomist_accuracy, machine_share=args.machine_share,
+                          machine_accuracy=args.machine_accuracy, reviewer_accuracy=args.reviewer_accuracy,
+                          seed=args.seed)
+    from localrun.wiring import TemplatesMissing
+
+    try:
+        if args.serve:
+            from localrun.serve import ServeOptions, serve
+
+            return serve(ServeOptions(port=args.port, output=args.output, cdk_out=args.cdk_out, panel=panel,
+                                      batch_age_seconds=args.batch_age_seconds))
+        from localrun.demo import DemoOptions, run_demo
+
+        run_demo(DemoOptions(photos=args.photos, seed=args.seed, output=args.output, cdk_out=args.cdk_out,
+                             panel=panel))
+    except TemplatesMissing as exc:
+        sys.stderr.write(f"localrun: {exc}\n")
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

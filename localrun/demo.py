@@ -1,0 +1,334 @@
+"""The offline demo: the real pipeline, end to end, in moto, from the synthesized templates in cdk.out.
+
+Stages: create the resources the templates define -> generate sample photos -> upload them under ``uploads/`` (the
+intake bucket's notification puts an event on the intake queue for each) -> the event pump feeds the queue to the
+real register function and runs the real dispatcher on a compressed schedule -> the dispatcher starts the real state
+machine, whose Lambdas prepare the job, record the stand-in Ground Truth's output, select and apply the expert review
+and publish a dataset version -> the dataset is copied to a local folder -> the report. See docs/demo.md.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TextIO
+
+import boto3
+
+from localrun.harness import REGION, WorkflowHarness
+from localrun.panel import PanelSettings, labeling_plan, review_plan
+from localrun.pump import EventPump
+from localrun.report import Report, dataset_figures, registry_figures, scan_table
+from localrun.samples import SampleSet, generate
+from localrun.wiring import IntakeWiring, create_intake, load_templates
+
+UPLOAD_PREFIX = "uploads/demo/"
+# Lambda settings the demo changes, and why (docs/demo.md): no X-Ray daemon here, and quieter logs.
+ENV_OVERRIDES = {"POWERTOOLS_TRACE_DISABLED": "true", "POWERTOOLS_LOG_LEVEL": "ERROR", "LOG_LEVEL": "ERROR",
+                 "POWERTOOLS_METRICS_DISABLED": "true"}
+
+
+@dataclass
+class DemoOptions:
+    """What ``python -m localrun`` takes."""
+
+    photos: int = 1300
+    seed: int = 7
+    output: Path = Path("demo-output")
+    cdk_out: Path = Path("cdk.out")
+    panel: PanelSettings = field(default_factory=PanelSettings)
+    dispatch_every_seconds: float = 2.0  # the schedule's rate, compressed (AWS: every few minutes)
+    age_out_leftovers: bool = True  # let the age threshold pass for photos left under the count threshold
+    timeout_seconds: float = 600.0
+
+
+class Progress:
+    """Stage lines with the elapsed time, and a counter that rewrites its line on a terminal."""
+
+    def __init__(self, out: TextIO, start: float) -> None:
+        self.out = out
+        self.start = start
+        self.tty = out.isatty()
+        self._last_pct = -1
+
+    def stage(self, message: str) -> None:
+        """A line for a stage."""
+        self.out.write(f"[{time.monotonic() - self.start:6.1f}s] {message}\n")
+        self.out.flush()
+
+    def count(self, label: str, done: int, total: int) -> None:
+        """A running counter (every 10 % when not a terminal)."""
+        pct = int(100 * done / total) if total else 100
+        if self.tty:
+            self.out.write(f"\r          {label}: {done}/{total} ({pct} %)")
+            if done >= total:
+                self.out.write("\n")
+        elif pct // 10 != self._last_pct // 10 or done >= total:
+            self.out.write(f"          {label}: {done}/{total} ({pct} %)\n")
+        self._last_pct = pct
+        self.out.flush()
+
+
+class Demo:
+    """One demo run inside an embedded moto. Use as a context manager; :meth:`run` returns the report.
+
+    Inside the ``with`` block the moto resources stay up, so callers (the tests) can read the registry and
+    buckets the run left behind.
+    """
+
+    def __init__(self, options: DemoOptions | None = None, *, out: TextIO | None = None,
+                 templates: dict[str, dict[str, Any]] | None = None) -> None:
+        self.options = options or DemoOptions()
+        self.out = out or sys.stdout
+        self.started = time.monotonic()
+        self.progress = Progress(self.out, self.started)
+        self._templates = templates
+        self.harness: WorkflowHarness | None = None
+        self.intake: IntakeWiring | None = None
+        self.samples: SampleSet | None = None
+        self.pump: EventPump | None = None
+        self.labels: list[str] = []
+        self.label_attribute = "species"
+
+    # -- lifecycle -------------------------------------------------------------------------------------------
+
+    def __enter__(self) -> Demo:
+        p = self.progress
+        templates = self._templates
+        assets_dir = None
+        if templates is None:
+            templates = load_templates(self.options.cdk_out)
+            assets_dir = self.options.cdk_out
+        p.stage(f"Synthesized templates: {', '.join(sorted(templates))} (from {self.options.cdk_out})")
+        # Warm handlers: each function keeps its module between calls, as a warm Lambda container does.
+        self.harness = WorkflowHarness(templates, env_overrides=ENV_OVERRIDES, assets_dir=assets_dir,
+                                       warm_handlers=True).__enter__()
+        try:
+            self.intake = create_intake(self.harness)
+        except Exception:
+            self.harness.__exit__(*sys.exc_info())
+            raise
+        h = self.harness
+        p.stage(f"Created in moto: buckets {h.intake_bucket}, {h.artifacts_bucket}; tables {h.photos_table}, "
+                f"{h.batches_table}, {h.reviewers_table}; {len(h.functions)} functions; the state machine; "
+                f"the intake queue and the S3 -> SQS notification")
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.harness is not None:
+            self.harness.__exit__(*exc)
+            self.harness = None
+
+    @property
+    def clients(self) -> dict[str, Any]:
+        """boto3 clients on the embedded moto."""
+        return {s: boto3.client(s, region_name=REGION) for s in ("s3", "dynamodb", "sqs", "lambda", "stepfunctions")}
+
+    # -- stages ----------------------------------------------------------------------------------------------
+
+    def _taxonomy(self) -> list[str]:
+        s3 = boto3.client("s3", region_name=REGION)
+        assert self.harness is not None
+        env = next(f["env"] for f in self.harness.functions.values() if f["env"].get("LABEL_CATEGORIES_URI"))
+        bucket, key = env["LABEL_CATEGORIES_URI"][5:].split("/", 1)
+        doc = json.loads(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
+        return [x["label"] for x in doc["labels"]]
+
+    def generate_samples(self) -> SampleSet:
+        """Make the sample photos (species drawn from the taxonomy, not the unknown label) and save them."""
+        o = self.options
+        self.labels = self._taxonomy()
+        species = self.labels[:-1]  # the last category is "not a tree / cannot tell"
+        self.samples = generate(o.photos, species, seed=o.seed)
+        folder = o.output / "photos"
+        shutil.rmtree(folder, ignore_errors=True)
+        self.samples.write(folder)
+        self.progress.stage(f"Generated {len(self.samples.photos)} sample files in {folder} ({o.photos} photos over "
+                            f"{len(species)} species, {self.samples.duplicates} duplicates, "
+                            f"{sum(self.samples.expected_quarantine.values())} broken on purpose) "
+                            f"+ {len(self.samples.sidecars)} sidecars")
+        return self.samples
+
+    def configure_ground_truth(self) -> None:
+        """Put the simulated panel behind the Ground Truth stand-in."""
+        assert self.harness is not None and self.samples is not None
+        gt = self.harness.ground_truth
+        truth = self.samples.truth
+        gt.plan = labeling_plan(truth, self.labels, self.options.panel)
+        gt.review_plan = review_plan(truth, self.labels, self.options.panel)
+        panel = self.options.panel
+        self.progress.stage(
+            f"Simulated Ground Truth: model labels {panel.machine_share:.0%} of an automated job's photos "
+            f"({panel.machine_accuracy:.0%} accurate); {panel.taxonomists_per_photo} taxonomists per photo "
+            f"({panel.taxonomist_accuracy:.0%} accurate each); {panel.reviewers_per_photo} senior reviewers "
+            f"({panel.reviewer_accuracy:.0%})")
+
+    def make_pump(self) -> EventPump:
+        """The event pump on the intake queue."""
+        assert self.intake is not None
+        self.pump = EventPump(
+            sqs=boto3.client("sqs", region_name=REGION), lambda_client=boto3.client("lambda", region_name=REGION),
+            queue_url=self.intake.queue_url, register_function=self.intake.register_function,
+            dispatch_function=self.intake.dispatch_function, region=REGION, batch_size=self.intake.batch_size,
+            dispatch_every_seconds=self.options.dispatch_every_seconds,
+        )
+        return self.pump
+
+    def upload_and_register(self, chunk: int = 100) -> tuple[int, int]:
+        """PUT every sample file under ``uploads/demo/`` (sidecars first) while the event pump feeds the intake queue
+        to the register function, as Lambda's poller would while an upload is under way. Returns (photos, sidecars).
+
+        Plain PutObject, as a script or the console would: the ``fieldlabel upload`` CLI checks files before sending
+        and would refuse the broken ones, which are here to show quarantine (``--serve`` mode uses the CLI).
+        """
+        assert self.harness is not None and self.samples is not None
+        pump = self.pump or self.make_pump()
+        self.progress.stage(f"Uploading to s3://{self.harness.intake_bucket}/{UPLOAD_PREFIX}; event pump: intake "
+                            f"queue -> register function, {pump.batch_size} messages per invocation (the event "
+                            f"source mapping's batch size), dispatcher every {pump.dispatch_every:g} s "
+                            "(compressed schedule)")
+        s3 = boto3.client("s3", region_name=REGION)
+        files = list(self.samples.files().items())
+        sidecars = len(self.samples.sidecars)
+        handled = 0
+        for start in range(0, len(files), chunk):
+            for rel, data in files[start:start + chunk]:
+                s3.put_object(Bucket=self.harness.intake_bucket, Key=UPLOAD_PREFIX + rel, Body=data)
+            handled += pump.drain(idle_rounds=1)
+            self.progress.count("uploaded and registered", min(start + chunk, len(files)), len(files))
+        handled += pump.drain()
+        self.progress.stage(f"Uploaded {len(files) - sidecars} photos and {sidecars} sidecars; register ran "
+                            f"{pump.stats.invocations} times on {handled} upload events "
+                            f"({pump.stats.failed_messages} left for redelivery); dispatcher ran "
+                            f"{pump.stats.dispatch_runs} times on schedule")
+        return len(files) - sidecars, sidecars
+
+    def pending_count(self) -> int:
+        """Photos waiting for a batch."""
+        assert self.harness is not None
+        return sum(1 for p in self.harness.photos().values() if p.get("status") == "PENDING")
+
+    def wait_for_executions(self, deadline: float) -> list[dict[str, Any]]:
+        """Wait until no execution of the state machine is running, reporting each one that ends."""
+        assert self.harness is not None and self.pump is not None
+        sfn = boto3.client("stepfunctions", region_name=REGION)
+        reported: set[str] = set()
+        while True:
+            execs = sfn.list_executions(stateMachineArn=self.harness.state_machine_arn)["executions"]
+            for e in execs:
+                if e["status"] != "RUNNING" and e["executionArn"] not in reported:
+                    reported.add(e["executionArn"])
+                    self.progress.stage(f"Workflow {e['name']}: {e['status']}")
+            if not any(e["status"] == "RUNNING" for e in execs):
+                return execs
+            if time.monotonic() > deadline:
+                raise TimeoutError("the labeling workflow is still running; see the execution history")
+            self.pump.pump_once()
+            time.sleep(0.2)
+
+    def dispatch_now(self, reason: str) -> dict[str, Any]:
+        """One dispatcher run outside the schedule."""
+        assert self.pump is not None
+        summary = self.pump.dispatch()
+        started = [str(b.get("batch_id", b)) if isinstance(b, dict) else str(b) for b in summary.get("batches") or []]
+        self.progress.stage(f"Dispatcher ({reason}): {summary.get('decision')}; "
+                            f"{'started ' + ', '.join(started) if started else 'no batch started'}")
+        return summary
+
+    def age_out_leftovers(self) -> None:
+        """Let the age threshold pass (compressed time) so photos below the count threshold form a batch."""
+        assert self.harness is not None and self.intake is not None
+        env = self.harness.functions[self.intake.dispatch_function]["env"]
+        saved = env.get("MAX_WAIT_SECONDS")
+        env["MAX_WAIT_SECONDS"] = "0"
+        self.harness.cold_start(self.intake.dispatch_function)  # a new container reads the changed environment
+        try:
+            self.dispatch_now(f"time compressed: {int(saved or 0) // 3600} h age threshold taken as passed")
+        finally:
+            if saved is None:
+                env.pop("MAX_WAIT_SECONDS", None)
+            else:
+                env["MAX_WAIT_SECONDS"] = saved
+            self.harness.cold_start(self.intake.dispatch_function)
+
+    def copy_datasets(self) -> tuple[Path, list[str], list[Path]]:
+        """Download every published dataset version to ``<output>/dataset/``."""
+        assert self.harness is not None
+        s3 = boto3.client("s3", region_name=REGION)
+        dest = self.options.output / "dataset"
+        shutil.rmtree(dest, ignore_errors=True)
+        versions: set[str] = set()
+        manifests: list[Path] = []
+        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=self.harness.artifacts_bucket,
+                                                                 Prefix="datasets/"):
+            for obj in page.get("Contents", []):
+                rel = obj["Key"][len("datasets/"):]
+                target = dest / rel
+                target.parent.mkdir(parents=True, exist_ok=True)
+                s3.download_file(self.harness.artifacts_bucket, obj["Key"], str(target))
+                if "/" in rel:
+                    versions.add(rel.split("/", 1)[0])
+                if rel.endswith("/dataset.manifest"):
+                    manifests.append(target)
+        return dest, sorted(versions), sorted(manifests)
+
+    # -- the whole run ---------------------------------------------------------------------------------------
+
+    def run(self) -> Report:
+        """Every stage, then the report (also written to ``<output>/report.json``)."""
+        assert self.harness is not None
+        o = self.options
+        deadline = self.started + o.timeout_seconds
+        o.output.mkdir(parents=True, exist_ok=True)
+        self.generate_samples()
+        self.configure_ground_truth()
+        photos_in, sidecars = self.upload_and_register()
+        self.wait_for_executions(deadline)
+        if self.pending_count():
+            self.dispatch_now("scheduled run")
+            self.wait_for_executions(deadline)
+        if o.age_out_leftovers and self.pending_count():
+            self.age_out_leftovers()
+            self.wait_for_executions(deadline)
+        dest, versions, manifests = self.copy_datasets()
+        report = self.build_report(photos_in, sidecars, dest, versions, manifests)
+        (o.output / "report.json").write_text(json.dumps(report.to_dict(), indent=1, default=str))
+        self.out.write(report.render() + "\n")
+        self.out.write(f"Report written to {o.output / 'report.json'}\n")
+        return report
+
+    def build_report(self, photos_in: int, sidecars: int, dest: Path, versions: list[str],
+                     manifests: list[Path]) -> Report:
+        """The report, from the registry, the stand-in's job records and the local dataset copy."""
+        assert self.harness is not None and self.samples is not None
+        ddb = boto3.client("dynamodb", region_name=REGION)
+        report = Report(files_uploaded=photos_in, sidecars_uploaded=sidecars)
+        registry_figures(report, scan_table(ddb, self.harness.photos_table),
+                         scan_table(ddb, self.harness.batches_table))
+        for name, job in self.harness.ground_truth.jobs.items():
+            kind = "review" if job.request["LabelAttributeName"].endswith("-review") else (
+                "automated" if "LabelingJobAlgorithmsConfig" in job.request else "human")
+            c = job.counters
+            report.jobs.append({"name": name, "kind": kind, "status": job.status,
+                                "objects": sum(c.get(k, 0) for k in ("TotalLabeled", "FailedNonRetryableError",
+                                                                     "Unlabeled"))})
+        dataset_figures(report, manifests, self.samples.truth, self.label_attribute, self.labels)
+        report.dataset_versions = versions
+        report.dataset_dir = str(dest)
+        report.elapsed_seconds = time.monotonic() - self.started
+        return report
+
+
+def run_demo(options: DemoOptions | None = None, *, out: TextIO | None = None,
+             inspect: Callable[[Demo, Report], None] | None = None) -> Report:
+    """Run the whole demo; ``inspect`` is called with the live demo before moto is torn down (tests use it)."""
+    with Demo(options, out=out) as demo:
+        report = demo.run()
+        if inspect is not None:
+            inspect(demo, report)
+        return report

@@ -1,0 +1,102 @@
+"""The offline demo end to end (smaller sample): its report is checked against the run's own registry and dataset.
+
+Nothing expected is written here: every number the report states is recounted from the moto tables and buckets the
+run left behind, and from the generator's truth.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from collections import Counter
+from pathlib import Path
+
+import boto3
+import pytest
+
+from localrun.demo import Demo, DemoOptions
+from localrun.harness import REGION
+from localrun.report import SIMULATED, read_manifest
+
+pytestmark = pytest.mark.slow
+
+
+def _keys(s3, bucket: str, prefix: str) -> list[str]:
+    out: list[str] = []
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+        out.extend(o["Key"] for o in page.get("Contents", []))
+    return out
+
+
+def test_demo_report_matches_registry_and_dataset(templates, tmp_path: Path) -> None:
+    out = io.StringIO()
+    options = DemoOptions(photos=30, seed=11, output=tmp_path / "demo-output", dispatch_every_seconds=1.0,
+                          timeout_seconds=240)
+    with Demo(options, out=out, templates=templates) as demo:
+        report = demo.run()
+        h = demo.harness
+        assert h is not None and demo.samples is not None
+        s3 = boto3.client("s3", region_name=REGION)
+        photos = h.photos()
+
+        # Photos in: what is in the bucket under the demo's prefix.
+        keys = _keys(s3, h.intake_bucket, "uploads/demo/")
+        photo_keys = {k for k in keys if not k.endswith(".json")}
+        assert report.files_uploaded == len(photo_keys)
+        assert report.sidecars_uploaded == len(keys) - len(photo_keys)
+        # Every uploaded photo is accounted for by exactly one registry entry (the real S3 -> SQS -> register path).
+        source_keys = [k for p in photos.values() for k in p["source_keys"]]
+        assert sorted(source_keys) == sorted(photo_keys)
+
+        # Registered, duplicates, quarantined: recounted from the registry.
+        assert report.registered == sum(1 for p in photos.values() if p["status"] != "QUARANTINED")
+        assert report.duplicates == sum(len(p["source_keys"]) - 1 for p in photos.values())
+        assert report.duplicates > 0
+        quarantined = [p for p in photos.values() if p["status"] == "QUARANTINED"]
+        assert report.quarantined == dict(Counter(p["quarantine_reason"] for p in quarantined))
+        assert quarantined
+        for p in quarantined:  # and intake tagged each quarantined original with its reason
+            tags = s3.get_object_tagging(Bucket=h.intake_bucket, Key=p["original"]["key"])["TagSet"]
+            assert {"Key": "quarantine-reason", "Value": p["quarantine_reason"]} in tags
+        # The generator's truth covers every registered photo (nothing else got in).
+        assert {pid for pid, p in photos.items() if p["status"] != "QUARANTINED"} == set(demo.samples.truth)
+
+        # Batches: as the batches table holds them; every one published.
+        assert report.batches
+        for b in report.batches:
+            item = h.batch(b.batch_id)
+            assert (b.kind, b.photo_count, b.status, b.dataset_version) == (
+                item["kind"], int(item["photo_count"]), item["status"], item.get("dataset_version"))
+            assert item["status"] == "PUBLISHED"
+            assert sum(1 for p in photos.values() if p.get("batch_id") == b.batch_id) == b.photo_count
+        # Jobs: one labeling job per batch (its objects = the batch's photos), plus review jobs.
+        labeling_jobs = {j["name"]: j for j in report.jobs if j["kind"] != "review"}
+        assert set(labeling_jobs) == {h.batch(b.batch_id)["job_name"] for b in report.batches}
+        for b in report.batches:
+            assert labeling_jobs[h.batch(b.batch_id)["job_name"]]["objects"] == b.photo_count
+
+        # The dataset: the local copy is byte for byte what the pipeline published.
+        dataset_keys = _keys(s3, h.artifacts_bucket, "datasets/")
+        local = Path(report.dataset_dir or "")
+        for key in dataset_keys:
+            body = s3.get_object(Bucket=h.artifacts_bucket, Key=key)["Body"].read()
+            assert (local / key.removeprefix("datasets/")).read_bytes() == body
+        assert sorted(report.dataset_versions) == sorted({k.split("/")[1] for k in dataset_keys if k.count("/") > 1})
+
+        # Labels and accuracy: recounted from the registry and the truth.
+        labeled = [p for p in photos.values() if p["status"] == "LABELED"]
+        lines = [line for m in local.glob("*/dataset.manifest") for line in read_manifest(m)]
+        assert report.labeled == len(labeled) == len(lines)
+        sources = Counter(p.get("label_source") or ("human" if p.get("human_annotated") else "machine")
+                          for p in labeled)
+        assert report.machine_labeled == sources["machine"]
+        assert report.human_labeled == report.labeled - report.machine_labeled
+        right = sum(1 for p in labeled if demo.samples.truth[p["photo_id"]] == p["label"])
+        assert report.accuracy == pytest.approx(right / len(labeled))
+        reviewed = [p for p in labeled if isinstance(p.get("review"), dict) and p["review"].get("decision")]
+        assert report.reviewed == len(reviewed)
+
+    text = out.getvalue()
+    assert SIMULATED in text and str(local) in text
+    saved = json.loads((options.output / "report.json").read_text())
+    assert saved["registered"] == report.registered and saved["labeled"] == report.labeled
