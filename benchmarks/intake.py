@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import io
+import json
 import os
 import random
 import resource
@@ -122,6 +123,47 @@ def register_case(n: int, *, rotated: bool, dup_rate: float, sqs_batch: int, see
                 "per_photo": total / n}
 
 
+def _status_mb(field: str) -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def _reset_peak_rss() -> float:
+    """Reset the kernel's peak-RSS mark (Linux clear_refs 5) and return the current RSS in MB."""
+    with contextlib.suppress(OSError):
+        Path("/proc/self/clear_refs").write_text("5")
+    return _status_mb("VmRSS")
+
+
+def large_case(n: int) -> dict[str, Any]:
+    """One SQS batch of n 12-megapixel (4032x3024) EXIF-rotated noisy JPEGs: seconds per photo and the growth of peak
+    RSS, an upper bound of what the register function needs per batch (it includes moto holding the uploads)."""
+    with mock_aws(), fast_moto_transactions():
+        env = make_env()
+        noise = Image.merge("RGB", [Image.effect_noise((4032, 3024), 40 + 10 * c) for c in range(3)])
+        records = []
+        for i in range(n):
+            exif = Image.Exif()
+            exif[0x0112] = 6
+            out = io.BytesIO()
+            noise.rotate(i, fillcolor=(i, 0, 0)).save(out, format="JPEG", quality=85, exif=exif.tobytes())
+            records.append(env.put(f"uploads/large/IMG_{i:04d}.jpg", out.getvalue()))
+        del noise
+        from fieldlabel.intake.register import SqsMessage, register_messages
+        from intake_helpers import register_settings
+
+        before = _reset_peak_rss()
+        start = time.perf_counter()
+        report = register_messages([SqsMessage(f"m{i}", json.dumps({"Records": [r]})) for i, r in enumerate(records)],
+                                   s3=env.s3, ddb=env.ddb, lambda_client=None, settings=register_settings(),
+                                   now=datetime.now(UTC))
+        elapsed = time.perf_counter() - start
+        return {"photos": n, "copies": report.copies_made, "seconds": elapsed, "rss_before": before,
+                "rss_after": _status_mb("VmHWM"), "bytes": sum(r["s3"]["object"]["size"] for r in records)}
+
+
 def claim_case(n: int) -> dict[str, Any]:
     """Seed n PENDING photos straight into moto's table, then time one dispatcher run that claims them all."""
     with mock_aws(), fast_moto_transactions():
@@ -151,6 +193,8 @@ def main() -> None:
     parser.add_argument("--photos", type=int, default=10_000, help="uploads per register case (default 10000; 0 skips)")
     parser.add_argument("--dup-rate", type=float, default=0.2, help="extra duplicate deliveries (default 0.2)")
     parser.add_argument("--sqs-batch", type=int, default=10, help="SQS batch size (default 10)")
+    parser.add_argument("--large", type=int, default=0,
+                        help="also register one SQS batch of this many 12-MP photos (memory sizing; default 0)")
     parser.add_argument("--claim", type=int, default=100_000, help="pending photos to claim (default 100000; 0 skips)")
     args = parser.parse_args()
 
@@ -167,6 +211,12 @@ def main() -> None:
         print(f"dispatch requests: {dict(sorted(r['dispatch_calls'].items()))}")
         print(f"requests per photo: {r['per_photo']:.2f}  [{label}; target <= {4 if rotated else 3}]")
         print(f"peak memory (process max RSS, includes moto): {peak_rss_mb():.0f} MB")
+    if args.large > 0:
+        g = large_case(args.large)
+        size = g["bytes"] / g["photos"] / 1e6
+        print(f"== one SQS batch of {g['photos']} 12-MP EXIF-rotated JPEGs ({size:.1f} MB each)")
+        print(f"copies: {g['copies']}; {g['seconds'] / g['photos']:.2f} s per photo; RSS {g['rss_before']:.0f} MB "
+              f"before the batch, {g['rss_after']:.0f} MB peak during it")
     if args.claim <= 0:
         return
     c = claim_case(args.claim)
