@@ -354,7 +354,7 @@ class LabelingWorkflow(Construct):
     def _review_stage(self, publish: sfn.IChainable) -> sfn.IChainable:
         f = self.functions
 
-        def skipped(name: str, reason: str, *, with_error: str | None = None) -> sfn.Pass:
+        def skipped(name: str, reason: str, *, with_error: str | None = None) -> sfn.Chain:
             params: dict[str, object] = {"skipped": reason}
             if with_error:
                 params["error"] = sfn.JsonPath.object_at(with_error)

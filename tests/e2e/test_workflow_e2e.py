@@ -281,3 +281,22 @@ def _settings_backend(h: WorkflowHarness) -> GroundTruthBackend:
 
     env = next(fn["env"] for fn in h.functions.values() if fn["handler"].startswith("prepare_job"))
     return WorkflowEnv.from_env({**env, "AWS_REGION": "us-east-1"}).backend()
+
+
+def test_review_disabled_publishes_without_a_review_job(harness: WorkflowHarness) -> None:
+    # Given review switched off in the job settings the functions get
+    h = harness
+    env = next(fn["env"] for fn in h.functions.values() if fn["handler"].startswith("prepare_job"))
+    h.env_overrides["JOB_SETTINGS_JSON"] = json.dumps({**json.loads(env["JOB_SETTINGS_JSON"]),
+                                                       "review_enabled": False})
+    ids = h.seed_batch(BATCH_A, 20, kind="human_only")
+    h.ground_truth.plan = Plan(ids, failed=0, human_every=2)
+
+    run = h.run_batch(BATCH_A, photo_count=20, kind="human_only")
+
+    # Then no review job ran and the statistics say why
+    assert run.status == "SUCCEEDED", (run.error, run.cause)
+    assert "Note that review is disabled" in run.states
+    assert [r["LabelAttributeName"] for r in h.ground_truth.requests] == ["species"]
+    stats = h.s3_json(f"s3://{h.artifacts_bucket}/datasets/v000001-{BATCH_A}/statistics.json")
+    assert stats["review"] == {"skipped": "review disabled"}
