@@ -205,11 +205,11 @@ def render_batch(row: Row) -> str:
     ]
     for item in c.get("line_items", []):
         mark = "" if item.get("confirmed") else "*"
-        lines.append(f"    {item['description']:<52} ${item['usd']:>10,.2f}{mark}")
+        lines.append(f"    {item['description']:<56} ${item['usd']:>10,.2f}{mark}")
     lines += [
-        f"    {'total':<52} ${c['total_usd']:>10,.2f}",
-        f"    {'all photos to taxonomists':<52} ${c['all_human_total_usd']:>10,.2f}",
-        f"    {'saving':<52} ${c['savings_usd']:>10,.2f} ({_pct(c['savings_share'])})",
+        f"    {'total':<56} ${c['total_usd']:>10,.2f}",
+        f"    {'all photos to taxonomists':<56} ${c['all_human_total_usd']:>10,.2f}",
+        f"    {'saving':<56} ${c['savings_usd']:>10,.2f} ({_pct(c['savings_share'])})",
     ]
     if c.get("unconfirmed_prices"):
         lines.append("  * price not confirmed on an AWS page, or an assumption: see docs/costs.md")
@@ -237,18 +237,19 @@ def write_chart(rows: list[Row], path: Path) -> None:
     if acc:
         top.plot([i for i, _ in acc], [a for _, a in acc], "o-", color="#1f3b73",
                  label="machine-label accuracy (audit)")
-    top.set_ylim(0, 105)
+    top.set_ylim(0, 125)  # headroom for the legend above the bars
+    top.set_yticks([0, 20, 40, 60, 80, 100])
     top.set_ylabel("%")
     top.set_title("Automated labeling per batch")
-    top.legend(loc="lower left", fontsize=8)
+    top.legend(loc="upper left", ncol=2, fontsize=8)
     per_photo = [(r["cost"]["total_usd"] / r["photos"]) if r["photos"] else 0.0 for r in rows]
     human_per_photo = [(r["cost"]["all_human_total_usd"] / r["photos"]) if r["photos"] else 0.0 for r in rows]
     bottom.plot(x, human_per_photo, "s--", color="#a33", label="all photos to taxonomists")
     bottom.plot(x, per_photo, "o-", color="#4c9a2a", label="actual (estimated)")
     bottom.set_ylabel("USD per photo")
-    bottom.set_ylim(bottom=0)
+    bottom.set_ylim(0, 1.3 * max(human_per_photo + per_photo + [0.01]))
     bottom.set_title("Estimated labeling cost per photo")
-    bottom.legend(loc="lower left", fontsize=8)
+    bottom.legend(loc="upper left", ncol=2, fontsize=8)
     bottom.set_xticks(x, labels, fontsize=7)
     fig.tight_layout()
     try:
