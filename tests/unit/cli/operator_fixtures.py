@@ -83,7 +83,8 @@ def publish_batch(world: World, batch_id: str, photos: list[Photo], *, kind: str
                         labeling_ref=f"s3://{INTAKE}/{key}", label=p.label, label_confidence=p.confidence,
                         human_annotated=p.human, label_source="human" if p.human else "machine",
                         job_name=f"treelabel-{batch_id}", updated_at=published_at, field=p.field,
-                        original={"bucket": INTAKE, "key": f"uploads/site/{p.photo_id.split(':')[-1]}.HEIC"}, review=p.review)
+                        original={"bucket": INTAKE, "key": f"uploads/site/{p.photo_id.split(':')[-1]}.HEIC"},
+                        review=p.review)
         stats.labeled += 1
         stats.human += int(p.human)
         stats.machine += int(not p.human)
