@@ -354,6 +354,7 @@ class AppConfig(_Frozen):
                 "unknown_label": self.taxonomy.unknown_label,
                 "automated": self.labeling.automated,
                 "workers_per_photo": self.labeling.workers_per_photo,
+                "tags": self.tags,
             },
             separators=(",", ":"),
         )

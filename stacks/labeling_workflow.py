@@ -201,7 +201,8 @@ class LabelingWorkflow(Construct):
             self, "ApplyReview", handler_dir="apply_review", timeout=minutes(15), memory_size=1024,
             description="Applies a finished review job to the registry",
             environment={"PHOTOS_TABLE": names.photos_table, "REVIEWERS_TABLE": names.reviewers_table,
-                         "ARTIFACTS_BUCKET": names.artifacts_bucket, **review_env})
+                         "ARTIFACTS_BUCKET": names.artifacts_bucket,
+                         "LABEL_CATEGORIES_URI": uris["label-categories.json"], **review_env})
         art, photos, batches, reviewers = (storage.artifacts_bucket, storage.photos_table, storage.batches_table,
                                            storage.reviewers_table)
         describe_job = iam.PolicyStatement(actions=["sagemaker:DescribeLabelingJob"], resources=[labeling_job_arn])
@@ -236,7 +237,8 @@ class LabelingWorkflow(Construct):
         grants.ddb(post_annotation, reviewers, indexes=False)
         grants.kms_use(post_annotation, storage.key)
         post_annotation.add_to_role_policy(describe_job)
-        grants.s3_read(apply_review, art, JOB_OUTPUT_PREFIX, "review-answers/", "config/", list_bucket=True)
+        grants.s3_read(apply_review, art, JOB_OUTPUT_PREFIX, "review-answers/", list_bucket=True)
+        assets.grant_read(apply_review)
         grants.ddb(apply_review, photos, write=True, indexes=False)
         grants.ddb(apply_review, reviewers, write=True, indexes=False)
         grants.kms_use(apply_review, storage.key, encrypt=False)

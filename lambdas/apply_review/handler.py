@@ -24,6 +24,7 @@ def _settings() -> ApplySettings:
         reviewers_table=env.reviewers_table or "",
         artifacts_bucket=env.artifacts_bucket or "",
         unknown_label=env.unknown_label,
+        label_categories_uri=env.label_categories_uri,
         correction_threshold=env.adjudication_threshold,
         consolidation=env.consolidation(),
         concurrency=env.update_concurrency,

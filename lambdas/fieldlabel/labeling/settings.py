@@ -111,6 +111,7 @@ class WorkflowEnv(BaseModel):
                 task_title=str(js.get("task_title") or "Identify the tree species in the photo"),
                 task_description=str(js.get("task_description") or "Choose the species shown."),
                 review=review,
+                cost_tags=tuple(sorted((str(k), str(v)) for k, v in self.runtime_config.get("tags", {}).items())),
             )
         )
 

@@ -16,8 +16,8 @@ from typing import Any
 
 import numpy as np
 from boto3.dynamodb.types import TypeSerializer
-from botocore.exceptions import ClientError
 
+from fieldlabel.common.s3uri import parse_s3_uri
 from fieldlabel.review.accuracy import AccuracyTally
 from fieldlabel.review.consolidation import ConsolidationConfig, WorkerPrior, consolidate
 from fieldlabel.review.payload import label_under_review_from_line
@@ -41,7 +41,8 @@ class ApplySettings:
     unknown_label: str
     correction_threshold: float = 0.9
     label_attribute: str = "species-review"
-    label_categories_key: str = "config/label-categories.json"
+    # s3:// URI of the job's label-category file (a CDK asset); empty = only the labels seen in answers.
+    label_categories_uri: str = ""
     consolidation: ConsolidationConfig = field(default_factory=ConsolidationConfig)
     concurrency: int = 8
 
@@ -291,10 +292,13 @@ def update_reliability(
 
 
 def _label_categories(s3: Any, settings: ApplySettings) -> list[str]:
-    """Labels of config/label-categories.json (empty when the file is absent or unreadable)."""
-    try:
-        body = s3.get_object(Bucket=settings.artifacts_bucket, Key=settings.label_categories_key)["Body"].read()
-        doc = json.loads(body)
-        return [x["label"] for x in doc.get("labels", []) if isinstance(x, dict) and isinstance(x.get("label"), str)]
-    except (ClientError, ValueError, KeyError, AttributeError):
+    """Labels of the label-category file, so reviewers' reliability covers every class, not just those answered.
+
+    Raises:
+        botocore.exceptions.ClientError: when a configured file cannot be read (a wrong URI must not go unnoticed).
+    """
+    if not settings.label_categories_uri:
         return []
+    bucket, key = parse_s3_uri(settings.label_categories_uri)
+    doc = json.loads(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
+    return [x["label"] for x in doc.get("labels", []) if isinstance(x, dict) and isinstance(x.get("label"), str)]

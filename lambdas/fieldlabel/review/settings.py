@@ -17,6 +17,7 @@ class ReviewEnv(BaseModel):
     reviewers_table: str | None = Field(default=None, alias="REVIEWERS_TABLE")
     artifacts_bucket: str | None = Field(default=None, alias="ARTIFACTS_BUCKET")
     unknown_label: str = Field(default="not-a-tree-or-cannot-tell", alias="UNKNOWN_LABEL")
+    label_categories_uri: str = Field(default="", alias="LABEL_CATEGORIES_URI")
     audit_sample_rate: float = Field(default=0.05, ge=0.0, le=1.0, alias="AUDIT_SAMPLE_RATE")
     low_confidence_threshold: float = Field(default=0.7, ge=0.0, le=1.0, alias="LOW_CONFIDENCE_THRESHOLD")
     adjudication_threshold: float = Field(default=0.9, ge=0.0, le=1.0, alias="ADJUDICATION_THRESHOLD")

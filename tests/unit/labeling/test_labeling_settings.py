@@ -43,3 +43,20 @@ def test_missing_variables_are_named() -> None:
     env = WorkflowEnv.from_env({k: v for k, v in ENV.items() if k not in ("GT_ROLE_ARN", "KMS_KEY_ARN")})
     with pytest.raises(ValueError, match="GT_ROLE_ARN, KMS_KEY_ARN"):
         env.backend()
+
+
+def test_configured_cost_tags_reach_every_labeling_job_and_stay_valid() -> None:
+    """The budget filters on the configured tags, so the labeling jobs (the main cost) must carry them."""
+    import botocore.session
+    from botocore.validate import validate_parameters
+
+    config = {"labels": ["a", "b"], "automated": True, "tags": {"project": "treelabel", "cost-center": "field"}}
+    gt = WorkflowEnv.from_env({**ENV, "CONFIG_JSON": json.dumps(config)}).backend()
+    batch = "b20261126t063000z-1a2b3c4d"
+    shape = botocore.session.get_session().get_service_model("sagemaker").operation_model("CreateLabelingJob")
+    for request in (gt.build_job_request(batch_id=batch, kind="automated", manifest_uri="s3://art/jobs/m"),
+                    gt.build_review_request(batch_id=batch, manifest_uri="s3://art/jobs/r")):
+        tags = {t["Key"]: t["Value"] for t in request["Tags"]}
+        assert tags["cost-center"] == "field" and tags["project"] == "treelabel"
+        assert tags["batch-id"] == batch
+        validate_parameters(request, shape.input_shape)

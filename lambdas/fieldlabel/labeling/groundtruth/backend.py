@@ -65,6 +65,8 @@ class GroundTruthSettings:
     task_title: str = "Identify the tree species in the photo"
     task_description: str = "Choose the species shown, or 'not a tree / cannot tell'."
     review: ReviewJobSettings | None = None
+    # The deployment's cost-allocation tags (config ``tags``), so labeling charges show up in the project's budget.
+    cost_tags: tuple[tuple[str, str], ...] = ()
 
 
 class GroundTruthBackend:
@@ -195,11 +197,10 @@ class GroundTruthBackend:
         }
 
     def _tags(self, batch_id: str, kind: str) -> list[dict[str, str]]:
-        return [
-            {"Key": "project", "Value": self.settings.project},
-            {"Key": "batch-id", "Value": batch_id},
-            {"Key": "job-kind", "Value": kind},
-        ]
+        # The configured cost-allocation tags override the default project tag, so the budget's filter matches.
+        merged = {"project": self.settings.project, **dict(self.settings.cost_tags), "batch-id": batch_id,
+                  "job-kind": kind}
+        return [{"Key": k, "Value": v} for k, v in merged.items()]
 
     # --------------------------------------------------------------------------------------------------- output
 
