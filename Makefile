@@ -14,7 +14,7 @@ export AWS_EC2_METADATA_DISABLED := true
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 export AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED := true
 
-.PHONY: setup synth lint test test-fast demo browser clean destroy-help
+.PHONY: setup synth lint test test-fast demo demo-serve browser clean destroy-help
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt lambdas/requirements.txt pyproject.toml package.json package-lock.json
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -48,8 +48,17 @@ test: setup browser
 test-fast: setup
 	$(PY) -m pytest -q -x -m "not browser"
 
-demo: synth
+# The demo runs the real pipeline from cdk.out in an embedded AWS emulator (docs/demo.md); DEMO_ARGS passes options,
+# e.g. make demo DEMO_ARGS="--photos 200". `make demo-serve` keeps it running to upload into (README, Try it locally).
+DEMO_ARGS ?=
+demo: setup
+	$(MAKE) --no-print-directory synth ENV=dev
 	$(PY) -m scripts.summarize cdk.out
+	$(PY) -m localrun --cdk-out cdk.out --output demo-output $(DEMO_ARGS)
+
+demo-serve: setup
+	$(MAKE) --no-print-directory synth ENV=dev
+	$(PY) -m localrun --serve --cdk-out cdk.out --output demo-output $(DEMO_ARGS)
 
 clean:
 	rm -rf cdk.out build .pytest_cache

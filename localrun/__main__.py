@@ -66,11 +66,12 @@ def main(argv: list[str] | None = None) -> int:
             from localrun.serve import ServeOptions, serve
 
             return serve(ServeOptions(port=args.port, output=args.output, cdk_out=args.cdk_out, panel=panel,
-                                      batch_age_seconds=args.batch_age_seconds))
+                                      batch_age_seconds=args.batch_age_seconds,
+                                      log_file=args.output / "lambda.log"))
         from localrun.demo import DemoOptions, run_demo
 
         run_demo(DemoOptions(photos=args.photos, seed=args.seed, output=args.output, cdk_out=args.cdk_out,
-                             panel=panel))
+                             panel=panel, log_file=args.output / "lambda.log"))
     except TemplatesMissing as exc:
         sys.stderr.write(f"localrun: {exc}\n")
         return 2

@@ -42,9 +42,10 @@ class DemoOptions:
     output: Path = Path("demo-output")
     cdk_out: Path = Path("cdk.out")
     panel: PanelSettings = field(default_factory=PanelSettings)
-    dispatch_every_seconds: float = 2.0  # the schedule's rate, compressed (AWS: every few minutes)
+    dispatch_every_seconds: float = 10.0  # the schedule's rate, compressed (AWS: every few minutes)
     age_out_leftovers: bool = True  # let the age threshold pass for photos left under the count threshold
     timeout_seconds: float = 600.0
+    log_file: Path | None = None  # where the functions' logs (and moto's warnings) go instead of the terminal
 
 
 class Progress:
@@ -94,11 +95,21 @@ class Demo:
         self.pump: EventPump | None = None
         self.labels: list[str] = []
         self.label_attribute = "species"
+        self._reported: set[str] = set()
+        self._saved_streams: tuple[TextIO, TextIO] | None = None
+        self._log: TextIO | None = None
 
     # -- lifecycle -------------------------------------------------------------------------------------------
 
     def __enter__(self) -> Demo:
         p = self.progress
+        if self.options.log_file is not None:
+            # Powertools binds stdout when its logger is made (at the first handler import, after this), so the
+            # functions' JSON logs land in the file while the progress lines keep the terminal.
+            self.options.log_file.parent.mkdir(parents=True, exist_ok=True)
+            self._log = self.options.log_file.open("w", encoding="utf-8")
+            self._saved_streams = (sys.stdout, sys.stderr)
+            sys.stdout = sys.stderr = self._log
         templates = self._templates
         assets_dir = None
         if templates is None:
@@ -120,9 +131,17 @@ class Demo:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        if self.harness is not None:
-            self.harness.__exit__(*exc)
-            self.harness = None
+        try:
+            if self.harness is not None:
+                self.harness.__exit__(*exc)
+                self.harness = None
+        finally:
+            if self._saved_streams is not None:
+                sys.stdout, sys.stderr = self._saved_streams
+                self._saved_streams = None
+            if self._log is not None:
+                self._log.close()
+                self._log = None
 
     @property
     def clients(self) -> dict[str, Any]:
@@ -217,7 +236,7 @@ class Demo:
         """Wait until no execution of the state machine is running, reporting each one that ends."""
         assert self.harness is not None and self.pump is not None
         sfn = boto3.client("stepfunctions", region_name=REGION)
-        reported: set[str] = set()
+        reported = self._reported
         while True:
             execs = sfn.list_executions(stateMachineArn=self.harness.state_machine_arn)["executions"]
             for e in execs:
@@ -289,17 +308,19 @@ class Demo:
         self.configure_ground_truth()
         photos_in, sidecars = self.upload_and_register()
         self.wait_for_executions(deadline)
-        if self.pending_count():
-            self.dispatch_now("scheduled run")
-            self.wait_for_executions(deadline)
-        if o.age_out_leftovers and self.pending_count():
+        pending = self.pending_count()
+        if pending:
+            self.progress.stage(f"{pending} photos pending, fewer than the batch size: they wait for the age "
+                                "threshold (batching.max_wait_hours)")
+        if o.age_out_leftovers and pending:
             self.age_out_leftovers()
             self.wait_for_executions(deadline)
         dest, versions, manifests = self.copy_datasets()
         report = self.build_report(photos_in, sidecars, dest, versions, manifests)
         (o.output / "report.json").write_text(json.dumps(report.to_dict(), indent=1, default=str))
         self.out.write(report.render() + "\n")
-        self.out.write(f"Report written to {o.output / 'report.json'}\n")
+        self.out.write(f"Report written to {o.output / 'report.json'}"
+                       + (f"; the functions' logs are in {o.log_file}" if o.log_file else "") + "\n")
         return report
 
     def build_report(self, photos_in: int, sidecars: int, dest: Path, versions: list[str],

@@ -526,6 +526,22 @@ def _sync_labeling_task_class() -> type:
     return SageMakerLabelingSync
 
 
+def table_request(props: dict[str, Any]) -> dict[str, Any]:
+    """CreateTable arguments for an ``AWS::DynamoDB::GlobalTable`` (what ``TableV2`` synthesizes; moto's
+    CloudFormation does not model it): the same name, keys, attribute types and GSIs, on demand."""
+    request: dict[str, Any] = {
+        "TableName": props["TableName"],
+        "AttributeDefinitions": props["AttributeDefinitions"],
+        "KeySchema": props["KeySchema"],
+        "BillingMode": "PAY_PER_REQUEST",
+    }
+    gsis = [{k: g[k] for k in ("IndexName", "KeySchema", "Projection") if k in g}
+            for g in props.get("GlobalSecondaryIndexes", [])]
+    if gsis:
+        request["GlobalSecondaryIndexes"] = gsis
+    return request
+
+
 # -------------------------------------------------------------------------------------------------------- harness
 
 
@@ -641,6 +657,10 @@ class WorkflowHarness:
             return json.dumps(result, default=str).encode()
 
         self._patches.set(LambdaSimpleBackend, "invoke", invoke)
+        from localrun.motofix import patches as moto_speed_fixes
+
+        for target, attr, value in moto_speed_fixes():
+            self._patches.set(target, attr, value)
 
         gt = self.ground_truth
 
@@ -687,16 +707,12 @@ class WorkflowHarness:
         for stack, lid, _res in r.resources("AWS::S3::Bucket", "storage"):
             s3.create_bucket(Bucket=r.physical_name(stack, lid))
         ddb = boto3.client("dynamodb", region_name=REGION)
-        from fieldlabel.registry.tables import create_registry_tables
-
         tables = {lid: r.physical_name(s, lid) for s, lid, _ in r.resources("AWS::DynamoDB::GlobalTable", "storage")}
         self.photos_table = next(v for v in tables.values() if v.endswith("-photos"))
         self.batches_table = next(v for v in tables.values() if v.endswith("-batches"))
         self.reviewers_table = next(v for v in tables.values() if v.endswith("-reviewers"))
-        create_registry_tables(ddb, self.photos_table, self.batches_table)
-        ddb.create_table(TableName=self.reviewers_table, BillingMode="PAY_PER_REQUEST",
-                         AttributeDefinitions=[{"AttributeName": "worker_id", "AttributeType": "S"}],
-                         KeySchema=[{"AttributeName": "worker_id", "KeyType": "HASH"}])
+        for _stack, _lid, res in r.resources("AWS::DynamoDB::GlobalTable", "storage"):
+            ddb.create_table(**table_request(res["Properties"]))
         self.intake_bucket = next(r.physical_name(s, lid) for s, lid, _ in r.resources("AWS::S3::Bucket", "storage")
                                   if "-intake-" in r.physical_name(s, lid))
         self.artifacts_bucket = next(r.physical_name(s, lid) for s, lid, _ in

@@ -40,6 +40,7 @@ class ServeOptions:
     batch_age_seconds: float = 30.0
     dispatch_every_seconds: float = 2.0
     poll_seconds: float = 0.5
+    log_file: Path | None = None  # the functions' logs, instead of the terminal
 
 
 class Server:
@@ -53,7 +54,8 @@ class Server:
         self.ready = threading.Event()
         self.endpoint: str | None = None
         self.demo = Demo(DemoOptions(output=options.output, cdk_out=options.cdk_out, panel=options.panel,
-                                     dispatch_every_seconds=options.dispatch_every_seconds),
+                                     dispatch_every_seconds=options.dispatch_every_seconds,
+                                     log_file=options.log_file),
                          out=self.out, templates=templates)
         self.finished: list[dict[str, Any]] = []
         self._server: Any = None
