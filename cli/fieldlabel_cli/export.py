@@ -171,11 +171,24 @@ def field_columns(seen: set[str]) -> list[str]:
     return known + sorted(seen - set(known))
 
 
-def _atomic_write(path: Path, write: Callable[[IO[Any]], None], *, binary: bool = False) -> None:
+def _atomic_write(path: Path, write: Callable[[IO[Any]], object], *, binary: bool = False) -> None:
+    """Write through ``<name>.part`` and rename, so an interrupted export never leaves a half file."""
     tmp = path.with_name(path.name + ".part")
-    with open(tmp, "wb" if binary else "w", **({} if binary else {"encoding": "utf-8", "newline": ""})) as fh:
-        write(fh)
+    if binary:
+        with open(tmp, "wb") as fb:
+            write(fb)
+    else:
+        with open(tmp, "w", encoding="utf-8", newline="") as ft:
+            write(ft)
     os.replace(tmp, path)
+
+
+def _write_bytes(data: bytes) -> Callable[[IO[Any]], object]:
+    return lambda fh: fh.write(data)
+
+
+def _write_lines(lines: list[str]) -> Callable[[IO[Any]], object]:
+    return lambda fh: fh.write("\n".join(lines) + "\n")
 
 
 @dataclass
@@ -224,7 +237,7 @@ def export_version(s3: Any, dv: DatasetVersion, out: Path, *, download: bool = F
     labels = [str(x) for x in lineage.get("labels") or []]
     for name, raw in ((LINEAGE_NAME, lineage_raw), (STATS_NAME, _get(s3, dv.bucket, dv.key(STATS_NAME)))):
         if raw is not None:
-            _atomic_write(folder / name, lambda fh, raw=raw: fh.write(raw), binary=True)
+            _atomic_write(folder / name, _write_bytes(raw), binary=True)
             result.files.append(name)
 
     # The manifest is copied byte for byte, then read back once for the CSV rows and the per-species listings.
@@ -233,8 +246,12 @@ def export_version(s3: Any, dv: DatasetVersion, out: Path, *, download: bool = F
     by_species: dict[str, list[str]] = {}
     to_download: list[tuple[str, str, str]] = []  # (uri, label, photo id)
     body = s3.get_object(Bucket=dv.bucket, Key=dv.key(MANIFEST_NAME))["Body"]
-    _atomic_write(folder / MANIFEST_NAME,
-                  lambda fh: [fh.write(chunk) for chunk in iter(lambda: body.read(1024 * 1024), b"")], binary=True)
+
+    def copy_manifest(fh: IO[Any]) -> None:
+        for chunk in iter(lambda: body.read(1024 * 1024), b""):
+            fh.write(chunk)
+
+    _atomic_write(folder / MANIFEST_NAME, copy_manifest, binary=True)
     result.files.append(MANIFEST_NAME)
     with open(folder / MANIFEST_NAME, "rb") as fh:
         for _raw, line in iter_manifest_lines(fh):
@@ -261,7 +278,7 @@ def export_version(s3: Any, dv: DatasetVersion, out: Path, *, download: bool = F
     result.files.append("dataset.csv")
     for label, uris in sorted(by_species.items()):
         name = f"species/{safe_name(label)}.txt"
-        _atomic_write(folder / name, lambda fh, uris=uris: fh.write("\n".join(uris) + "\n"))
+        _atomic_write(folder / name, _write_lines(uris))
         result.files.append(name)
         result.species[label] = len(uris)
 

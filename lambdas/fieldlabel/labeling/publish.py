@@ -16,6 +16,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from fieldlabel.common.s3uri import parse_s3_uri, s3_uri
+from fieldlabel.labeling.costing import batch_estimated_cost
 from fieldlabel.labeling.prepare import Tables
 from fieldlabel.labeling.registry_io import DATASET_COUNTER_KEY, get_batch, iter_batch_items, update_batch
 from fieldlabel.registry.model import LABELED, error_code
@@ -239,6 +240,14 @@ def publish_dataset(
         "labeling": labeling,
         "review": review,
     }
+    # After the counts: the estimate uses them (docs/cli.md, "Where the cost figures come from").
+    reviewed = int((review or {}).get("reviewed") or 0)
+    cost = batch_estimated_cost(
+        dynamodb=dynamodb, batches_table=tables.batches_table, batch_id=batch_id,
+        kind=batch.get("kind") or labeling.get("kind"), human_labeled=human, machine_labeled=photos - human,
+        reviewed=reviewed, configuration=inputs.configuration, published_at=now_iso,
+    )
+    statistics["estimated_cost"] = cost
     lineage = {
         "format_version": FORMAT_VERSION,
         "version": version,
@@ -273,7 +282,9 @@ def publish_dataset(
     })
     update_batch(dynamodb, tables.batches_table, batch_id, {
         "status": "PUBLISHED", "dataset_version": version, "dataset_uri": s3_uri(bucket, prefix),
-        "stats": {k: statistics[k] for k in ("photos", "human_labeled", "machine_labeled", "skipped_unknown_label")},
+        "stats": {**{k: statistics[k] for k in ("photos", "human_labeled", "machine_labeled", "skipped_unknown_label")},
+                  "reviewed": reviewed, "estimated_cost_usd": cost["total_usd"],
+                  "estimated_savings_usd": cost["savings_usd"]},
         "updated_at": now_iso,
     })
     return {
@@ -285,4 +296,5 @@ def publish_dataset(
         "lineage_uri": s3_uri(bucket, prefix + LINEAGE_NAME),
         "photos": photos,
         "latest_moved": moved,
+        "estimated_cost": cost,
     }

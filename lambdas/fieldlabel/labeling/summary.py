@@ -12,6 +12,15 @@ def _pct(x: Any) -> str:
     return f"{100 * float(x):.1f} %" if isinstance(x, int | float) else "n/a"
 
 
+def _cost_figures(block: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The summary's part of the dataset's ``estimated_cost`` block (the line items stay in statistics.json)."""
+    if not isinstance(block, dict):
+        return None
+    keys = ("total_usd", "all_human_total_usd", "savings_usd", "savings_share", "currency", "prices_from")
+    return {k: block.get(k) for k in keys} | {
+        "line_items": {i["key"]: i["usd"] for i in block.get("line_items", []) if isinstance(i, dict)}}
+
+
 def published_summary(
     *, project: str, batch_id: str, labeling: dict[str, Any], review: dict[str, Any] | None,
     dataset: dict[str, Any],
@@ -31,6 +40,7 @@ def published_summary(
         "released": labeling.get("released", 0),
         "parked": labeling.get("parked", 0),
         "by_species": labeling.get("by_species", {}),
+        "estimated_cost": _cost_figures(dataset.get("estimated_cost")),
         "dataset_version": dataset.get("version"),
         "dataset_uri": dataset.get("prefix"),
         "manifest_uri": dataset.get("manifest_uri"),
@@ -51,6 +61,13 @@ def published_summary(
         f"Not labeled: {figures['failed']} (back to pending: {figures['released']}, parked: {figures['parked']}).",
         f"Dataset: {dataset.get('prefix')} (manifest {dataset.get('manifest_uri')}).",
     ]
+    cost = figures["estimated_cost"]
+    if cost:
+        lines.append(
+            f"Estimated cost: ${cost['total_usd']:,.2f} against ${cost['all_human_total_usd']:,.2f} with every photo "
+            f"labeled by taxonomists: saving ${cost['savings_usd']:,.2f} ({_pct(cost['savings_share'])}); "
+            f"prices: {cost['prices_from']} (an estimate, docs/costs.md)."
+        )
     if review and review.get("skipped"):
         lines.append(f"Expert review: skipped ({review['skipped']}).")
     elif review:
