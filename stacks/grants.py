@@ -15,7 +15,7 @@ from aws_cdk import aws_s3 as s3
 
 S3_READ = ["s3:GetObject", "s3:GetObjectVersion", "s3:GetObjectTagging"]
 S3_WRITE = ["s3:PutObject", "s3:AbortMultipartUpload"]
-S3_TAG = ["s3:PutObjectTagging", "s3:PutObjectVersionTagging"]
+S3_TAG = ["s3:GetObjectVersionTagging", "s3:PutObjectTagging", "s3:PutObjectVersionTagging"]
 KMS_DECRYPT = ["kms:Decrypt", "kms:DescribeKey"]
 KMS_ENCRYPT_DECRYPT = ["kms:Decrypt", "kms:DescribeKey", "kms:Encrypt", "kms:GenerateDataKey"]
 DDB_READ = ["dynamodb:GetItem", "dynamodb:BatchGetItem", "dynamodb:Query", "dynamodb:DescribeTable"]
@@ -65,11 +65,16 @@ def kms_use(grantee: iam.IGrantable, key: kms.IKey, *, encrypt: bool = True) -> 
 
 
 def ddb(
-    grantee: iam.IGrantable, table: dynamodb.ITableV2 | dynamodb.ITable, *, write: bool = False, indexes: bool = True
+    grantee: iam.IGrantable,
+    table: dynamodb.ITableV2 | dynamodb.ITable,
+    *,
+    write: bool = False,
+    indexes: bool = True,
+    scan: bool = False,
 ) -> None:
-    """Let ``grantee`` read (and, with ``write``, write) ``table`` and its indexes."""
+    """Let ``grantee`` read (and, with ``write``, write; with ``scan``, scan) ``table`` and its indexes."""
     resources = [table.table_arn] + ([f"{table.table_arn}/index/*"] if indexes else [])
-    actions = DDB_READ + (DDB_WRITE if write else [])
+    actions = DDB_READ + (DDB_WRITE if write else []) + (["dynamodb:Scan"] if scan else [])
     grantee.grant_principal.add_to_principal_policy(iam.PolicyStatement(actions=actions, resources=resources))
     # A table under a customer-managed key is read and written with the caller's own KMS permissions.
     if table.encryption_key is not None:

@@ -65,7 +65,8 @@ class Intake(Construct):
             },
         )
         grants.ddb(self.dispatch_fn, storage.photos_table, write=True)
-        grants.ddb(self.dispatch_fn, storage.batches_table, write=True)
+        # Recovery scans the small batches table for claims that never started.
+        grants.ddb(self.dispatch_fn, storage.batches_table, write=True, scan=True)
         self.dispatch_fn.add_to_role_policy(
             iam.PolicyStatement(actions=["states:StartExecution"], resources=[state_machine.state_machine_arn])
         )
@@ -85,7 +86,8 @@ class Intake(Construct):
                 "MAX_PHOTO_BYTES": str(config.intake.max_photo_megabytes * 1024 * 1024),
             },
         )
-        grants.s3_read(self.register_fn, storage.intake_bucket, "uploads/")
+        # Listing finds a folder's _folder.json sidecar (docs/intake.md, "Sidecars").
+        grants.s3_read(self.register_fn, storage.intake_bucket, "uploads/", list_bucket=True)
         grants.s3_write(self.register_fn, storage.intake_bucket, "labeling-copies/")
         grants.s3_tag(self.register_fn, storage.intake_bucket, "uploads/")
         grants.kms_use(self.register_fn, storage.key)

@@ -63,6 +63,8 @@ def test_register_may_read_uploads_write_copies_tag_but_never_delete(dev: Synthe
     assert by_action["s3:GetObject"] == [f"{bucket}/uploads/*"]
     assert by_action["s3:PutObject"] == [f"{bucket}/labeling-copies/*"]
     assert by_action["s3:PutObjectTagging"] == [f"{bucket}/uploads/*"]
+    assert by_action["s3:GetObjectVersionTagging"] == [f"{bucket}/uploads/*"]  # versioned bucket: tags per version
+    assert by_action["s3:ListBucket"] == [bucket]  # finds a folder's _folder.json sidecar
     assert not [a for a in by_action if "Delete" in a and a.startswith("s3:")]
     assert "dynamodb:UpdateItem" in by_action and "lambda:InvokeFunction" in by_action
 
@@ -81,6 +83,8 @@ def test_dispatcher_runs_on_a_schedule_and_may_start_only_the_workflow(dev: Synt
     assert env["MAX_WAIT_SECONDS"] == str(24 * 3600) and env["SMALL_BATCH_POLICY"] == "human_only"
     assert env["AUTOMATED_LABELING"] == "true" and env["MAX_BATCH_SIZE"] == "100000"
     assert fn["Timeout"] == 900
+    scans = [s["Resource"] for s in _role_statements(dev, fn) if "dynamodb:Scan" in _actions(s)]
+    assert len(scans) == 1 and "treelabel-dev-batches" in str(scans) and "photos" not in str(scans)
 
 
 def test_human_only_config_reaches_the_dispatcher(prod: Synthesis) -> None:
