@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -67,7 +68,9 @@ class AppContext:
         """The boto3 session (profile and region applied); ProfileNotFound becomes a one-line error."""
         if self._session is None:
             try:
-                self._session = boto3.session.Session(profile_name=self.profile, region_name=self.region)
+                # botocore reads AWS_DEFAULT_REGION only; AWS_REGION is what the SDKs and the Lambda runtime use
+                region = self.region or os.environ.get("AWS_REGION") or None
+                self._session = boto3.session.Session(profile_name=self.profile, region_name=region)
             except Exception as exc:  # ProfileNotFound and friends
                 raise translate_aws_error(exc) from exc
         return self._session

@@ -179,3 +179,18 @@ def test_table_names_from_stack_outputs(tmp_path, cli):
         r = cli("status", "--stack-prefix", "demo", "--json")
     assert r.code == 0, r.stderr
     assert r.json()["pending"]["count"] == 1
+
+
+def test_aws_region_variable_is_honoured(tmp_path, cli, monkeypatch):
+    # botocore itself reads only AWS_DEFAULT_REGION; the demo's demo.env and the error message say AWS_REGION
+    with mock_aws():
+        w = make_world(tmp_path)
+        w.put_photo("sha256:x", "PENDING", iso(NOW))
+        monkeypatch.delenv("AWS_DEFAULT_REGION", raising=False)
+        monkeypatch.delenv("AWS_REGION", raising=False)
+        r = cli("status", "--outputs", w.outputs, "--json")
+        assert r.code == 1 and "no AWS region configured" in r.stderr
+        monkeypatch.setenv("AWS_REGION", "us-east-1")
+        r = cli("status", "--outputs", w.outputs, "--json")
+    assert r.code == 0, r.stderr
+    assert r.json()["pending"]["count"] == 1
