@@ -547,6 +547,32 @@ def release_batch(
 ) -> ReleaseReport:
     """Put a failed batch's photos back in the pending pool and mark the batch FAILED; safe to call again.
 
+    :func:`release_batch_photos` does the photos; this adds the batch's ``FAILED`` status and ``failure_reason``.
+
+    Raises:
+        botocore.exceptions.ClientError: on DynamoDB errors; ``ConditionalCheckFailedException`` when there is no
+            batch record ``batch_id``.
+    """
+    report = release_batch_photos(ddb, photos_table=photos_table, batches_table=batches_table, batch_id=batch_id,
+                                  reason=reason, max_attempts=max_attempts, now=now)
+    ddb.update_item(
+        TableName=batches_table, Key=_batch_key(batch_id),
+        UpdateExpression="SET #s = :failed, failure_reason = :r, updated_at = :now",
+        ConditionExpression="attribute_exists(batch_id)",
+        ExpressionAttributeNames={"#s": "status"},
+        ExpressionAttributeValues={":failed": {"S": FAILED}, ":r": {"S": reason}, ":now": {"S": iso(now)}},
+    )
+    return report
+
+
+def release_batch_photos(
+    ddb: Any, *, photos_table: str, batches_table: str, batch_id: str, reason: str, max_attempts: int, now: datetime,
+) -> ReleaseReport:
+    """Put the photos still ``BATCHED`` in ``batch_id`` back in the pending pool; the batch record is not changed.
+
+    Used alone for the photos a finished labeling job could not label (the batch goes on), and by
+    :func:`release_batch` for a failed batch.
+
     Each photo still ``BATCHED`` in this batch gets ``attempts + 1``; it goes back to ``PENDING`` (its
     ``registered_at`` is kept, so it is claimed first next time), or to ``PARKED`` with ``park_reason`` once
     ``attempts`` reaches ``max_attempts``. Its ``batch_id`` moves to ``last_batch_id``. Photos that already left the
@@ -565,8 +591,7 @@ def release_batch(
         How many photos were released to PENDING and how many parked.
 
     Raises:
-        botocore.exceptions.ClientError: on DynamoDB errors; ``ConditionalCheckFailedException`` when there is no
-            batch record ``batch_id``.
+        botocore.exceptions.ClientError: on DynamoDB errors.
     """
     now_iso = iso(now)
     photos: list[dict[str, Any]] = []
@@ -610,13 +635,6 @@ def release_batch(
             report.parked += 1
         else:
             report.released += 1
-    ddb.update_item(
-        TableName=batches_table, Key=_batch_key(batch_id),
-        UpdateExpression="SET #s = :failed, failure_reason = :r, updated_at = :now",
-        ConditionExpression="attribute_exists(batch_id)",
-        ExpressionAttributeNames={"#s": "status"},
-        ExpressionAttributeValues={":failed": {"S": FAILED}, ":r": {"S": reason}, ":now": {"S": now_iso}},
-    )
     if report.released:
         try:
             add_pending(ddb, batches_table, report.released, now_iso)

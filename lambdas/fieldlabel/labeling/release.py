@@ -6,8 +6,8 @@ FAILED. The workflow needs it in two places:
 
 * a failed run (:func:`release_failed_batch`): exactly intake's semantics;
 * photos Ground Truth could not label in an otherwise finished job (:func:`release_unlabeled`): after the labels are
-  recorded, the photos still ``BATCHED`` are exactly those, so the same call releases them; the batch itself goes on,
-  so its status is set back right after (intake has no photo-only variant yet; see docs/workflow.md).
+  recorded, the photos still ``BATCHED`` are exactly those; intake's :func:`fieldlabel.intake.release_batch_photos`
+  releases them without touching the batch, which goes on.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from fieldlabel.intake import ReleaseReport, release_batch
+from fieldlabel.intake import ReleaseReport, release_batch, release_batch_photos
 from fieldlabel.labeling.registry_io import update_batch
 
 
@@ -33,8 +33,8 @@ def release_unlabeled(
     now: datetime, batch_status: str, now_iso: str,
 ) -> ReleaseReport:
     """Release the photos of a finished job that came back without a label; the batch keeps ``batch_status``."""
-    report = release_batch(dynamodb, photos_table=photos_table, batches_table=batches_table, batch_id=batch_id,
-                           reason=reason, max_attempts=max_attempts, now=now)
+    report = release_batch_photos(dynamodb, photos_table=photos_table, batches_table=batches_table,
+                                  batch_id=batch_id, reason=reason, max_attempts=max_attempts, now=now)
     update_batch(dynamodb, batches_table, batch_id,
-                 {"status": batch_status, "failure_reason": None, "unlabeled_reason": reason, "updated_at": now_iso})
+                 {"status": batch_status, "unlabeled_reason": reason, "updated_at": now_iso})
     return report
