@@ -228,9 +228,21 @@ class Demo:
         return len(files) - sidecars, sidecars
 
     def pending_count(self) -> int:
-        """Photos waiting for a batch."""
+        """Photos waiting for a batch (a COUNT query on the registry's status index, as the dispatcher counts)."""
         assert self.harness is not None
-        return sum(1 for p in self.harness.photos().values() if p.get("status") == "PENDING")
+        ddb = boto3.client("dynamodb", region_name=REGION)
+        kwargs: dict[str, Any] = {
+            "TableName": self.harness.photos_table, "IndexName": "by_status", "Select": "COUNT",
+            "KeyConditionExpression": "#s = :p", "ExpressionAttributeNames": {"#s": "status"},
+            "ExpressionAttributeValues": {":p": {"S": "PENDING"}},
+        }
+        count = 0
+        while True:
+            resp = ddb.query(**kwargs)
+            count += int(resp.get("Count", 0))
+            if "LastEvaluatedKey" not in resp:
+                return count
+            kwargs["ExclusiveStartKey"] = resp["LastEvaluatedKey"]
 
     def wait_for_executions(self, deadline: float) -> list[dict[str, Any]]:
         """Wait until no execution of the state machine is running, reporting each one that ends."""
