@@ -24,6 +24,14 @@ SIMULATED = (
 )
 
 _deser = TypeDeserializer()
+# Intake's quarantine reason codes (fieldlabel.intake.media), in words.
+REASONS = {
+    "empty": "empty (zero bytes)",
+    "not_an_image": "not an image (no known image format)",
+    "undecodable": "undecodable (an image header, but the data is truncated or corrupt)",
+    "too_large_bytes": "too large (bytes)",
+    "too_many_pixels": "too many pixels (a decompression bomb guard)",
+}
 
 
 def _item(raw: dict[str, Any]) -> dict[str, Any]:
@@ -58,6 +66,7 @@ class Report:
     registered: int = 0  # distinct photos the registry holds, quarantined ones excluded
     duplicates: int = 0  # uploads whose bytes were already registered (extra source keys)
     quarantined: dict[str, int] = field(default_factory=dict)
+    quarantined_files: list[tuple[str, str]] = field(default_factory=list)  # (original key, reason)
     status_counts: dict[str, int] = field(default_factory=dict)
     batches: list[BatchLine] = field(default_factory=list)
     jobs: list[dict[str, Any]] = field(default_factory=list)  # {"name", "kind", "objects"}
@@ -98,6 +107,7 @@ class Report:
             f"Photos in:          {self.files_uploaded} files uploaded (+ {self.sidecars_uploaded} sidecars)",
             f"Registered:         {self.registered} distinct photos; {self.duplicates} duplicate upload(s) folded in",
             f"Quarantined:        {sum(self.quarantined.values())} ({q})",
+            *(f"  {key}: {REASONS.get(reason, reason)}" for key, reason in self.quarantined_files[:10]),
             "Registry now:       " + ", ".join(f"{s} {n}" for s, n in sorted(self.status_counts.items())),
             f"Batches:            {len(self.batches)}",
         ]
@@ -136,6 +146,9 @@ def registry_figures(report: Report, photos: list[dict[str, Any]], batches: list
     report.quarantined = dict(Counter(str(p.get("quarantine_reason")) for p in photos
                                       if p.get("status") == "QUARANTINED"))
     report.registered = sum(n for s, n in status.items() if s != "QUARANTINED")
+    report.quarantined_files = sorted(
+        (str((p.get("original") or {}).get("key", p.get("photo_id"))), str(p.get("quarantine_reason")))
+        for p in photos if p.get("status") == "QUARANTINED")
     report.duplicates = sum(max(len(p.get("source_keys") or ()) - 1, 0) for p in photos)
     report.batches = sorted(
         (BatchLine(str(b["batch_id"]), str(b.get("kind", "")), int(b.get("photo_count", 0)), str(b.get("status", "")),

@@ -54,6 +54,8 @@ def test_demo_report_matches_registry_and_dataset(templates, tmp_path: Path) -> 
         assert report.duplicates > 0
         quarantined = [p for p in photos.values() if p["status"] == "QUARANTINED"]
         assert report.quarantined == dict(Counter(p["quarantine_reason"] for p in quarantined))
+        assert sorted(report.quarantined_files) == sorted((p["original"]["key"], p["quarantine_reason"])
+                                                          for p in quarantined)
         assert quarantined
         for p in quarantined:  # and intake tagged each quarantined original with its reason
             tags = s3.get_object_tagging(Bucket=h.intake_bucket, Key=p["original"]["key"])["TagSet"]
