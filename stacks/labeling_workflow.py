@@ -12,6 +12,8 @@ import json
 from dataclasses import dataclass
 
 from aws_cdk import ArnFormat, Duration, RemovalPolicy, Stack
+from aws_cdk import aws_events as events
+from aws_cdk import aws_events_targets as events_targets
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
@@ -120,6 +122,38 @@ class LabelingWorkflow(Construct):
         )
         self._state_machine_permissions(stack, storage, gt_role, labeling_job_arn)
         self._acknowledge(stack, storage, labeling_job_arn)
+        self._release_stopped_executions()
+
+    def _release_stopped_executions(self) -> None:
+        """An execution stopped by hand or timed out never reaches the failure chain; this rule releases its batch.
+
+        The rule sends the execution's name (``batch-<batch_id>``) to the fail-batch function, which skips batches
+        that already finished and publishes the summary itself.
+        """
+        fail = self.functions.fail
+        fail.add_environment("SUMMARY_TOPIC_ARN", self.topic.topic_arn)
+        fail.add_to_role_policy(iam.PolicyStatement(actions=["sns:Publish"], resources=[self.topic.topic_arn]))
+        self.stopped_rule = events.Rule(
+            self,
+            "ExecutionStoppedOrTimedOut",
+            description="Releases the photos of a labeling execution that was stopped or timed out",
+            event_pattern=events.EventPattern(
+                source=["aws.states"],
+                detail_type=["Step Functions Execution Status Change"],
+                detail={"stateMachineArn": [self.state_machine.state_machine_arn], "status": ["ABORTED", "TIMED_OUT"]},
+            ),
+            targets=[
+                events_targets.LambdaFunction(
+                    fail,
+                    event=events.RuleTargetInput.from_object({
+                        "execution_name": events.EventField.from_path("$.detail.name"),
+                        "error": {"Error": events.EventField.from_path("$.detail.status"),
+                                  "Cause": "the execution was stopped or timed out before the workflow could finish"},
+                    }),
+                    retry_attempts=4,
+                )
+            ],
+        )
 
     # ------------------------------------------------------------------------------------------------- functions
 
