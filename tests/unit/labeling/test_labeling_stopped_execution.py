@@ -33,7 +33,8 @@ def _handler(world: World, monkeypatch: pytest.MonkeyPatch, topic_arn: str) -> A
 def _rule_event() -> dict[str, Any]:
     """What the rule's input transformer sends (stacks/labeling_workflow.py)."""
     return {"execution_name": f"batch-{BATCH}",
-            "error": {"Error": "ABORTED", "Cause": "the execution was stopped or timed out before the workflow could finish"}}
+            "error": {"Error": "ABORTED",
+                      "Cause": "the execution was stopped or timed out before the workflow could finish"}}
 
 
 @pytest.fixture
