@@ -266,6 +266,31 @@ class Monitoring(_Frozen):
         return v
 
 
+class Costs(_Frozen):
+    """Prices and assumptions of the per-batch cost estimate, as overrides of ``fieldlabel.costs``' defaults.
+
+    Shapes as in docs/costs.md, e.g. ``{"prices": {"taxonomist_hour": {"usd": 42}}}``; validated at synth by the
+    cost model itself, so a wrong price fails ``cdk synth`` instead of being ignored at publish time.
+    """
+
+    prices: dict[str, Any] = Field(default_factory=dict)
+    assumptions: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _valid_for_the_cost_model(self) -> Costs:
+        from fieldlabel.costs import load_assumptions, load_price_book
+
+        for name, loader, value in (("prices", load_price_book, self.prices),
+                                    ("assumptions", load_assumptions, self.assumptions)):
+            try:
+                loader(value)
+            except ValidationError as err:
+                first = err.errors()[0]
+                where = ".".join(str(p) for p in first["loc"])
+                raise ValueError(f"{name}.{where}: {first['msg']} (see docs/costs.md)") from None
+        return self
+
+
 class AppConfig(_Frozen):
     """Everything one deployment (environment) of the pipeline is built from."""
 
@@ -283,6 +308,7 @@ class AppConfig(_Frozen):
     intake: Intake = Intake()
     retention: Retention = Retention()
     monitoring: Monitoring = Monitoring()
+    costs: Costs = Costs()
     tags: Annotated[dict[str, str], Field(default_factory=dict, max_length=40)]
 
     @field_validator("project")
@@ -355,6 +381,7 @@ class AppConfig(_Frozen):
                 "automated": self.labeling.automated,
                 "workers_per_photo": self.labeling.workers_per_photo,
                 "tags": self.tags,
+                "costs": self.costs.model_dump(),
             },
             separators=(",", ":"),
         )

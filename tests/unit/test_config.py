@@ -224,3 +224,10 @@ def test_synth_fails_with_the_message(tmp_path: Path) -> None:
     assert result.returncode == 1
     assert "Configuration error" in result.stderr and "batching.batch_size" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_cost_prices_live_in_config_and_are_validated_at_synth() -> None:
+    cfg = load_config(_ctx({"costs": {"prices": {"taxonomist_hour": {"usd": 42}}}}))
+    assert json.loads(cfg.runtime_json())["costs"]["prices"] == {"taxonomist_hour": {"usd": 42}}
+    msg = _error({"costs": {"prices": {"taxonomist_hour": {"usd": "a lot"}}}})
+    assert "environments.dev.costs" in msg and "prices.taxonomist_hour.usd" in msg
