@@ -6,7 +6,6 @@ from typing import Any
 
 import boto3
 from aws_lambda_powertools.utilities.typing import LambdaContext
-
 from fieldlabel.common.observability import logger
 from fieldlabel.workforce.portal import PortalSettings, set_up_portal
 
