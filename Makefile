@@ -37,7 +37,7 @@ synth: setup
 
 lint: setup
 	$(VENV)/bin/ruff check .
-	$(VENV)/bin/mypy stacks app.py
+	$(VENV)/bin/mypy stacks app.py lambdas/fieldlabel cli
 
 test: setup browser
 	$(PY) -m pytest -q -p no:cacheprovider
