@@ -50,7 +50,7 @@ import boto3  # noqa: E402
 import botocore.session  # noqa: E402
 from botocore.validate import validate_parameters  # noqa: E402
 
-MOTO_CONFIG = {"stepfunctions": {"execute_state_machine": True}, "lambda": {"use_docker": False}}
+MOTO_CONFIG: Any = {"stepfunctions": {"execute_state_machine": True}, "lambda": {"use_docker": False}}
 REGION = "us-east-1"
 # Asset env vars of the functions -> the rendered file they point at (stacks/labeling_assets.py).
 ASSET_ENV = {
@@ -494,7 +494,7 @@ def _sync_labeling_task_class() -> type:
     class SageMakerLabelingSync(StateTaskServiceUnsupported):
         def __init__(self) -> None:
             super().__init__()
-            self._supported_integration_patterns.add(ResourceCondition.Sync)  # type: ignore[attr-defined]
+            self._supported_integration_patterns.add(ResourceCondition.Sync)  # type: ignore[arg-type]
 
         def _build_sync_resolver(self, env, resource_runtime_part, normalised_parameters, state_credentials):  # noqa: ANN001, ANN202
             if self.resource.api_action != "createLabelingJob":
@@ -516,7 +516,7 @@ def _sync_labeling_task_class() -> type:
                     env=env,
                     error_name=StatesErrorName(typ=StatesErrorNameType.StatesTaskFailed),
                     event_type=HistoryEventType.TaskFailed,
-                    event_details=EventDetails(taskFailedEventDetails=TaskFailedEventDetails(
+                    event_details=EventDetails(taskFailedEventDetails=TaskFailedEventDetails(  # type: ignore[typeddict-item]
                         error=StatesErrorNameType.StatesTaskFailed.to_name(), cause=json.dumps(job),
                         resource=self._get_sfn_resource(), resourceType=self._get_sfn_resource_type())),
                 ))
@@ -889,7 +889,7 @@ class WorkflowHarness:
     def notifications(self) -> list[dict[str, Any]]:
         """SNS messages delivered so far (``{"Subject", "Message"}``), oldest first; the queue is drained."""
         sqs = boto3.client("sqs", region_name=REGION)
-        out = []
+        out: list[dict[str, Any]] = []
         while True:
             msgs = sqs.receive_message(QueueUrl=self.notifications_queue, MaxNumberOfMessages=10).get("Messages", [])
             if not msgs:

@@ -51,9 +51,10 @@ def patches() -> list[tuple[Any, str, Any]]:
         finally:
             _state.tables = None
 
-    from moto.dynamodb.parsing.expressions import UpdateExpressionParser
+    from moto.dynamodb.parsing import expressions
 
-    parse = UpdateExpressionParser.make.__func__  # type: ignore[attr-defined]
+    parser_cls: Any = expressions.UpdateExpressionParser  # type: ignore[attr-defined]
+    parse = parser_cls.make.__func__
     parsed: dict[str, Any] = {}
     lock = threading.Lock()
 
@@ -70,4 +71,4 @@ def patches() -> list[tuple[Any, str, Any]]:
 
     return [(models, "copy", _CopyOncePerTransaction()),
             (models.DynamoDBBackend, "transact_write_items", transact_write_items),
-            (UpdateExpressionParser, "make", classmethod(make))]
+            (parser_cls, "make", classmethod(make))]

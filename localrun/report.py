@@ -166,8 +166,8 @@ def dataset_figures(report: Report, manifests: list[Path], truth: dict[str, str]
                     labels: list[str]) -> None:
     """Fill the label, accuracy and review figures from the local copies of the published manifests."""
     meta_key = f"{label_attribute}-metadata"
-    right = Counter()
-    seen = Counter()
+    right: Counter[str] = Counter()
+    seen: Counter[str] = Counter()
     for path in manifests:
         for line in read_manifest(path):
             meta = line[meta_key]

@@ -17,6 +17,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pillow_heif
 from PIL import Image, ImageDraw
@@ -90,7 +91,7 @@ def _exif(rng: random.Random, taken: datetime, site: int, orientation: int) -> I
         exif[_ORIENTATION] = orientation
     exif.get_ifd(_EXIF_IFD)[_DATETIME_ORIGINAL] = taken.strftime("%Y:%m:%d %H:%M:%S")
     lat, lon = 51.0 + site * 0.7 + rng.random() * 0.01, 9.0 + site * 0.5 + rng.random() * 0.01
-    gps = exif.get_ifd(_GPS_IFD)
+    gps: Any = exif.get_ifd(_GPS_IFD)  # Pillow types IFD values as int; GPS refs are text
     gps[1], gps[3] = "N", "E"
     gps[2] = (float(int(lat)), float(int(lat * 60 % 60)), round(lat * 3600 % 60, 2))
     gps[4] = (float(int(lon)), float(int(lon * 60 % 60)), round(lon * 3600 % 60, 2))
@@ -162,8 +163,8 @@ def generate(
         photos.append(SamplePhoto(f"{SITES[site]}/IMG_{i:05d}.{ext}", data, species[sp], kind))
     for j in range(min(duplicates, count)):
         original = photos[rng.randrange(count)]
-        site = original.rel.split("/", 1)[0]
-        photos.append(SamplePhoto(f"{site}/copy-of-{j}-{original.rel.rsplit('/', 1)[1]}", original.data,
+        folder = original.rel.split("/", 1)[0]
+        photos.append(SamplePhoto(f"{folder}/copy-of-{j}-{original.rel.rsplit('/', 1)[1]}", original.data,
                                   original.species, "duplicate"))
     if broken:
         good = photos[-1].data
