@@ -69,14 +69,17 @@ def cdk_context() -> dict[str, Any]:
     return dict(json.loads((ROOT / "cdk.json").read_text()).get("context", {}))
 
 
-def synth_templates(context: dict[str, Any] | None = None) -> dict[str, dict[str, Any]]:
-    """Synthesize the app (bundling skipped) and return ``{"storage"|"workforce"|"pipeline": template}``."""
+def synth_templates(context: dict[str, Any] | None = None, outdir: str | None = None) -> dict[str, dict[str, Any]]:
+    """Synthesize the app (bundling skipped) and return ``{"storage"|"workforce"|"pipeline": template}``.
+
+    ``outdir`` keeps the cloud assembly there (default: a temporary folder), e.g. to read it back like ``cdk.out``.
+    """
     os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
     import aws_cdk as cdk
 
     from app import build
 
-    outdir = tempfile.mkdtemp(prefix="cdk-e2e-")
+    outdir = outdir or tempfile.mkdtemp(prefix="cdk-e2e-")
     app = cdk.App(outdir=outdir, context={**cdk_context(), "aws:cdk:bundling-stacks": [], **(context or {})})
     stacks = build(app)
     assembly = app.synth()

@@ -27,9 +27,10 @@ class TemplatesMissing(RuntimeError):
 
 
 def load_templates(cdk_out: Path) -> dict[str, dict[str, Any]]:
-    """The synthesized templates of ``cdk_out`` as ``{"storage"|"workforce"|"pipeline": template}``.
+    """The synthesized templates of ``cdk_out`` as ``{"storage"|"workforce"|"pipeline"|...: template}``.
 
-    Stacks are found through ``manifest.json`` and keyed by the suffix of their name (``<project>-Storage``).
+    Stacks are found through ``manifest.json`` and keyed by the suffix of their name (``<project>-Storage``); the
+    three the pipeline runs on must be there, others (``monitoring``) come along.
     """
     manifest_path = cdk_out / "manifest.json"
     if not manifest_path.is_file():
@@ -40,7 +41,7 @@ def load_templates(cdk_out: Path) -> dict[str, dict[str, Any]]:
         if art.get("type") != "aws:cloudformation:stack":
             continue
         key = art_id.rsplit("-", 1)[-1].lower()
-        if key in STACK_KEYS:
+        if key:
             template_file = art.get("properties", {}).get("templateFile", f"{art_id}.template.json")
             found[key] = json.loads((cdk_out / template_file).read_text())
     missing = [k for k in STACK_KEYS if k not in found]

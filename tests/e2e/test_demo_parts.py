@@ -6,6 +6,7 @@ import io
 import json
 import time
 from collections import Counter
+from urllib.parse import unquote_plus
 
 import boto3
 import pytest
@@ -158,3 +159,52 @@ def test_wiring_helpers(tmp_path) -> None:
     assert schedule_seconds("cron(0 * * * ? *)") is None
     with pytest.raises(TemplatesMissing, match="make synth"):
         load_templates(tmp_path)
+
+
+@pytest.mark.slow
+def test_the_demo_builds_from_a_cloud_assembly_folder(tmp_path) -> None:
+    # What `make demo` does with cdk.out: templates through manifest.json, assets from the asset.<hash>.* files,
+    # the intake queues and the S3 -> SQS notification as the Storage template defines them.
+    from localrun.harness import REGION, WorkflowHarness, synth_templates
+    from localrun.wiring import create_intake
+
+    synthesized = synth_templates(outdir=str(tmp_path))
+    templates = load_templates(tmp_path)
+    assert {k: templates[k] for k in synthesized} == synthesized
+    with WorkflowHarness(templates, assets_dir=tmp_path) as h:
+        s3 = boto3.client("s3", region_name=REGION)
+        published = 0
+        for fn in h.functions.values():
+            for var in ("LABEL_CATEGORIES_URI", "UI_TEMPLATE_URI", "REVIEW_TEMPLATE_URI", "TAXONOMY_S3_URI"):
+                if fn["env"].get(var):
+                    bucket, key = fn["env"][var][5:].split("/", 1)
+                    body = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+                    assert body == (tmp_path / f"asset.{key}").read_bytes()
+                    published += 1
+        assert published >= 4
+        intake = create_intake(h)
+        sqs = boto3.client("sqs", region_name=REGION)
+        attrs = sqs.get_queue_attributes(QueueUrl=intake.queue_url, AttributeNames=["All"])["Attributes"]
+        storage = templates["storage"]["Resources"]
+        (queue,) = [r for r in storage.values()
+                    if r["Type"] == "AWS::SQS::Queue" and "RedrivePolicy" in r["Properties"]]
+        assert attrs["VisibilityTimeout"] == str(queue["Properties"]["VisibilityTimeout"])
+        assert json.loads(attrs["RedrivePolicy"])["maxReceiveCount"] == queue["Properties"]["RedrivePolicy"][
+            "maxReceiveCount"]
+        ddb = boto3.client("dynamodb", region_name=REGION)
+        for res in storage.values():
+            if res["Type"] == "AWS::DynamoDB::GlobalTable":
+                table = ddb.describe_table(TableName=res["Properties"]["TableName"])["Table"]
+                assert table["KeySchema"] == res["Properties"]["KeySchema"]
+                assert sorted(g["IndexName"] for g in table.get("GlobalSecondaryIndexes", [])) == sorted(
+                    g["IndexName"] for g in res["Properties"].get("GlobalSecondaryIndexes", []))
+        # A photo put under uploads/ reaches the intake queue; one elsewhere does not.
+        sqs.purge_queue(QueueUrl=intake.queue_url)
+        s3.put_object(Bucket=h.intake_bucket, Key="uploads/x/IMG_1.jpg", Body=b"1")
+        s3.put_object(Bucket=h.intake_bucket, Key="labeling-copies/y.jpg", Body=b"2")
+        bodies = [json.loads(m["Body"]) for m in sqs.receive_message(QueueUrl=intake.queue_url,
+                                                                      MaxNumberOfMessages=10).get("Messages", [])]
+        keys = [unquote_plus(r["s3"]["object"]["key"]) for b in bodies for r in b.get("Records", [])]  # URL-encoded
+        assert keys == ["uploads/x/IMG_1.jpg"]
+        assert intake.batch_size == next(r["Properties"]["BatchSize"] for r in templates["pipeline"]["Resources"]
+                                         .values() if r["Type"] == "AWS::Lambda::EventSourceMapping")
