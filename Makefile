@@ -5,7 +5,7 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
-ENV := env
+ENV ?= dev
 export PATH := $(CURDIR)/node_modules/node/bin:$(CURDIR)/$(VENV)/bin:$(PATH)
 # Offline by design: no CLI notices, telemetry, version checks or instance-metadata lookups.
 export CDK_DISABLE_CLI_TELEMETRY := true
