@@ -19,6 +19,8 @@ from pathlib import Path
 from typing import Any, TextIO
 
 import boto3
+from fieldlabel.registry.model import PENDING
+from fieldlabel.registry.photos import count_status
 
 from localrun.harness import REGION, WorkflowHarness
 from localrun.panel import PanelSettings, labeling_plan, review_plan
@@ -231,18 +233,7 @@ class Demo:
         """Photos waiting for a batch (a COUNT query on the registry's status index, as the dispatcher counts)."""
         assert self.harness is not None
         ddb = boto3.client("dynamodb", region_name=REGION)
-        kwargs: dict[str, Any] = {
-            "TableName": self.harness.photos_table, "IndexName": "by_status", "Select": "COUNT",
-            "KeyConditionExpression": "#s = :p", "ExpressionAttributeNames": {"#s": "status"},
-            "ExpressionAttributeValues": {":p": {"S": "PENDING"}},
-        }
-        count = 0
-        while True:
-            resp = ddb.query(**kwargs)
-            count += int(resp.get("Count", 0))
-            if "LastEvaluatedKey" not in resp:
-                return count
-            kwargs["ExclusiveStartKey"] = resp["LastEvaluatedKey"]
+        return count_status(ddb, self.harness.photos_table, PENDING)
 
     def wait_for_executions(self, deadline: float) -> list[dict[str, Any]]:
         """Wait until no execution of the state machine is running, reporting each one that ends."""

@@ -18,7 +18,6 @@ from fieldlabel.intake.dispatch import pending_stats
 from fieldlabel.labeling.registry_io import MODEL_CONTROL_KEY
 from fieldlabel.registry.model import (
     BATCHED,
-    BY_STATUS_INDEX,
     DISPATCH_LEASE_KEY,
     PARKED,
     PENDING,
@@ -26,6 +25,7 @@ from fieldlabel.registry.model import (
     QUARANTINED,
     from_item,
 )
+from fieldlabel.registry.photos import count_status
 
 from fieldlabel_cli.errors import CliError, UsageError, error_code, translate_aws_error
 
@@ -62,22 +62,6 @@ def table_error(exc: ClientError, table: str, option: str) -> CliError:
     if error_code(exc) == "ResourceNotFoundException":
         return CliError(f"table {table!r} not found (check {option}, --outputs or --stack-prefix, and --region)")
     return translate_aws_error(exc, what=f"table {table!r}")
-
-
-def count_status(ddb: Any, photos_table: str, status: str) -> int:
-    """Photos with ``status`` (paginated ``Select=COUNT`` on the keys-only ``by_status`` index)."""
-    count = 0
-    kwargs: dict[str, Any] = {
-        "TableName": photos_table, "IndexName": BY_STATUS_INDEX, "Select": "COUNT",
-        "KeyConditionExpression": "#s = :s", "ExpressionAttributeNames": {"#s": "status"},
-        "ExpressionAttributeValues": {":s": {"S": status}},
-    }
-    while True:
-        resp = ddb.query(**kwargs)
-        count += int(resp.get("Count", 0))
-        if "LastEvaluatedKey" not in resp:
-            return count
-        kwargs["ExclusiveStartKey"] = resp["LastEvaluatedKey"]
 
 
 def iter_batches(ddb: Any, batches_table: str) -> Iterator[dict[str, Any]]:

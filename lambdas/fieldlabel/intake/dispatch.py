@@ -36,6 +36,7 @@ from fieldlabel.registry.model import (
     error_code,
     from_item,
 )
+from fieldlabel.registry.photos import count_status
 
 _TRANSACT_LIMIT = 100
 _TRANSACT_RETRIES = 3
@@ -97,18 +98,7 @@ def decide(stats: PendingStats, settings: DispatchSettings, *, force: bool = Fal
 
 def pending_stats(ddb: Any, photos_table: str, now: datetime) -> PendingStats:
     """Count pending photos and find the oldest, from the ``by_status`` index (keys only, paginated COUNT)."""
-    count = 0
-    kwargs: dict[str, Any] = {
-        "TableName": photos_table, "IndexName": BY_STATUS_INDEX, "Select": "COUNT",
-        "KeyConditionExpression": "#s = :p", "ExpressionAttributeNames": {"#s": "status"},
-        "ExpressionAttributeValues": {":p": {"S": PENDING}},
-    }
-    while True:
-        resp = ddb.query(**kwargs)
-        count += int(resp.get("Count", 0))
-        if "LastEvaluatedKey" not in resp:
-            break
-        kwargs["ExclusiveStartKey"] = resp["LastEvaluatedKey"]
+    count = count_status(ddb, photos_table, PENDING)
     oldest: str | None = None
     if count:
         resp = ddb.query(

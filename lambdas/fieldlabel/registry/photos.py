@@ -15,7 +15,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from fieldlabel.registry.model import PENDING, error_code, from_item, to_attr
+from fieldlabel.registry.model import BY_STATUS_INDEX, PENDING, error_code, from_item, to_attr
 
 SLOTS = ("folder_sidecar", "sidecar")
 _MAX_RETRIES = 8
@@ -299,3 +299,19 @@ def apply_sidecar(ddb: Any, table: str, photo_id: str, slot: str, comp: SidecarC
 def is_pending_status(status: str) -> bool:
     """Whether a status counts towards the pending pool."""
     return status == PENDING
+
+
+def count_status(ddb: Any, photos_table: str, status: str) -> int:
+    """Photos with ``status``: a paginated ``Select=COUNT`` query on the keys-only ``by_status`` index."""
+    count = 0
+    kwargs: dict[str, Any] = {
+        "TableName": photos_table, "IndexName": BY_STATUS_INDEX, "Select": "COUNT",
+        "KeyConditionExpression": "#s = :s", "ExpressionAttributeNames": {"#s": "status"},
+        "ExpressionAttributeValues": {":s": {"S": status}},
+    }
+    while True:
+        resp = ddb.query(**kwargs)
+        count += int(resp.get("Count", 0))
+        if "LastEvaluatedKey" not in resp:
+            return count
+        kwargs["ExclusiveStartKey"] = resp["LastEvaluatedKey"]
