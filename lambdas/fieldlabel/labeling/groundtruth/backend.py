@@ -128,15 +128,10 @@ class GroundTruthBackend:
         if initial_model_arn and kind != KIND_AUTOMATED:
             raise ValueError("an initial active-learning model only applies to automated labeling")
         arns = builtin_arns(s.region, s.partition)
-        request: dict[str, Any] = {
-            "LabelingJobName": self.job_name(batch_id),
-            "LabelAttributeName": LABEL_ATTRIBUTE,
-            "InputConfig": {"DataSource": {"S3DataSource": {"ManifestS3Uri": manifest_uri}}},
-            "OutputConfig": {"S3OutputPath": s.output_path, "KmsKeyId": s.kms_key_arn},
-            "RoleArn": s.role_arn,
-            "LabelCategoryConfigS3Uri": s.label_categories_uri,
-            "StoppingConditions": {"MaxPercentageOfInputDatasetLabeled": 100},
-            "HumanTaskConfig": {
+        request = self._request(
+            name=self.job_name(batch_id), label_attribute=LABEL_ATTRIBUTE, manifest_uri=manifest_uri,
+            tags=self._tags(batch_id, kind),
+            human_task={
                 "WorkteamArn": s.workteam_arn,
                 "UiConfig": {"UiTemplateS3Uri": s.ui_template_uri},
                 "PreHumanTaskLambdaArn": arns.pre_human_task_lambda,
@@ -151,8 +146,7 @@ class GroundTruthBackend:
                     "AnnotationConsolidationLambdaArn": arns.annotation_consolidation_lambda
                 },
             },
-            "Tags": self._tags(batch_id, kind),
-        }
+        )
         if kind == KIND_AUTOMATED:
             algorithms: dict[str, Any] = {
                 "LabelingJobAlgorithmSpecificationArn": arns.algorithm_specification,
@@ -172,15 +166,10 @@ class GroundTruthBackend:
         s, r = self.settings, self.settings.review
         if r is None:
             raise ValueError("review settings are missing; the review job cannot be built")
-        return {
-            "LabelingJobName": self.review_job_name(batch_id),
-            "LabelAttributeName": REVIEW_LABEL_ATTRIBUTE,
-            "InputConfig": {"DataSource": {"S3DataSource": {"ManifestS3Uri": manifest_uri}}},
-            "OutputConfig": {"S3OutputPath": s.output_path, "KmsKeyId": s.kms_key_arn},
-            "RoleArn": s.role_arn,
-            "LabelCategoryConfigS3Uri": s.label_categories_uri,
-            "StoppingConditions": {"MaxPercentageOfInputDatasetLabeled": 100},
-            "HumanTaskConfig": {
+        return self._request(
+            name=self.review_job_name(batch_id), label_attribute=REVIEW_LABEL_ATTRIBUTE, manifest_uri=manifest_uri,
+            tags=self._tags(batch_id, "review"),
+            human_task={
                 "WorkteamArn": r.workteam_arn,
                 "UiConfig": {"UiTemplateS3Uri": r.ui_template_uri},
                 "PreHumanTaskLambdaArn": r.pre_annotation_arn,
@@ -193,7 +182,22 @@ class GroundTruthBackend:
                 "MaxConcurrentTaskCount": s.max_concurrent_tasks,
                 "AnnotationConsolidationConfig": {"AnnotationConsolidationLambdaArn": r.post_annotation_arn},
             },
-            "Tags": self._tags(batch_id, "review"),
+        )
+
+    def _request(self, *, name: str, label_attribute: str, manifest_uri: str, tags: list[dict[str, str]],
+                 human_task: dict[str, Any]) -> dict[str, Any]:
+        """What every job of ours shares: input, encrypted output, role, categories, no early stop."""
+        s = self.settings
+        return {
+            "LabelingJobName": name,
+            "LabelAttributeName": label_attribute,
+            "InputConfig": {"DataSource": {"S3DataSource": {"ManifestS3Uri": manifest_uri}}},
+            "OutputConfig": {"S3OutputPath": s.output_path, "KmsKeyId": s.kms_key_arn},
+            "RoleArn": s.role_arn,
+            "LabelCategoryConfigS3Uri": s.label_categories_uri,
+            "StoppingConditions": {"MaxPercentageOfInputDatasetLabeled": 100},
+            "HumanTaskConfig": human_task,
+            "Tags": tags,
         }
 
     def _tags(self, batch_id: str, kind: str) -> list[dict[str, str]]:
