@@ -48,9 +48,14 @@ def register(subparsers: Any, parents: list[argparse.ArgumentParser]) -> None:
     p.set_defaults(handler=handle)
 
 
-def _load_overrides(path: Path | None) -> tuple[dict[str, Any], dict[str, Any]]:
+def load_cost_config(path: Path | None) -> dict[str, Any]:
+    """A ``--config`` file of cost overrides: an object with ``prices`` and/or ``assumptions`` (docs/costs.md).
+
+    Raises:
+        UsageError: the file is missing, not JSON, or not of that shape.
+    """
     if path is None:
-        return {}, {}
+        return {}
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
@@ -59,6 +64,11 @@ def _load_overrides(path: Path | None) -> tuple[dict[str, Any], dict[str, Any]]:
         raise UsageError(f"config file {path} is not valid JSON: {exc}") from None
     if not isinstance(data, dict) or not set(data) <= {"prices", "assumptions"}:
         raise UsageError(f"config file {path}: expected an object with keys 'prices' and/or 'assumptions'")
+    return data
+
+
+def _load_overrides(path: Path | None) -> tuple[dict[str, Any], dict[str, Any]]:
+    data = load_cost_config(path)
     return data.get("prices", {}), data.get("assumptions", {})
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -12,6 +11,7 @@ from botocore.exceptions import ClientError
 from fieldlabel.costs import cost_settings
 from pydantic import ValidationError
 
+from fieldlabel_cli.commands.cost import load_cost_config
 from fieldlabel_cli.context import AppContext
 from fieldlabel_cli.errors import EXIT_OK, CliError, UsageError
 from fieldlabel_cli.report import (
@@ -68,17 +68,7 @@ def register(subparsers: Any, parents: list[argparse.ArgumentParser]) -> None:
 
 
 def _load_config(path: Path | None) -> dict[str, Any] | None:
-    if path is None:
-        return None
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise UsageError(f"config file not found: {path}") from None
-    except (OSError, ValueError) as exc:
-        raise UsageError(f"config file {path} is not valid JSON: {exc}") from None
-    if not isinstance(data, dict):
-        raise UsageError(f"config file {path}: expected an object with keys 'prices' and/or 'assumptions'")
-    return data
+    return load_cost_config(path) if path is not None else None
 
 
 def handle(args: argparse.Namespace, ctx: AppContext) -> int:
