@@ -14,7 +14,7 @@ export AWS_EC2_METADATA_DISABLED := true
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 export AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED := true
 
-.PHONY: setup synth lint test test-fast demo demo-serve browser clean destroy-help
+.PHONY: setup synth lint test test-fast test-runtime demo demo-serve browser clean
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt lambdas/requirements.txt pyproject.toml package.json package-lock.json
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -44,6 +44,17 @@ test: setup browser
 	$(MAKE) --no-print-directory lint
 	$(MAKE) --no-print-directory synth ENV=dev
 	$(MAKE) --no-print-directory synth ENV=prod
+	$(MAKE) --no-print-directory test-runtime
+
+# The Lambda code's own tests on Python 3.13 (the Lambda runtime is 3.14; this machine's newest CPython is 3.13).
+RUNTIME_PY ?= $(shell PYENV_VERSION=3.13.0 pyenv which python3.13 2>/dev/null || command -v python3.13 2>/dev/null)
+RUNTIME_TESTS := tests/unit/intake tests/unit/review tests/unit/ui tests/unit/costs tests/unit/test_portal_setup.py \
+	tests/unit/test_lambda_packaging.py
+test-runtime:
+	@if [ -z "$(RUNTIME_PY)" ]; then echo "test-runtime: no Python 3.13 on this machine, skipped"; exit 0; fi; \
+	test -x .venv-runtime/bin/python || $(RUNTIME_PY) -m venv .venv-runtime; \
+	.venv-runtime/bin/python -m pip install --quiet --disable-pip-version-check -r requirements-runtime-test.txt && \
+	PYTHONPATH=lambdas .venv-runtime/bin/python -m pytest -q -p no:cacheprovider $(RUNTIME_TESTS)
 
 test-fast: setup
 	$(PY) -m pytest -q -x -m "not browser"
