@@ -23,13 +23,13 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
 from typing import Any
 
 from boto3.exceptions import S3UploadFailedError
 from boto3.s3.transfer import TransferConfig
 from botocore.exceptions import BotoCoreError, ClientError
+from fieldlabel.common.clock import utc_now
 
 from fieldlabel_cli.errors import UsageError, error_code, translate_aws_error
 from fieldlabel_cli.progress import Progress
@@ -170,7 +170,7 @@ def key_prefix(prefix: str) -> str:
 
 
 def _now() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return utc_now().strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 class UploadState:
@@ -336,14 +336,16 @@ def plan_upload(
         return e, (classify(data) if e.kind == "photo" else validate_sidecar_bytes(data))
 
     bar = progress(len(pending)) if progress is not None else None
+    pool = cf.ThreadPoolExecutor(max_workers=max(1, workers))
     try:
-        # On Ctrl-C, Executor.map's iterator cancels the checks still queued, so the pool's exit is quick.
-        with cf.ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-            for e, verdict in pool.map(check, pending):
-                verdicts[e.rel] = verdict
-                if bar is not None:
-                    bar.advance(e.size)
+        for e, verdict in pool.map(check, pending):
+            verdicts[e.rel] = verdict
+            if bar is not None:
+                bar.advance(e.size)
     finally:
+        # On Ctrl-C (wherever it lands, even while the checks are still being queued) the queued checks are
+        # cancelled rather than run, so the exit is quick; on success nothing is left to cancel.
+        pool.shutdown(wait=True, cancel_futures=True)
         if bar is not None:
             bar.close()
 

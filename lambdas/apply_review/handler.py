@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import functools
 import os
-from datetime import UTC, datetime
 from typing import Any
 
 import boto3
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
+from fieldlabel.common.clock import utc_now
 from fieldlabel.common.observability import logger, metrics, tracer
 from fieldlabel.review.apply import ApplySettings, apply_review
 from fieldlabel.review.settings import ReviewEnv
@@ -49,7 +49,7 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
         output_manifest_uri=event["output_manifest_uri"],
         job_name=event.get("job_name"),
         settings=_settings(),
-        now_iso=datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
+        now_iso=utc_now().isoformat(timespec="seconds").replace("+00:00", "Z"),
     )
     result = outcome.as_dict()
     metrics.add_metric(name="ReviewCorrections", unit=MetricUnit.Count, value=result["corrections"])

@@ -7,12 +7,13 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from botocore.stub import Stubber
-from fieldlabel.common.clock import iso
+from fieldlabel.common.clock import frozen, iso
 from fieldlabel_cli.context import AppContext
 from moto import mock_aws
 from operator_fixtures import BATCHES, make_world
 
-NOW = datetime.now(UTC)
+# A fixed instant, pinned into the command's clock by the world fixture: ages are exact on any date and under load.
+NOW = datetime(2026, 11, 26, 9, 0, 0, tzinfo=UTC)
 B_RUN = "b20261126t060000z-0000aaaa"
 B_REV = "b20261125t060000z-0000bbbb"
 B_OLD_FAIL = "b20261120t060000z-0000cccc"
@@ -21,7 +22,7 @@ B_NEW_FAIL = "b20261124t060000z-0000dddd"
 
 @pytest.fixture
 def world(tmp_path):
-    with mock_aws():
+    with mock_aws(), frozen(NOW):
         w = make_world(tmp_path)
         # 3 pending (oldest 2 days old), 2 in a running batch, 1 parked, 1 quarantined
         for i, age_h in enumerate((48, 5, 1)):
@@ -68,7 +69,7 @@ def test_status_json_is_complete_and_control_items_are_not_batches(world, cli):
     assert r.code == 0, r.stderr
     data = r.json()
     assert data["pending"]["count"] == 3 and data["pending"]["counter"] == 3
-    assert data["pending"]["oldest_age_seconds"] == pytest.approx(48 * 3600, abs=120)
+    assert data["pending"]["oldest_age_seconds"] == 48 * 3600
     assert data["photos"] == {"PENDING": 3, "BATCHED": 2, "PARKED": 1, "QUARANTINED": 1}
     assert [b["batch_id"] for b in data["running"]] == [B_REV, B_RUN]
     assert data["running"][1]["status"] == "LABELING" and data["running"][1]["photo_count"] == 2

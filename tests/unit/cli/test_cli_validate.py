@@ -198,24 +198,43 @@ def test_non_objects_and_non_json_are_rejected(raw, reason):
 
 
 def test_ctrl_c_while_checking_stops_without_checking_the_rest(tmp_path, files, cli, monkeypatch):
-    # Given 20 photos and a Ctrl-C during the 3rd check (one worker, so the order is fixed)
+    # Given 20 photos and a real SIGINT delivered to the main thread (where Python raises KeyboardInterrupt) while the
+    # 3rd check runs. The check then waits until the command has cancelled what was queued, so the outcome depends on
+    # neither the machine's load nor thread scheduling.
+    import concurrent.futures as cf
+    import signal
+    import threading
+
     folder = tmp_path / "card"
     for i in range(20):
         files.write(folder / f"IMG_{i:02d}.jpg", files.jpeg(i))
     checked: list[int] = []
+    cancelled = threading.Event()
     import fieldlabel_cli.upload as upload_module
 
     real = upload_module.classify_photo_bytes
+    real_shutdown = cf.ThreadPoolExecutor.shutdown
 
     def classify(data, *, limits):
         checked.append(1)
         if len(checked) == 3:
-            raise KeyboardInterrupt
+            signal.pthread_kill(threading.main_thread().ident, signal.SIGINT)
+            assert cancelled.wait(timeout=60), "the command never shut its pool down after Ctrl-C"
         return real(data, limits=limits)
 
+    def shutdown(self, wait=True, *, cancel_futures=False):
+        real_shutdown(self, wait=False, cancel_futures=cancel_futures)  # the queue is emptied (or not) first
+        cancelled.set()
+        real_shutdown(self, wait=wait, cancel_futures=cancel_futures)
+
     monkeypatch.setattr(upload_module, "classify_photo_bytes", classify)
-    r = cli("upload", str(folder), "--dry-run", "--workers", "1")
+    monkeypatch.setattr(cf.ThreadPoolExecutor, "shutdown", shutdown)
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        r = cli("upload", str(folder), "--dry-run", "--workers", "1")
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
     # Then the run ends at once with 130, and the queued photos were never checked
     assert r.code == 130
-    assert len(checked) <= 4
+    assert len(checked) == 3
