@@ -39,12 +39,16 @@ lint: setup
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy stacks app.py lambdas/fieldlabel cli
 
+# Tests run on PYTEST_WORKERS processes (pytest-xdist; the machine has 2 cores). No test depends on the wall clock, the
+# order the tests run in or thread scheduling, so any split is valid. Each stage prints how long it took.
+PYTEST_WORKERS ?= 2
+STAGE = t0=$$(date +%s); $(1); rc=$$?; echo "make test: $(2) took $$(( $$(date +%s) - t0 )) s"; exit $$rc
 test: setup browser
-	$(PY) -m pytest -q -p no:cacheprovider
-	$(MAKE) --no-print-directory lint
-	$(MAKE) --no-print-directory synth ENV=dev
-	$(MAKE) --no-print-directory synth ENV=prod
-	$(MAKE) --no-print-directory test-runtime
+	@$(call STAGE,$(PY) -m pytest -q -p no:cacheprovider -n $(PYTEST_WORKERS),pytest)
+	@$(call STAGE,$(MAKE) --no-print-directory lint,lint)
+	@$(call STAGE,$(MAKE) --no-print-directory synth ENV=dev,synth dev)
+	@$(call STAGE,$(MAKE) --no-print-directory synth ENV=prod,synth prod)
+	@$(call STAGE,$(MAKE) --no-print-directory test-runtime,test-runtime)
 
 # The Lambda code's own tests on Python 3.13 (the Lambda runtime is 3.14; this machine's newest CPython is 3.13).
 RUNTIME_PY ?= $(shell PYENV_VERSION=3.13.0 pyenv which python3.13 2>/dev/null || command -v python3.13 2>/dev/null)
@@ -54,10 +58,10 @@ test-runtime:
 	@if [ -z "$(RUNTIME_PY)" ]; then echo "test-runtime: no Python 3.13 on this machine, skipped"; exit 0; fi; \
 	test -x .venv-runtime/bin/python || $(RUNTIME_PY) -m venv .venv-runtime; \
 	.venv-runtime/bin/python -m pip install --quiet --disable-pip-version-check -r requirements-runtime-test.txt && \
-	PYTHONPATH=lambdas .venv-runtime/bin/python -m pytest -q -p no:cacheprovider $(RUNTIME_TESTS)
+	PYTHONPATH=lambdas .venv-runtime/bin/python -m pytest -q -p no:cacheprovider -n $(PYTEST_WORKERS) $(RUNTIME_TESTS)
 
 test-fast: setup
-	$(PY) -m pytest -q -x -m "not browser"
+	$(PY) -m pytest -q -x -n $(PYTEST_WORKERS) -m "not browser"
 
 # The demo runs the real pipeline from cdk.out in an embedded AWS emulator (docs/demo.md); DEMO_ARGS passes options,
 # e.g. make demo DEMO_ARGS="--photos 200". `make demo-serve` keeps it running to upload into (README, Try it locally).
