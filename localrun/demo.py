@@ -23,6 +23,7 @@ from fieldlabel.registry.model import PENDING
 from fieldlabel.registry.photos import count_status
 
 from localrun.harness import REGION, WorkflowHarness
+from localrun.iamcheck.principals import UPLOADER, acting_as
 from localrun.panel import PanelSettings, labeling_plan, review_plan
 from localrun.pump import EventPump
 from localrun.report import Report, dataset_figures, registry_figures, scan_table
@@ -197,6 +198,8 @@ class Demo:
             queue_url=self.intake.queue_url, register_function=self.intake.register_function,
             dispatch_function=self.intake.dispatch_function, region=REGION, batch_size=self.intake.batch_size,
             dispatch_every_seconds=self.options.dispatch_every_seconds,
+            poller=self.harness.function_principal(self.intake.register_function) if self.harness else None,
+            scheduler=self.harness.schedule_principal(self.intake.dispatch_function) if self.harness else None,
         )
         return self.pump
 
@@ -218,8 +221,9 @@ class Demo:
         sidecars = len(self.samples.sidecars)
         handled = 0
         for start in range(0, len(files), chunk):
-            for rel, data in files[start:start + chunk]:
-                s3.put_object(Bucket=self.harness.intake_bucket, Key=UPLOAD_PREFIX + rel, Body=data)
+            with acting_as(UPLOADER):  # a scientist, with the upload policy docs/uploader-policy.json gives
+                for rel, data in files[start:start + chunk]:
+                    s3.put_object(Bucket=self.harness.intake_bucket, Key=UPLOAD_PREFIX + rel, Body=data)
             handled += pump.drain(idle_rounds=1)
             self.progress.count("uploaded and registered", min(start + chunk, len(files)), len(files))
         handled += pump.drain()

@@ -50,6 +50,9 @@ import boto3  # noqa: E402
 import botocore.session  # noqa: E402
 from botocore.validate import validate_parameters  # noqa: E402
 
+from localrun.iamcheck.principals import Principal, acting_as  # noqa: E402
+from localrun.iamcheck.principals import role as role_principal  # noqa: E402
+
 MOTO_CONFIG: Any = {"stepfunctions": {"execute_state_machine": True}, "lambda": {"use_docker": False}}
 REGION = "us-east-1"
 # Asset env vars of the functions -> the rendered file they point at (stacks/labeling_assets.py).
@@ -334,6 +337,11 @@ class FakeGroundTruth:
     # -- job simulation ------------------------------------------------------------------------------------------
 
     def _finish(self, job: FakeJob) -> None:
+        # Everything Ground Truth reads and writes for a job, it does as the job's execution role.
+        with acting_as(role_principal(job.request["RoleArn"], "Ground Truth execution role")):
+            self._finish_as_role(job)
+
+    def _finish_as_role(self, job: FakeJob) -> None:
         name = job.request["LabelingJobName"]
         if name in self.fail_jobs:
             job.status, job.failure_reason = "Failed", self.fail_jobs[name]
@@ -342,6 +350,7 @@ class FakeGroundTruth:
         manifest = job.request["InputConfig"]["DataSource"]["S3DataSource"]["ManifestS3Uri"]
         bucket, key = manifest[5:].split("/", 1)
         lines = [json.loads(x) for x in s3.get_object(Bucket=bucket, Key=key)["Body"].read().splitlines() if x]
+        self._read_task_inputs(s3, job.request, lines)
         attr = job.request["LabelAttributeName"]
         out_bucket, out_prefix = job.request["OutputConfig"]["S3OutputPath"][5:].split("/", 1)
         out_key = f"{out_prefix.rstrip('/')}/{name}/manifests/output/output.manifest".lstrip("/")
@@ -392,6 +401,27 @@ class FakeGroundTruth:
         job.output_uri = f"s3://{out_bucket}/{out_key}"
         job.counters = counters
         job.status = "Completed"
+
+    @staticmethod
+    def _read_task_inputs(s3: Any, request: dict[str, Any], lines: list[dict[str, Any]]) -> None:
+        """What Ground Truth reads besides the manifest: the worker UI template, and every photo (workers' browsers
+        load them through URLs Ground Truth signs with the execution role; automated labeling trains on them)."""
+        ui = request["HumanTaskConfig"].get("UiConfig", {}).get("UiTemplateS3Uri")
+        if ui:
+            bucket, key = ui[5:].split("/", 1)
+            s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+        from localrun.iamcheck import recorder
+
+        if not recorder.active():
+            return
+        from localrun.iamcheck.principals import current
+
+        for line in lines:
+            ref = line.get("source-ref")
+            if isinstance(ref, str) and ref.startswith("s3://"):
+                bucket, key = ref[5:].split("/", 1)
+                recorder.record_call(recorder.Call(current(), "s3", "s3", "GetObject", {"Bucket": bucket, "Key": key},
+                                                   status=200))
 
     @staticmethod
     def _categories(s3: Any, uri: str) -> list[str]:
@@ -645,15 +675,17 @@ class WorkflowHarness:
             event = json.loads(body or "{}")
             harness.invocations.append((name, event))
             env = {**fn["env"], **harness.env_overrides}
+            principal = harness.function_principal(name)
             try:
-                fault = harness.faults.get(fn["handler"].split(".")[0])
-                if fault is not None:
-                    with _environment(env):
-                        fault(event)
-                if harness.warm_handlers:
-                    result = harness._call_warm(name, fn["handler"], env, event)
-                else:
-                    result = call_handler(fn["handler"], env, event, name)
+                with acting_as(principal):
+                    fault = harness.faults.get(fn["handler"].split(".")[0])
+                    if fault is not None:
+                        with _environment(env):
+                            fault(event)
+                    if harness.warm_handlers:
+                        result = harness._call_warm(name, fn["handler"], env, event)
+                    else:
+                        result = call_handler(fn["handler"], env, event, name)
             except Exception as exc:  # noqa: BLE001 - reported to Step Functions like Lambda does
                 response_headers["x-amz-function-error"] = "Unhandled"
                 return json.dumps({"errorType": type(exc).__name__, "errorMessage": str(exc)}).encode()
@@ -742,7 +774,7 @@ class WorkflowHarness:
             name = r.physical_name(stack, lid)
             lam.create_function(FunctionName=name, Runtime="python3.12", Role=role_arn, Handler=handler,
                                 Code={"ZipFile": zip_bytes.getvalue()})
-            self.functions[name] = {"handler": handler, "env": env}
+            self.functions[name] = {"handler": handler, "env": env, "role": str(r.value(stack, props["Role"]))}
 
         self._upload_assets(s3)
 
@@ -806,6 +838,19 @@ class WorkflowHarness:
                 spec.loader.exec_module(module)
                 self._warm[name] = module
             return module.lambda_handler(event, LambdaContextStub(name))
+
+    def function_principal(self, name: str) -> Principal:
+        """The execution role function ``name`` runs as (what its calls are checked against)."""
+        return role_principal(self.functions[name]["role"], f"function {name}")
+
+    def schedule_principal(self, function_name: str) -> Principal | None:
+        """The role of the schedule that invokes function ``function_name``, if one does."""
+        r = self.resolver
+        for stack, _lid, res in r.resources("AWS::Scheduler::Schedule"):
+            target = res["Properties"]["Target"]
+            if str(r.value(stack, target["Arn"])).endswith(f":function:{function_name}"):
+                return role_principal(str(r.value(stack, target["RoleArn"])), "EventBridge Scheduler")
+        return None
 
     def cold_start(self, name: str) -> None:
         """Forget function ``name``'s warm module, so its next call re-reads its environment (warm mode only)."""

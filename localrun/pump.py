@@ -16,6 +16,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from localrun.iamcheck.principals import INTERNAL, Principal, acting_as
+
 # Same numbers as the synthesized event source mapping (stacks/intake.py, REGISTER_BATCH_SIZE).
 DEFAULT_BATCH_SIZE = 20
 SQS_MAX_RECEIVE = 10
@@ -67,7 +69,11 @@ class EventPump:
         batch_size: int = DEFAULT_BATCH_SIZE,
         dispatch_every_seconds: float = 5.0,
         clock: Callable[[], float] = time.monotonic,
+        poller: Principal | None = None,
+        scheduler: Principal | None = None,
     ) -> None:
+        """``poller``: who reads and deletes the queue's messages (the event source mapping uses the register
+        function's role); ``scheduler``: who invokes the dispatcher (the schedule's role). For the IAM check."""
         self.sqs = sqs
         self.lambda_client = lambda_client
         self.queue_url = queue_url
@@ -81,8 +87,14 @@ class EventPump:
         self.clock = clock
         self._last_dispatch = clock()
         self.stats = PumpStats()
+        self.poller = poller
+        self.scheduler = scheduler
 
     def _receive(self) -> list[dict[str, Any]]:
+        with acting_as(self.poller):
+            return self._receive_messages()
+
+    def _receive_messages(self) -> list[dict[str, Any]]:
         got: dict[str, dict[str, Any]] = {}
         while len(got) < self.batch_size:
             resp = self.sqs.receive_message(
@@ -100,10 +112,11 @@ class EventPump:
         messages = self._receive()
         if not messages:
             return 0
-        resp = self.lambda_client.invoke(
-            FunctionName=self.register_function, InvocationType="RequestResponse",
-            Payload=json.dumps(sqs_event(messages, self.queue_arn, self.region)).encode(),
-        )
+        with acting_as(INTERNAL):  # Lambda's poller invokes the function itself: no IAM check on the invoke
+            resp = self.lambda_client.invoke(
+                FunctionName=self.register_function, InvocationType="RequestResponse",
+                Payload=json.dumps(sqs_event(messages, self.queue_arn, self.region)).encode(),
+            )
         self.stats.invocations += 1
         self.stats.messages += len(messages)
         payload = resp["Payload"].read()
@@ -115,10 +128,11 @@ class EventPump:
         failed = {f["itemIdentifier"] for f in result.get("batchItemFailures", [])}
         self.stats.failed_messages += len(failed)
         done = [m for m in messages if m["MessageId"] not in failed]
-        for i in range(0, len(done), SQS_MAX_RECEIVE):
-            chunk = done[i:i + SQS_MAX_RECEIVE]
-            self.sqs.delete_message_batch(QueueUrl=self.queue_url, Entries=[
-                {"Id": str(n), "ReceiptHandle": m["ReceiptHandle"]} for n, m in enumerate(chunk)])
+        with acting_as(self.poller):
+            for i in range(0, len(done), SQS_MAX_RECEIVE):
+                chunk = done[i:i + SQS_MAX_RECEIVE]
+                self.sqs.delete_message_batch(QueueUrl=self.queue_url, Entries=[
+                    {"Id": str(n), "ReceiptHandle": m["ReceiptHandle"]} for n, m in enumerate(chunk)])
         return len(done)
 
     def drain(self, on_progress: Callable[[int], None] | None = None, *, idle_rounds: int = 2) -> int:
@@ -146,8 +160,9 @@ class EventPump:
 
     def dispatch(self) -> dict[str, Any]:
         """One scheduled run of the dispatch function; returns its summary."""
-        resp = self.lambda_client.invoke(FunctionName=self.dispatch_function, InvocationType="RequestResponse",
-                                         Payload=json.dumps({"trigger": "schedule"}).encode())
+        with acting_as(self.scheduler):
+            resp = self.lambda_client.invoke(FunctionName=self.dispatch_function, InvocationType="RequestResponse",
+                                             Payload=json.dumps({"trigger": "schedule"}).encode())
         self.stats.dispatch_runs += 1
         payload = resp["Payload"].read()
         if resp.get("FunctionError"):

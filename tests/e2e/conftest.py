@@ -1,13 +1,20 @@
-"""Fixtures of the end-to-end workflow tests: the synthesized templates (once) and a fresh harness per test."""
+"""Fixtures of the end-to-end workflow tests: the synthesized templates (once), a fresh harness per test, and the
+executed-IAM check (localrun.iamcheck, docs/decisions.md "Executed IAM") around every test that runs the pipeline."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from localrun.harness import WorkflowHarness, synth_templates
+from localrun.iamcheck.check import IamCheck
+
+UNEXERCISED_REPORT = Path(os.environ.get("IAM_UNEXERCISED_REPORT", "build/iam-unexercised.txt"))
+_CHECKS: list[IamCheck] = []
 
 
 @pytest.fixture(scope="session")
@@ -16,8 +23,42 @@ def templates() -> dict[str, dict[str, Any]]:
     return synth_templates()
 
 
+@pytest.fixture(scope="session")
+def iam_check(templates: dict[str, dict[str, Any]]) -> IamCheck:
+    """The templates' IAM, for the harness account; collects what every test exercised."""
+    check = IamCheck(templates, WorkflowHarness(templates).account)
+    _CHECKS.append(check)
+    return check
+
+
+@pytest.fixture(autouse=True)
+def executed_iam(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Record every AWS call of a test that runs the pipeline (it uses ``harness`` or ``templates``) and fail it
+    when the deployed IAM would deny one: with the caller, the action, the resource and the statement to add."""
+    if not ({"harness", "templates"} & set(request.fixturenames)) or request.node.get_closest_marker("no_iam_check"):
+        yield
+        return
+    check: IamCheck = request.getfixturevalue("iam_check")
+    with check.recorder() as rec:
+        yield
+    result = check.evaluate(rec)
+    if result.denied:
+        pytest.fail(result.message(), pytrace=False)
+
+
 @pytest.fixture
 def harness(templates: dict[str, dict[str, Any]]) -> Iterator[WorkflowHarness]:
     """A moto world built from the templates, with the real handlers and a fake Ground Truth."""
     with WorkflowHarness(templates) as h:
         yield h
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Write the grants no test exercised (a report to review, never a failure)."""
+    for check in _CHECKS:
+        UNEXERCISED_REPORT.parent.mkdir(parents=True, exist_ok=True)
+        lines = check.unexercised()
+        UNEXERCISED_REPORT.write_text("\n".join(lines) + "\n")
+        reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+        if reporter is not None:
+            reporter.write_line(f"{lines[0]} -> {UNEXERCISED_REPORT}")
