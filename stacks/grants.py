@@ -32,14 +32,43 @@ def _objects(bucket: s3.IBucket, prefixes: Iterable[str]) -> list[str]:
     return [bucket.arn_for_objects(f"{p}*") for p in prefixes]
 
 
-def s3_read(grantee: iam.IGrantable, bucket: s3.IBucket, *prefixes: str, list_bucket: bool = False) -> None:
-    """Let ``grantee`` read objects under ``prefixes`` (all objects when none given)."""
+def list_prefix_condition(prefixes: Iterable[str]) -> dict[str, dict[str, list[str]]]:
+    """``s3:ListBucket`` limited to listings under ``prefixes``.
+
+    ``IfExists``: S3 also checks ``s3:ListBucket`` on a Get/Head of a key that does not exist (404 with it, 403
+    without), and that check is not a listing request, so it need not carry ``s3:prefix``; a real listing always
+    does (``""`` when no prefix is given, which this refuses). docs/decisions.md, "Executed IAM".
+    """
+    return {"StringLikeIfExists": {"s3:prefix": [f"{p}*" for p in prefixes]}}
+
+
+def s3_read(
+    grantee: iam.IGrantable,
+    bucket: s3.IBucket,
+    *prefixes: str,
+    list_bucket: bool = False,
+    list_whole_bucket: bool = False,
+) -> None:
+    """Let ``grantee`` read objects under ``prefixes`` (all objects when none given).
+
+    ``list_bucket`` adds ``s3:ListBucket`` limited to those prefixes (which also makes S3 answer 404, not 403, for
+    a missing key there); ``list_whole_bucket`` adds it for the whole bucket with ``s3:GetBucketLocation``, for a
+    service role whose listings are not ours to predict (Ground Truth's execution role, as AWS documents it).
+    """
     grantee.grant_principal.add_to_principal_policy(
         iam.PolicyStatement(actions=S3_READ, resources=_objects(bucket, prefixes or ("",)))
     )
-    if list_bucket:
+    if list_whole_bucket:
         grantee.grant_principal.add_to_principal_policy(
             iam.PolicyStatement(actions=["s3:ListBucket", "s3:GetBucketLocation"], resources=[bucket.bucket_arn])
+        )
+    elif list_bucket:
+        grantee.grant_principal.add_to_principal_policy(
+            iam.PolicyStatement(
+                actions=["s3:ListBucket"],
+                resources=[bucket.bucket_arn],
+                conditions=list_prefix_condition(prefixes) if prefixes else None,
+            )
         )
 
 

@@ -58,6 +58,15 @@ class LabelingAssets(Construct):
     def object_arns(self) -> list[str]:
         return [a.bucket.arn_for_objects(a.s3_object_key) for a in self.assets.values()]
 
+    @property
+    def bucket_arns(self) -> list[str]:
+        """The bucket(s) the assets live in (CDK's bootstrap asset bucket)."""
+        return sorted({a.bucket.bucket_arn for a in self.assets.values()})
+
+    @property
+    def object_keys(self) -> list[str]:
+        return [a.s3_object_key for a in self.assets.values()]
+
     def grant_read(self, grantee: iam.IGrantable) -> None:
         """Let ``grantee`` read exactly these files."""
         grantee.grant_principal.add_to_principal_policy(

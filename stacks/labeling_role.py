@@ -35,6 +35,8 @@ class GroundTruthExecutionRole(Construct):
         artifacts_bucket: s3.IBucket,
         key: kms.IKey,
         asset_object_arns: list[str],
+        asset_bucket_arns: list[str] | None = None,
+        asset_keys: list[str] | None = None,
     ) -> None:
         super().__init__(scope, id_)
         stack = Stack.of(self)
@@ -42,18 +44,29 @@ class GroundTruthExecutionRole(Construct):
             self,
             "Role",
             assumed_by=iam.ServicePrincipal("sagemaker.amazonaws.com").with_conditions(
-                # Confused-deputy guard: only SageMaker acting for this account may assume the role.
-                {"StringEquals": {"aws:SourceAccount": stack.account}}
+                # Confused-deputy guard where SageMaker sends the key (training and transform jobs of automated
+                # labeling). IfExists: Ground Truth is not documented to send aws:SourceAccount, and a plain
+                # StringEquals would then refuse every labeling job (docs/decisions.md, "Executed IAM").
+                {"StringEqualsIfExists": {"aws:SourceAccount": stack.account}}
             ),
             description="Ground Truth labeling-job execution role (least privilege)",
         )
-        grants.s3_read(self.role, intake_bucket, "uploads/", "labeling-copies/", list_bucket=True)
-        grants.s3_read(
-            self.role, artifacts_bucket, JOB_INPUT_PREFIX, JOB_OUTPUT_PREFIX, "config/", "templates/", list_bucket=True
-        )
+        # ListBucket and GetBucketLocation on the input and output buckets, as AWS's execution-role policy for
+        # built-in task types gives them (SageMaker DG, sms-security-permission-execution-role).
+        grants.s3_read(self.role, intake_bucket, "uploads/", "labeling-copies/", list_whole_bucket=True)
+        grants.s3_read(self.role, artifacts_bucket, JOB_INPUT_PREFIX, JOB_OUTPUT_PREFIX, list_whole_bucket=True)
         grants.s3_write(self.role, artifacts_bucket, JOB_OUTPUT_PREFIX)
         if asset_object_arns:
+            # The UI templates and the label-category file are CDK file assets: exactly those objects, plus the
+            # bucket-level reads AWS documents for a job's input buckets, limited to those keys.
             self.role.add_to_policy(iam.PolicyStatement(actions=["s3:GetObject"], resources=asset_object_arns))
+        if asset_bucket_arns and asset_keys:
+            self.role.add_to_policy(iam.PolicyStatement(actions=["s3:GetBucketLocation"],
+                                                        resources=asset_bucket_arns))
+            self.role.add_to_policy(iam.PolicyStatement(
+                actions=["s3:ListBucket"], resources=asset_bucket_arns,
+                conditions={"StringLikeIfExists": {"s3:prefix": asset_keys}},
+            ))
         grants.kms_use(self.role, key)
         # Active-learning training and inference volumes are encrypted with the data key; SageMaker attaches them
         # through a KMS grant made on the role's behalf.
@@ -96,7 +109,7 @@ class GroundTruthExecutionRole(Construct):
             f"arn:{partition}:s3:::{intake_bucket.bucket_name}/{p}*" for p in ("uploads/", "labeling-copies/")
         ] + [
             f"arn:{partition}:s3:::{artifacts_bucket.bucket_name}/{p}*"
-            for p in (JOB_INPUT_PREFIX, JOB_OUTPUT_PREFIX, "config/", "templates/")
+            for p in (JOB_INPUT_PREFIX, JOB_OUTPUT_PREFIX)
         ]
         ack_wildcards(
             self.role,

@@ -254,7 +254,9 @@ class LabelingWorkflow(Construct):
         # publish: reads labeled photos and the assets (for their hashes), writes the dataset version.
         grants.ddb(publish, photos)
         grants.ddb(publish, batches, write=True, indexes=False)
-        grants.s3_read(publish, art, "datasets/")
+        # ListBucket (limited to datasets/): reading datasets/LATEST before the first version exists must answer
+        # 404, which publish expects; without it S3 answers 403 (found by the executed-IAM check).
+        grants.s3_read(publish, art, "datasets/", list_bucket=True)
         grants.s3_write(publish, art, "datasets/")
         grants.kms_use(publish, storage.key)
         assets.grant_read(publish)
@@ -488,9 +490,13 @@ class LabelingWorkflow(Construct):
         sm = self.state_machine
         sm.add_to_role_policy(iam.PolicyStatement(
             actions=["sagemaker:CreateLabelingJob", "sagemaker:DescribeLabelingJob", "sagemaker:StopLabelingJob",
-                     "sagemaker:AddTags", "sagemaker:ListTags"],
+                     "sagemaker:AddTags"],
             resources=[labeling_job_arn],
         ))
+        # AWS's .sync templates give ListTags on "*" (Step Functions developer guide, SageMaker IAM policies); the
+        # resource it is called on is not documented, so we keep AWS's choice. AddTags is scoped to the job, as
+        # aws-cdk-lib's own SageMaker .sync tasks do (docs/decisions.md, "Executed IAM").
+        sm.add_to_role_policy(iam.PolicyStatement(actions=["sagemaker:ListTags"], resources=["*"]))
         sm.add_to_role_policy(iam.PolicyStatement(
             actions=["iam:PassRole"], resources=[gt_role.role.role_arn],
             conditions={"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}},
@@ -516,7 +522,8 @@ class LabelingWorkflow(Construct):
         ack_wildcards(sm_role, [labeling_job_arn, self._sync_rule_arn(stack)],
                       "Job names are <project>-<batch id>, made at run time; the .sync integration manages its own "
                       "EventBridge rule whose labeling-job name is undocumented (docs/decisions.md).")
-        ack_wildcards(sm_role, ["*"], "X-Ray trace segments and CloudWatch Logs log delivery have no resource ARNs.")
+        ack_wildcards(sm_role, ["*"], "X-Ray trace segments and CloudWatch Logs log delivery have no resource ARNs; "
+                      "sagemaker:ListTags of the .sync integration is on * as AWS's template gives it.")
         f = self.functions
         for fn in (f.prepare, f.process, f.publish, f.fail, f.select_review, f.apply_review):
             ack_wildcards(sm_role, [f"{arn_token(fn)}:*"],

@@ -43,6 +43,8 @@ class PipelineStack(Stack):
             artifacts_bucket=self.storage.artifacts_bucket,
             key=self.storage.key,
             asset_object_arns=self.assets.object_arns,
+            asset_bucket_arns=self.assets.bucket_arns,
+            asset_keys=self.assets.object_keys,
         )
         CfnOutput(
             self,

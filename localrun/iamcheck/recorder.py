@@ -9,6 +9,7 @@ machine's. Calls with no principal (harness set-up, test assertions) are kept bu
 
 from __future__ import annotations
 
+import contextvars
 import sys
 import threading
 from dataclasses import dataclass, field
@@ -166,4 +167,16 @@ def _install_hook() -> None:
             return register(original(self, *args, **kwargs))
 
         ClientCreator.create_client = create_client  # type: ignore[method-assign]
+
+        # boto3's transfer manager (upload_fileobj, download_file) makes its S3 calls from worker threads, which
+        # do not inherit the caller's context: submitted work runs in a copy of the submitter's context, so those
+        # calls keep the principal of the code that started the transfer.
+        from concurrent.futures import ThreadPoolExecutor
+
+        submit = ThreadPoolExecutor.submit
+
+        def submit_in_context(self: Any, fn: Any, /, *args: Any, **kwargs: Any) -> Any:
+            return submit(self, contextvars.copy_context().run, fn, *args, **kwargs)
+
+        ThreadPoolExecutor.submit = submit_in_context  # type: ignore[method-assign]
         _HOOKED = True

@@ -145,7 +145,8 @@ def test_ground_truth_role_is_least_privilege(dev: Synthesis) -> None:
     lid, role = roles[0]
     (trust,) = role["Properties"]["AssumeRolePolicyDocument"]["Statement"]
     assert trust["Principal"] == {"Service": "sagemaker.amazonaws.com"}
-    assert trust["Condition"] == {"StringEquals": {"aws:SourceAccount": "111111111111"}}
+    # IfExists: Ground Truth is not documented to send aws:SourceAccount (docs/decisions.md, "Executed IAM")
+    assert trust["Condition"] == {"StringEqualsIfExists": {"aws:SourceAccount": "111111111111"}}
     assert not role["Properties"].get("ManagedPolicyArns")
     policies = [
         p for _, _, p in dev.resources("AWS::IAM::Policy") if any(r.get("Ref") == lid for r in p["Properties"]["Roles"])
@@ -160,8 +161,16 @@ def test_ground_truth_role_is_least_privilege(dev: Synthesis) -> None:
     reads = [s for s in statements if "s3:GetObject" in _actions(s)]
     read_arns = str([s["Resource"] for s in reads])
     assert "treelabel-dev-intake-111111111111-us-east-1/uploads/*" in read_arns
+    assert "/config/*" not in read_arns and "/templates/*" not in read_arns  # nothing is kept there
     (writes,) = [s for s in statements if "s3:PutObject" in _actions(s)]
     assert writes["Resource"] == "arn:aws:s3:::treelabel-dev-artifacts-111111111111-us-east-1/gt-output/*"
+    # The CDK asset bucket holding the UI templates and category file: exact objects, and bucket-level reads
+    # limited to those keys (AWS documents ListBucket and GetBucketLocation on a job's input buckets).
+    asset_reads = [s for s in reads if "cdk-" in str(s["Resource"])]
+    assert asset_reads and all(s["Action"] == "s3:GetObject" and "*" not in str(s["Resource"]) for s in asset_reads)
+    (asset_list,) = [s for s in statements if "s3:ListBucket" in _actions(s) and "cdk-" in str(s["Resource"])]
+    keys = asset_list["Condition"]["StringLikeIfExists"]["s3:prefix"]
+    assert keys and all("*" not in k for k in keys)
     for s in statements:
         if "lambda:InvokeFunction" in _actions(s):  # only our own functions, never a pattern
             assert "*" not in str(s["Resource"])

@@ -65,6 +65,8 @@ def test_register_may_read_uploads_write_copies_tag_but_never_delete(dev: Synthe
     assert by_action["s3:PutObjectTagging"] == [f"{bucket}/uploads/*"]
     assert by_action["s3:GetObjectVersionTagging"] == [f"{bucket}/uploads/*"]  # versioned bucket: tags per version
     assert by_action["s3:ListBucket"] == [bucket]  # finds a folder's _folder.json sidecar
+    (listing,) = [s for s in sts if "s3:ListBucket" in _actions(s)]
+    assert listing["Condition"] == {"StringLikeIfExists": {"s3:prefix": ["uploads/*"]}}  # listings under uploads/
     assert not [a for a in by_action if "Delete" in a and a.startswith("s3:")]
     assert "dynamodb:UpdateItem" in by_action and "lambda:InvokeFunction" in by_action
 

@@ -145,10 +145,12 @@ def test_state_machine_role_holds_exactly_what_the_sync_integration_needs(dev: S
     sagemaker = {a for a in by_action if a.startswith("sagemaker:")}
     assert sagemaker == {"sagemaker:CreateLabelingJob", "sagemaker:DescribeLabelingJob", "sagemaker:StopLabelingJob",
                          "sagemaker:AddTags", "sagemaker:ListTags"}
-    for action in sagemaker:
+    for action in sagemaker - {"sagemaker:ListTags"}:
         resources = by_action[action]["Resource"]
         resources = resources if isinstance(resources, list) else [resources]
         assert resources == ["arn:aws:sagemaker:us-east-1:111111111111:labeling-job/treelabel-dev-*"], action
+    # ListTags on "*", as AWS's .sync template gives it (docs/decisions.md, "Executed IAM")
+    assert by_action["sagemaker:ListTags"]["Resource"] == "*"
     pass_role = by_action["iam:PassRole"]
     assert pass_role["Condition"] == {"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}}
     assert pass_role["Resource"]["Fn::GetAtt"][0].startswith("GroundTruthExecutionRole")
@@ -189,3 +191,12 @@ def test_prepare_function_gets_the_job_settings_it_builds_requests_from(dev: Syn
         assert env.get(var), var
     settings = json.loads(env["JOB_SETTINGS_JSON"])
     assert (settings["review_enabled"], settings["reviewers_per_photo"], settings["workers_per_photo"]) == (True, 2, 3)
+
+
+def test_publish_may_list_datasets_so_a_missing_latest_is_a_404(dev: Synthesis) -> None:
+    # Reading datasets/LATEST before the first version exists must answer 404 (publish expects it); S3 answers 403
+    # to a caller without s3:ListBucket. Found by the executed-IAM check (tests/e2e, localrun/iamcheck).
+    stmts = _policy_statements(_pipeline(dev), "LabelingWorkflowPublishDatasetServiceRole")
+    (listing,) = [s for s in stmts if "s3:ListBucket" in ([s["Action"]] if isinstance(s["Action"], str) else s["Action"])]
+    assert listing["Resource"] == "arn:aws:s3:::treelabel-dev-artifacts-111111111111-us-east-1"
+    assert listing["Condition"] == {"StringLikeIfExists": {"s3:prefix": ["datasets/*"]}}
