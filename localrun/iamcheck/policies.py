@@ -129,7 +129,7 @@ def load(templates: dict[str, dict[str, Any]], account: str, region: str = REGIO
             doc = r.safe(stack, props.get("PolicyDocument", {}))
             stmts = [Statement(f"{stack}/{lid}#{n}", s) for n, s in enumerate(as_list(doc.get("Statement")))]
             for ref in props.get("Roles", []):
-                target = by_logical.get((stack, ref.get("Ref"))) if isinstance(ref, dict) else None
+                target = by_logical.get((stack, str(ref.get("Ref")))) if isinstance(ref, dict) else None
                 if target is None:
                     raise ValueError(f"{stack}/{lid} attaches to a role the IAM check cannot find: {ref}")
                 target.statements += stmts

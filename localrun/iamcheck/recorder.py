@@ -166,7 +166,7 @@ def _install_hook() -> None:
         def create_client(self: Any, *args: Any, **kwargs: Any) -> Any:
             return register(original(self, *args, **kwargs))
 
-        ClientCreator.create_client = create_client  # type: ignore[method-assign]
+        ClientCreator.create_client = create_client
 
         # boto3's transfer manager (upload_fileobj, download_file) makes its S3 calls from worker threads, which
         # do not inherit the caller's context: submitted work runs in a copy of the submitter's context, so those

@@ -15,6 +15,7 @@ from fieldlabel_cli.context import AppContext
 from fieldlabel_cli.main import run as cli_run
 
 from localrun.harness import REGION
+from localrun.iamcheck.principals import UPLOADER, acting_as
 from localrun.panel import PanelSettings
 from localrun.samples import generate
 from localrun.serve import ServeOptions, Server
@@ -41,9 +42,10 @@ def test_upload_through_the_cli_into_the_served_demo_gets_labeled(templates, tmp
                                broken=False)
             samples.write(folder)
             stdout, stderr = io.StringIO(), io.StringIO()
-            code = cli_run(["upload", str(folder), "--endpoint-url", server.endpoint, "--outputs",
-                            str(server.outputs_path), "--prefix", "field-day"],
-                           ctx=AppContext(stdout=stdout, stderr=stderr))
+            with acting_as(UPLOADER):  # a scientist with the documented upload policy (docs/uploader-policy.json)
+                code = cli_run(["upload", str(folder), "--endpoint-url", server.endpoint, "--outputs",
+                                str(server.outputs_path), "--prefix", "field-day"],
+                               ctx=AppContext(stdout=stdout, stderr=stderr))
             assert code == 0, stderr.getvalue()
 
             s3 = boto3.client("s3", region_name=REGION)

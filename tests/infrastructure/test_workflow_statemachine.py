@@ -197,6 +197,7 @@ def test_publish_may_list_datasets_so_a_missing_latest_is_a_404(dev: Synthesis) 
     # Reading datasets/LATEST before the first version exists must answer 404 (publish expects it); S3 answers 403
     # to a caller without s3:ListBucket. Found by the executed-IAM check (tests/e2e, localrun/iamcheck).
     stmts = _policy_statements(_pipeline(dev), "LabelingWorkflowPublishDatasetServiceRole")
-    (listing,) = [s for s in stmts if "s3:ListBucket" in ([s["Action"]] if isinstance(s["Action"], str) else s["Action"])]
+    (listing,) = [s for s in stmts
+                  if "s3:ListBucket" in ([s["Action"]] if isinstance(s["Action"], str) else s["Action"])]
     assert listing["Resource"] == "arn:aws:s3:::treelabel-dev-artifacts-111111111111-us-east-1"
     assert listing["Condition"] == {"StringLikeIfExists": {"s3:prefix": ["datasets/*"]}}
