@@ -41,3 +41,18 @@ from hypothesis import HealthCheck, settings  # noqa: E402
 
 settings.register_profile("fieldlabel", deadline=None, suppress_health_check=[HealthCheck.too_slow])
 settings.load_profile("fieldlabel")
+
+
+def pytest_sessionstart(session: object) -> None:
+    from localrun.iamcheck import session as iam_session
+
+    iam_session.session_start()
+
+
+def pytest_sessionfinish(session: object, exitstatus: int) -> None:
+    """The executed-IAM check's report of grants no test used (tests/e2e; localrun/iamcheck/session.py)."""
+    from localrun.iamcheck import session as iam_session
+
+    config = getattr(session, "config", None)
+    reporter = config.pluginmanager.get_plugin("terminalreporter") if config is not None else None
+    iam_session.session_finish(reporter)

@@ -175,26 +175,38 @@ class IamCheck:
 
     # -- the report of grants never used ---------------------------------------------------------------------
 
-    def unexercised(self) -> list[str]:
-        """One line per (action, resource) an Allow statement of an exercised principal grants but nothing used."""
-        lines: list[str] = []
+    def ledger(self) -> dict[str, Any]:
+        """Every granted (principal, statement, action, resource) and which were exercised, as JSON-able data, so
+        that ledgers of several test processes (pytest-xdist workers) can be merged with :func:`unexercised`."""
+        grants: list[list[str]] = []
         named = [(arn, info.statements, self.model.role_label(arn)) for arn, info in sorted(self.model.roles.items())]
         named += [(name, stmts, f"docs: {name} policy") for name, stmts in sorted(self.model.documented.items())]
-        never: list[str] = []
         for key, stmts, label in named:
-            if key not in self.principals_seen:
-                never.append(label)
-                continue
-            for s in stmts:
-                if s.effect != "Allow":
+            for st in stmts:
+                if st.effect != "Allow":
                     continue
-                for act in as_list(s.doc.get("Action")):
-                    for r in as_list(s.doc.get("Resource")):
-                        if (key, s.source, str(act).lower(), str(r)) not in self.exercised:
-                            lines.append(f"{label}: {act} on {r}  [{s.source}]")
-        summary = Counter(line.split(":")[0] for line in lines)
-        head = [f"Grants never exercised by these tests: {len(lines)} (action, resource) pairs in "
-                f"{len(summary)} roles; roles never exercised: {len(never)}",
-                "(Not a failure: X-Ray, logs and DynamoDB's use of the table key are not modeled; some paths are "
-                "not covered by the e2e tests. Review each line.)", ""]
-        return head + lines + ([""] + [f"never exercised: {n}" for n in never] if never else [])
+                for act in as_list(st.doc.get("Action")):
+                    for r in as_list(st.doc.get("Resource")):
+                        grants.append([key, label, st.source, str(act), str(r)])
+        return {"grants": grants, "exercised": sorted(list(x) for x in self.exercised),
+                "principals_seen": sorted(self.principals_seen)}
+
+
+def unexercised(ledgers: list[dict[str, Any]]) -> list[str]:
+    """One line per (action, resource) an Allow statement of an exercised principal grants that nothing used."""
+    exercised = {tuple(x) for led in ledgers for x in led["exercised"]}
+    seen = {p for led in ledgers for p in led["principals_seen"]}
+    grants = {tuple(g) for led in ledgers for g in led["grants"]}
+    lines: list[str] = []
+    never: set[str] = set()
+    for key, label, source, act, res in sorted(grants, key=lambda g: (g[1], g[2], g[3], g[4])):
+        if key not in seen:
+            never.add(label)
+        elif (key, source, act.lower(), res) not in exercised:
+            lines.append(f"{label}: {act} on {res}  [{source}]")
+    roles = Counter(line.split(":")[0] for line in lines)
+    head = [f"Grants never exercised by these tests: {len(lines)} (action, resource) pairs in {len(roles)} roles; "
+            f"roles never exercised: {len(never)}",
+            "(Not a failure: X-Ray, logs and DynamoDB's use of the table key are not modeled; some paths are not "
+            "covered by the e2e tests. Review each line.)", ""]
+    return head + lines + ([""] + [f"never exercised: {n}" for n in sorted(never)] if never else [])

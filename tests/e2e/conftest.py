@@ -3,18 +3,14 @@ executed-IAM check (localrun.iamcheck, docs/decisions.md "Executed IAM") around 
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from localrun.harness import WorkflowHarness, synth_templates
+from localrun.iamcheck import session as iam_session
 from localrun.iamcheck.check import IamCheck
-
-UNEXERCISED_REPORT = Path(os.environ.get("IAM_UNEXERCISED_REPORT", "build/iam-unexercised.txt"))
-_CHECKS: list[IamCheck] = []
 
 
 @pytest.fixture(scope="session")
@@ -27,7 +23,7 @@ def templates() -> dict[str, dict[str, Any]]:
 def iam_check(templates: dict[str, dict[str, Any]]) -> IamCheck:
     """The templates' IAM, for the harness account; collects what every test exercised."""
     check = IamCheck(templates, WorkflowHarness(templates).account)
-    _CHECKS.append(check)
+    iam_session.CHECKS.append(check)
     return check
 
 
@@ -51,14 +47,3 @@ def harness(templates: dict[str, dict[str, Any]]) -> Iterator[WorkflowHarness]:
     """A moto world built from the templates, with the real handlers and a fake Ground Truth."""
     with WorkflowHarness(templates) as h:
         yield h
-
-
-def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    """Write the grants no test exercised (a report to review, never a failure)."""
-    for check in _CHECKS:
-        UNEXERCISED_REPORT.parent.mkdir(parents=True, exist_ok=True)
-        lines = check.unexercised()
-        UNEXERCISED_REPORT.write_text("\n".join(lines) + "\n")
-        reporter = session.config.pluginmanager.get_plugin("terminalreporter")
-        if reporter is not None:
-            reporter.write_line(f"{lines[0]} -> {UNEXERCISED_REPORT}")
