@@ -75,16 +75,17 @@ def suggested_statement(a: Access) -> dict[str, Any]:
 
 
 def closest(a: Access, model: PolicyModel) -> str | None:
-    """The caller's statement that grants this action elsewhere, or the same service's actions here."""
-    stmts = identity_of(a.principal, model)
-    prefix = a.action.split(":")[0]
+    """The caller's statement that grants this action elsewhere, or else its grants of the same service on the
+    same resource or inside it (a bucket's objects), to show what the new statement sits next to."""
+    stmts = [s for s in identity_of(a.principal, model) if s.effect == "Allow"]
+    prefix = a.action.split(":")[0] + ":"
     for s in stmts:
-        if s.effect == "Allow" and any(wildcard_match(p, a.action, case_sensitive=False)
-                                       for p in as_list(s.doc.get("Action"))):
+        if any(wildcard_match(str(p), a.action, case_sensitive=False) for p in as_list(s.doc.get("Action"))):
             return f"{s.source}: {json.dumps(s.doc)}"
+    base = resource_key(a.resource)
     for s in stmts:
-        if s.effect == "Allow" and any(str(p).lower().startswith(prefix + ":") for p in as_list(s.doc.get("Action"))) \
-                and any(wildcard_match(str(r), a.resource) for r in as_list(s.doc.get("Resource"))):
+        if any(str(p).lower().startswith(prefix) for p in as_list(s.doc.get("Action"))) and any(
+                str(r) == base or str(r).startswith(base + "/") for r in as_list(s.doc.get("Resource"))):
             return f"{s.source}: {json.dumps(s.doc)}"
     return None
 
