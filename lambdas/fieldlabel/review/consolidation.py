@@ -62,8 +62,8 @@ class ConsolidationConfig:
     full_max_params_per_answer: float = 1.0
     # ...and its dense posterior (photos x K) stays below this many cells (memory and time bound).
     full_max_cells: int = 4_000_000
-    max_iter: int = 100
-    tol: float = 1e-7
+    max_iter: int = 50
+    tol: float = 1e-6
     model: str = "auto"  # "auto" (choose by evidence), "full" or "one_coin"
 
 
@@ -177,7 +177,7 @@ def consolidate(
         if cfg.model == "full" or full.bic > 0.0:
             chosen = full
 
-    res = _finish(data, chosen, one, cfg)
+    res = _finish(data, chosen, cfg)
     res.evidence = evidence
     return res
 
@@ -372,7 +372,8 @@ def _em_full(d: _Data, one: _Fit, prior_n: np.ndarray, prior_c: np.ndarray, cfg:
     strength = cfg.full_prior_strength * k
     mi = d.multi_answer
     item_m = d.item[mi]
-    wl = d.worker[mi] * k + d.label[mi]
+    wl_all = d.worker * k + d.label
+    wl = wl_all[mi]
     w_n = np.bincount(d.worker, weights=mi.astype(float), minlength=d.n_workers)
     has = d.answers > 0
     multi = d.answers >= 2
@@ -393,8 +394,9 @@ def _em_full(d: _Data, one: _Fit, prior_n: np.ndarray, prior_c: np.ndarray, cfg:
     while it < cfg.max_iter:
         it += 1
         # M-step. counts[w, true, answered] = sum of P(true | item) over w's informative answers.
+        post_m = np.take(post, item_m, axis=1)  # (K, informative answers); take is the fast gather
         for true in range(k):
-            counts[:, true, :] = np.bincount(wl, weights=post[true, item_m], minlength=d.n_workers * k).reshape(
+            counts[:, true, :] = np.bincount(wl, weights=post_m[true], minlength=d.n_workers * k).reshape(
                 d.n_workers, k
             )
         w_c = counts[:, idx, idx].sum(axis=1)
@@ -405,10 +407,11 @@ def _em_full(d: _Data, one: _Fit, prior_n: np.ndarray, prior_c: np.ndarray, cfg:
         class_prior = post[:, has].sum(axis=1) + pseudo
         class_prior = class_prior / class_prior.sum()
         # E-step over all answers (sole answers too: they still need a posterior). Layout (true, worker, answered).
-        log_theta = np.ascontiguousarray(np.log(np.maximum(theta, _EPS)).transpose(1, 0, 2))
+        log_theta = np.log(np.maximum(theta, _EPS)).transpose(1, 0, 2).reshape(k, d.n_workers * k)
+        per_answer = np.take(log_theta, wl_all, axis=1)  # (K, answers)
         ll_items = np.empty((k, n))
         for true in range(k):
-            ll_items[true] = np.bincount(d.item, weights=log_theta[true, d.worker, d.label], minlength=n)
+            ll_items[true] = np.bincount(d.item, weights=per_answer[true], minlength=n)
         ll_items += np.log(class_prior)[:, None]
         mx = ll_items.max(axis=0)
         ex = np.exp(ll_items - mx)
@@ -449,7 +452,7 @@ def _log_bayes_factor(counts: np.ndarray, centre: np.ndarray, strength: float) -
 # -------------------------------------------------------------------------------------------------------------- output
 
 
-def _finish(d: _Data, fit: _Fit, one: _Fit, cfg: ConsolidationConfig) -> ConsolidationResult:
+def _finish(d: _Data, fit: _Fit, cfg: ConsolidationConfig) -> ConsolidationResult:
     n_items = d.n_items
     lab = np.full(n_items, -1, dtype=np.int64)
     conf = np.zeros(n_items)
@@ -467,14 +470,14 @@ def _finish(d: _Data, fit: _Fit, one: _Fit, cfg: ConsolidationConfig) -> Consoli
         lab = np.where(better, fit.dense_label, lab)
         conf = np.where(better, fit.dense_conf, conf)
 
-    # A sole answer stands; its confidence is what we know of the reviewer (the one-coin accuracy, which includes
-    # the stored history and this batch's informative answers).
+    # A sole answer stands; its confidence is what we know of the reviewer (the chosen model's accuracy estimate:
+    # the stored history plus this batch's informative answers).
     sole = d.answers == 1
     sole_worker = np.full(n_items, -1, dtype=np.int64)
     sole_worker[d.item] = d.worker  # for single-answer items this is their only answer
     sole_label = np.full(n_items, -1, dtype=np.int64)
     sole_label[d.item] = d.label
-    reliability = one.accuracy[np.maximum(sole_worker, 0)]
+    reliability = fit.accuracy[np.maximum(sole_worker, 0)]
     lab = np.where(sole, sole_label, lab)
     conf = np.where(sole, reliability, conf)
     not_voted &= ~sole
@@ -491,7 +494,7 @@ def _finish(d: _Data, fit: _Fit, one: _Fit, cfg: ConsolidationConfig) -> Consoli
     tie = n_top > 1
 
     # Every answer of the item from a reviewer below the low-reliability threshold.
-    unreliable_answer = (one.accuracy[d.worker] < cfg.low_reliability).astype(np.int64)
+    unreliable_answer = (fit.accuracy[d.worker] < cfg.low_reliability).astype(np.int64)
     unreliable_all = (answers > 0) & (np.bincount(d.item, weights=unreliable_answer, minlength=n_items) == answers)
 
     bits = np.zeros(n_items, dtype=np.int64)
@@ -522,16 +525,21 @@ def _finish(d: _Data, fit: _Fit, one: _Fit, cfg: ConsolidationConfig) -> Consoli
 def majority_vote(
     item: np.ndarray, label: np.ndarray, *, n_items: int, n_classes: int, rng: np.random.Generator | None = None
 ) -> np.ndarray:
-    """Plain majority vote, the baseline the benchmark and tests compare against.
+    """Plain majority vote, the baseline the benchmark and tests compare against (sparse: O(answers) memory).
 
-    Ties go to the lowest class index, or to a random one of the tied labels when ``rng`` is given.
+    Ties go to the lowest class index, or to a uniformly random one of the tied labels when ``rng`` is given.
     """
-    counts = np.zeros((n_items, n_classes))
-    np.add.at(counts, (np.asarray(item), np.asarray(label)), 1.0)
-    if rng is None:
-        out = np.argmax(counts, axis=1)
-    else:
-        noisy = counts + rng.random(counts.shape) * 0.5
-        out = np.argmax(noisy, axis=1)
-    out[counts.sum(axis=1) == 0] = -1
+    item = np.asarray(item, dtype=np.int64)
+    label = np.asarray(label, dtype=np.int64)
+    out = np.full(n_items, -1, dtype=np.int64)
+    if item.size == 0:
+        return out
+    uniq, counts = np.unique(item * n_classes + label, return_counts=True)
+    pair_item, pair_label = uniq // n_classes, uniq % n_classes
+    tie_key = rng.random(uniq.size) if rng is not None else pair_label
+    order = np.lexsort((tie_key, -counts, pair_item))
+    first = np.ones(order.size, dtype=bool)
+    first[1:] = pair_item[order][1:] != pair_item[order][:-1]
+    best = order[first]
+    out[pair_item[best]] = pair_label[best]
     return out
