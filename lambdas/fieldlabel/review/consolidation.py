@@ -268,7 +268,7 @@ class _Fit:
 def _em_one_coin(d: _Data, prior_n: np.ndarray, prior_c: np.ndarray, cfg: ConsolidationConfig) -> _Fit:
     """One accuracy per reviewer; every class nobody voted for shares one likelihood, so the E-step is exact and
     costs O(answers)."""
-    k, n_pairs = d.k, d.pair_item.size
+    k = d.k
     informative = d.multi_answer.astype(float)
     w_n = np.bincount(d.worker, weights=informative, minlength=d.n_workers)
     # Start from the soft majority vote (as the reference Dawid-Skene does).
