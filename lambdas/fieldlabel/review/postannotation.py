@@ -36,7 +36,7 @@ LAMBDA_SYNC_RESPONSE_LIMIT = 6 * 1024 * 1024
 
 
 class ResponseTooLargeError(RuntimeError):
-    """Even the minimal response does not fit Lambda's synchronous response limit."""
+    """Even the bare response does not fit Lambda's synchronous response limit."""
 
 
 @dataclass(frozen=True)
@@ -159,7 +159,7 @@ def consolidate_payload(
     Raises:
         KeyError/ValueError: if the request itself is malformed (no payload URI or job ARN).
         PayloadFormatError: if the payload file is not a JSON array.
-        ResponseTooLargeError: if even the minimal response exceeds the response budget.
+        ResponseTooLargeError: if even the bare response exceeds the response budget.
     """
     job_name = job_name_from_arn(event["labelingJobArn"])
     label_attr = event.get("labelAttributeName") or "species-review"
@@ -254,7 +254,7 @@ def consolidate_payload(
             outcome.response, outcome.tier, outcome.response_bytes = entries, tier, size
             return outcome
     raise ResponseTooLargeError(
-        f"{len(parsed)} objects need {size} bytes even in the minimal form (budget "
+        f"{len(parsed)} objects need {size} bytes even in the bare form (budget "
         f"{settings.response_budget_bytes}); split the review job (MAX_REVIEW_PHOTOS in select-review)"
     )
 

@@ -286,7 +286,7 @@ def test_response_falls_back_to_smaller_tiers_and_fails_clearly_when_nothing_fit
     s3.put_object(Bucket="gt-output", Key="payloads/p1.json", Body=json.dumps(payload).encode())
     sm, _ = _sagemaker_stub()
     sizes = {}
-    for budget in (10**7, 100_000, 60_000, 10_000):
+    for budget in (10**7, 100_000, 60_000, 52_000, 10_000):
         settings = PostAnnotationSettings(
             reviewers_table="reviewers", unknown_label=UNKNOWN, response_budget_bytes=budget
         )
@@ -301,7 +301,8 @@ def test_response_falls_back_to_smaller_tiers_and_fails_clearly_when_nothing_fit
         content = out.response[0]["consolidatedAnnotation"]["content"]["species-review"]
         assert content["label"] == "quercus-robur"
         assert ("comments" in content) == (out.tier == "full")
-    assert list(sizes) == ["full", "compact", "minimal"]
+        assert ("reasons" in content) == (out.tier != "bare")
+    assert list(sizes) == ["full", "compact", "minimal", "bare"]
 
 
 def test_consolidation_config_reaches_the_em(aws):
