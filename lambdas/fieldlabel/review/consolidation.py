@@ -92,7 +92,7 @@ class ConsolidationResult:
     model: str = "one_coin"
     iterations: int = 0
     class_prior: np.ndarray = field(default_factory=lambda: np.zeros(0))
-    evidence: dict[str, float] = field(default_factory=dict)  # model -> penalised log-likelihood
+    evidence: dict[str, float] = field(default_factory=dict)  # model -> log Bayes factor against one-coin
 
     def reasons(self, i: int) -> list[str]:
         """Names of the reasons item ``i`` needs adjudication (empty when it does not)."""
@@ -173,8 +173,8 @@ def consolidate(
     chosen: _Fit = one
     if cfg.model == "full" or (cfg.model == "auto" and _full_is_worth_fitting(data, cfg)):
         full = _em_full(data, one, prior_n, prior_c, cfg)
-        evidence["full"] = full.bic
-        if cfg.model == "full" or full.bic > 0.0:
+        evidence["full"] = full.log_evidence
+        if cfg.model == "full" or full.log_evidence > 0.0:
             chosen = full
 
     res = _finish(data, chosen, cfg)
@@ -257,7 +257,7 @@ class _Fit:
     expected_correct: np.ndarray  # per worker, informative answers only
     class_prior: np.ndarray
     iterations: int
-    bic: float
+    log_evidence: float  # log Bayes factor against the one-coin model (0 for the one-coin fit itself)
     dense_label: np.ndarray | None = None  # full model: argmax over all K classes (may be a class nobody voted)
     dense_conf: np.ndarray | None = None
 
@@ -293,10 +293,7 @@ def _em_one_coin(d: _Data, prior_n: np.ndarray, prior_c: np.ndarray, cfg: Consol
 
     w_c = np.bincount(d.worker, weights=pair_post[d.answer_pair] * informative, minlength=d.n_workers)
     acc = np.clip((w_c + prior_c) / (w_n + prior_n), _MIN_ACCURACY, _MAX_ACCURACY)
-    n_obs = max(int(d.multi_items.sum()), 1)
-    active = int(np.count_nonzero(w_n))
-    params = active + (k - 1)
-    return _Fit("one_coin", pair_post, acc, w_c, class_prior, it, ll - 0.5 * params * math.log(n_obs + 1))
+    return _Fit("one_coin", pair_post, acc, w_c, class_prior, it, 0.0)
 
 
 def _one_coin_e_step(
