@@ -268,7 +268,8 @@ class LabelingWorkflow(Construct):
         grants.ddb(select_review, photos)
         grants.s3_write(select_review, art, JOB_INPUT_PREFIX)
         grants.kms_use(select_review, storage.key)
-        grants.s3_read(post_annotation, art, JOB_OUTPUT_PREFIX, JOB_INPUT_PREFIX)
+        # ListBucket: the worker-response files (Cognito sub of each workerId) are found by listing the job output.
+        grants.s3_read(post_annotation, art, JOB_OUTPUT_PREFIX, JOB_INPUT_PREFIX, list_bucket=True)
         grants.s3_write(post_annotation, art, "review-answers/")
         grants.ddb(post_annotation, reviewers, indexes=False)
         grants.kms_use(post_annotation, storage.key)

@@ -59,6 +59,7 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> list[dict[s
             "response_bytes": outcome.response_bytes,
             "answer_log_uri": outcome.answer_log_uri,
             "model": outcome.model,
+            "identities": outcome.identities,
         },
     )
     return outcome.response

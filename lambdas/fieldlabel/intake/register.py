@@ -34,6 +34,7 @@ from fieldlabel.registry.control import (
     add_pending,
     batch_get,
     folder_item_key,
+    photo_sources_of,
     put_sidecar,
     register_stems,
     stem_item_key,
@@ -176,8 +177,11 @@ def _read_sidecar_bytes(s3: Any, ev: ObjectEvent) -> bytes | None:
         raise
 
 
-def _folder_photo_ids(s3: Any, ddb: Any, settings: RegisterSettings, bucket: str, folder: str) -> list[str]:
-    """Photos registered so far under the direct children of ``folder``, via the stems' control items."""
+def _folder_photo_sources(
+    s3: Any, ddb: Any, settings: RegisterSettings, bucket: str, folder: str
+) -> dict[str, set[str]]:
+    """Photos registered so far under the direct children of ``folder`` (photo_id -> their source keys there), via
+    the stems' control items."""
     stems: set[str] = set()
     paginator = s3.get_paginator("list_objects_v2")
     for page in paginator.paginate(Bucket=bucket, Prefix=folder, Delimiter="/"):
@@ -186,7 +190,11 @@ def _folder_photo_ids(s3: Any, ddb: Any, settings: RegisterSettings, bucket: str
             if not key.lower().endswith(".json") and not key.endswith("/"):
                 stems.add(stem_item_key(bucket, stem_of(key)))
     items, _ = batch_get(ddb, {settings.batches_table: ("batch_id", stems)})
-    return sorted({pid for item in items.values() for pid in item.get("photo_ids", set())})
+    out: dict[str, set[str]] = {}
+    for item in items.values():
+        for pid, keys in photo_sources_of(item).items():
+            out.setdefault(pid, set()).update(keys)
+    return out
 
 
 def handle_sidecar(s3: Any, ddb: Any, settings: RegisterSettings, ev: ObjectEvent, now_iso: str) -> int:
@@ -200,19 +208,27 @@ def handle_sidecar(s3: Any, ddb: Any, settings: RegisterSettings, ev: ObjectEven
         return 0
     fields, issues = parse_sidecar(data)
     comp = SidecarComponent(ev.key, ev.sequencer, fields, issues)
+    folder, stem = folder_of(ev.key), stem_of(ev.key)
     if ev.is_folder_sidecar:
-        control = put_sidecar(ddb, settings.batches_table, folder_item_key(ev.bucket, folder_of(ev.key)), comp,
-                              now_iso)
-        photo_ids = _folder_photo_ids(s3, ddb, settings, ev.bucket, folder_of(ev.key))
+        control = put_sidecar(ddb, settings.batches_table, folder_item_key(ev.bucket, folder), comp, now_iso)
+        photos = _folder_photo_sources(s3, ddb, settings, ev.bucket, folder)
         slot = "folder_sidecar"
+
+        def applies_to(source_key: str) -> bool:
+            return folder_of(source_key) == folder
     else:
-        control = put_sidecar(ddb, settings.batches_table, stem_item_key(ev.bucket, stem_of(ev.key)), comp, now_iso)
-        photo_ids = sorted(control.get("photo_ids", set()))
+        control = put_sidecar(ddb, settings.batches_table, stem_item_key(ev.bucket, stem), comp, now_iso)
+        photos = photo_sources_of(control)
         slot = "sidecar"
+
+        def applies_to(source_key: str) -> bool:
+            return stem_of(source_key) == stem
     current = SidecarComponent.from_value(control.get("sidecar")) or comp
-    for photo_id in photo_ids:
-        apply_sidecar(ddb, settings.photos_table, photo_id, slot, current, now_iso)
-    return len(photo_ids)
+    # Only the uploads under this sidecar's stem (or folder) get it; the same content uploaded elsewhere keeps its own.
+    for photo_id in sorted(photos):
+        apply_sidecar(ddb, settings.photos_table, photo_id, slot, current, now_iso,
+                      source_keys=sorted(photos[photo_id]), applies_to=applies_to)
+    return len(photos)
 
 
 def register_messages(
@@ -267,7 +283,8 @@ def register_messages(
     try:
         register_stems(
             ddb, settings.batches_table,
-            [(stem_item_key(p.event.bucket, stem_of(p.event.key)), p.reg.photo_id) for p in usable], now_iso,
+            [(stem_item_key(p.event.bucket, stem_of(p.event.key)), p.reg.photo_id, p.event.key) for p in usable],
+            now_iso,
         )
         control_keys = {stem_item_key(p.event.bucket, stem_of(p.event.key)) for p in usable}
         control_keys |= {folder_item_key(p.event.bucket, folder_of(p.event.key)) for p in usable}
@@ -298,7 +315,8 @@ def register_messages(
                     known.get(stem_item_key(ev.bucket, stem_of(ev.key)), {}).get("sidecar"))
                 folder = SidecarComponent.from_value(
                     known.get(folder_item_key(ev.bucket, folder_of(ev.key)), {}).get("sidecar"))
-            result = upsert_photo(ddb, settings.photos_table, reg, sidecar=sidecar, folder=folder, now_iso=now_iso)
+            result = upsert_photo(ddb, settings.photos_table, reg, sidecar=sidecar, folder=folder, now_iso=now_iso,
+                                  stored=known.get(reg.photo_id))
             if not result.created:
                 report.duplicates += 1
             elif reg.status == QUARANTINED:

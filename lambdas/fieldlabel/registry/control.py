@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections import defaultdict
 from collections.abc import Iterable
 from typing import Any
@@ -100,18 +101,44 @@ def release_lease(ddb: Any, table: str, owner: str) -> None:
 # --- sidecar control items ---------------------------------------------------------------------------------------
 
 
-def register_stems(ddb: Any, table: str, pairs: Iterable[tuple[str, str]], now_iso: str) -> int:
-    """Record ``photo_id`` under each stem control key, one TransactWriteItems per 100 stems.
+def photo_source_entry(photo_id: str, source_key: str) -> str:
+    """One element of a stem item's ``photo_sources`` set: which upload (source key) of which photo is there."""
+    return json.dumps([photo_id, source_key], separators=(",", ":"))
+
+
+def photo_sources_of(control: dict[str, Any]) -> dict[str, set[str]]:
+    """photo_id -> source keys under a stem control item (``photo_ids`` alone, from older items, give no keys)."""
+    out: dict[str, set[str]] = {pid: set() for pid in control.get("photo_ids") or set()}
+    for entry in control.get("photo_sources") or set():
+        try:
+            photo_id, source_key = json.loads(entry)
+        except (ValueError, TypeError):
+            continue
+        out.setdefault(str(photo_id), set()).add(str(source_key))
+    return out
+
+
+def register_stems(ddb: Any, table: str, triples: Iterable[tuple[str, str, str]], now_iso: str) -> int:
+    """Record ``(photo_id, source key)`` under each stem control key, one TransactWriteItems per 100 stems.
 
     This is the photo's half of the sidecar handshake: it happens before the photo reads the sidecar items, and the
-    sidecar handler writes the sidecar before it reads the stem's photo ids, so one of the two always sees the other.
+    sidecar handler writes the sidecar before it reads the stem's photos, so one of the two always sees the other.
+    The source key tells the sidecar handler which upload of a (deduplicated) photo the sidecar belongs to.
+
+    Args:
+        ddb: boto3 DynamoDB client.
+        table: the batches table.
+        triples: ``(stem control key, photo_id, source key)``.
+        now_iso: the current time.
 
     Returns:
         The number of requests made.
     """
     by_stem: dict[str, set[str]] = defaultdict(set)
-    for stem_key, photo_id in pairs:
+    sources: dict[str, set[str]] = defaultdict(set)
+    for stem_key, photo_id, source_key in triples:
         by_stem[stem_key].add(photo_id)
+        sources[stem_key].add(photo_source_entry(photo_id, source_key))
     keys = sorted(by_stem)
     requests = 0
     for start in range(0, len(keys), _TRANSACT_LIMIT):
@@ -122,9 +149,11 @@ def register_stems(ddb: Any, table: str, pairs: Iterable[tuple[str, str]], now_i
                     "Update": {
                         "TableName": table,
                         "Key": {"batch_id": {"S": k}},
-                        "UpdateExpression": "ADD #ids :ids SET #u = :now",
-                        "ExpressionAttributeNames": {"#ids": "photo_ids", "#u": "updated_at"},
-                        "ExpressionAttributeValues": {":ids": to_attr(by_stem[k]), ":now": {"S": now_iso}},
+                        "UpdateExpression": "ADD #ids :ids, #src :src SET #u = :now",
+                        "ExpressionAttributeNames": {"#ids": "photo_ids", "#src": "photo_sources", "#u": "updated_at"},
+                        "ExpressionAttributeValues": {
+                            ":ids": to_attr(by_stem[k]), ":src": to_attr(sources[k]), ":now": {"S": now_iso}
+                        },
                     }
                 }
                 for k in chunk

@@ -99,6 +99,10 @@ def registry_update(
         "agreement": review.get("agreement") if isinstance(review, dict) else None,
         "needs_adjudication": bool(review.get("needs_adjudication")) if isinstance(review, dict) else True,
         "answers": review.get("answers") if isinstance(review, dict) else 0,
+        # Absent (None) when the response came in the ``bare`` tier, which drops the reasons to fit.
+        "reasons": [r for r in review["reasons"] if isinstance(r, str)]
+        if isinstance(review, dict) and isinstance(review.get("reasons"), list)
+        else None,
         "job_name": job_name,
         "reviewed_at": now_iso,
     }

@@ -262,7 +262,7 @@ def _parse_answer(
 # ---------------------------------------------------------------------------------------------------------- response
 
 
-RESPONSE_TIERS = ("full", "compact", "minimal")
+RESPONSE_TIERS = ("full", "compact", "minimal", "bare")
 
 
 def review_content(
@@ -274,18 +274,24 @@ def review_content(
     answers: int,
     comments: list[str],
     skipped: int,
+    reasons: list[str] | None = None,
     tier: str = "full",
 ) -> dict[str, Any]:
     """Build the ``species-review`` object for one photo in the given response tier.
 
     ``full`` carries everything; ``compact`` drops the comments (they stay in Ground Truth's worker-response files
-    and the answer log); ``minimal`` keeps only what apply-review needs to decide (label, confidence, adjudication).
+    and the answer log); ``minimal`` keeps what apply-review needs to decide (label, confidence, adjudication and its
+    reasons); ``bare``, the last resort for the largest calls, drops the reasons too. ``reasons`` (names from
+    ``consolidation.REASONS``) is empty exactly when the photo is not flagged.
     """
     out: dict[str, Any] = {
         "label": label,
         "confidence": round(float(confidence), 4),
         "needs_adjudication": bool(needs_adjudication),
     }
+    if tier == "bare":
+        return out
+    out["reasons"] = list(reasons or [])
     if tier == "minimal":
         return out
     out["agreement"] = round(float(agreement), 4)

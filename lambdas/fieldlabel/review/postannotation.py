@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from fieldlabel.review.consolidation import ConsolidationConfig, WorkerPrior, consolidate
+from fieldlabel.review.identity import resolve_identities
 from fieldlabel.review.payload import (
     RESPONSE_TIERS,
     LabelUnderReview,
@@ -35,7 +36,7 @@ LAMBDA_SYNC_RESPONSE_LIMIT = 6 * 1024 * 1024
 
 
 class ResponseTooLargeError(RuntimeError):
-    """Even the minimal response does not fit Lambda's synchronous response limit."""
+    """Even the bare response does not fit Lambda's synchronous response limit."""
 
 
 @dataclass(frozen=True)
@@ -62,6 +63,7 @@ class PostAnnotationOutcome:
     response_bytes: int = 0
     answer_log_uri: str | None = None
     model: str = ""
+    identities: dict[str, int] = field(default_factory=dict)
 
 
 def job_name_from_arn(arn: str) -> str:
@@ -157,7 +159,7 @@ def consolidate_payload(
     Raises:
         KeyError/ValueError: if the request itself is malformed (no payload URI or job ARN).
         PayloadFormatError: if the payload file is not a JSON array.
-        ResponseTooLargeError: if even the minimal response exceeds the response budget.
+        ResponseTooLargeError: if even the bare response exceeds the response budget.
     """
     job_name = job_name_from_arn(event["labelingJobArn"])
     label_attr = event.get("labelAttributeName") or "species-review"
@@ -189,13 +191,22 @@ def consolidate_payload(
     if len(classes) < 2:
         classes = sorted(set(classes) | {settings.unknown_label, "\u0000other"})
     class_idx = {c: i for i, c in enumerate(classes)}
-    workers = sorted({w for p in parsed for w, _ in p.answers})
+    # Reliability follows the person: workerId -> Cognito sub from the job's worker-response files.
+    answered: dict[str, list[str]] = {}
+    for p in parsed:
+        for w, _ in p.answers:
+            answered.setdefault(w, []).append(p.dataset_object_id)
+    ident = resolve_identities(s3, job_name=job_name, payload_uri=payload_uri, answered=answered)
+    key_of = ident.keys
+    outcome.identities = {"sub": ident.from_sub, "worker_id": ident.fallback, "reads": ident.reads,
+                          "errors": len(ident.errors)}
+    workers = sorted({key_of[w] for p in parsed for w, _ in p.answers})
     worker_idx = {w: i for i, w in enumerate(workers)}
     items, ws, labs = [], [], []
     for i, p in enumerate(parsed):
         for w, lab in p.answers:
             items.append(i)
-            ws.append(worker_idx[w])
+            ws.append(worker_idx[key_of[w]])
             labs.append(class_idx[lab])
     outcome.answers = len(items)
 
@@ -215,7 +226,9 @@ def consolidate_payload(
     outcome.needs_adjudication = int(result.needs_adjudication.sum())
 
     if settings.artifacts_bucket:
-        outcome.answer_log_uri = _write_answer_log(s3, settings.artifacts_bucket, job_name, payload_uri, parsed)
+        outcome.answer_log_uri = _write_answer_log(
+            s3, settings.artifacts_bucket, job_name, payload_uri, parsed, key_of
+        )
 
     for tier in RESPONSE_TIERS:
         entries = [
@@ -230,6 +243,7 @@ def consolidate_payload(
                     answers=int(result.answers[i]),
                     comments=p.comments,
                     skipped=sum(p.skipped.values()),
+                    reasons=result.reasons(i),
                     tier=tier,
                 ),
             )
@@ -240,16 +254,20 @@ def consolidate_payload(
             outcome.response, outcome.tier, outcome.response_bytes = entries, tier, size
             return outcome
     raise ResponseTooLargeError(
-        f"{len(parsed)} objects need {size} bytes even in the minimal form (budget "
+        f"{len(parsed)} objects need {size} bytes even in the bare form (budget "
         f"{settings.response_budget_bytes}); split the review job (MAX_REVIEW_PHOTOS in select-review)"
     )
 
 
-def _write_answer_log(s3: Any, bucket: str, job_name: str, payload_uri: str, parsed: list[ParsedObject]) -> str:
+def _write_answer_log(
+    s3: Any, bucket: str, job_name: str, payload_uri: str, parsed: list[ParsedObject], key_of: Mapping[str, str]
+) -> str:
     """Write every valid answer of this invocation to the artifacts bucket, keyed by the payload URI.
 
     The key is a hash of the payload URI, so a retried invocation overwrites its own log instead of adding a copy;
-    apply-review reads all logs of the job to update reviewer reliability on the whole job at once.
+    apply-review reads all logs of the job to update reviewer reliability on the whole job at once. ``answers`` hold
+    the reviewer keys (``sub:<sub>`` or the workerId) that reliability is stored under; ``worker_ids`` the job's
+    workerIds in the same order.
     """
     digest = hashlib.sha256(payload_uri.encode()).hexdigest()[:32]
     key = f"{ANSWER_LOG_PREFIX}{job_name}/{digest}.jsonl"
@@ -259,7 +277,8 @@ def _write_answer_log(s3: Any, bucket: str, job_name: str, payload_uri: str, par
                 "datasetObjectId": p.dataset_object_id,
                 "source-ref": p.source_ref,
                 "photo-id": p.photo_id,
-                "answers": [[w, lab] for w, lab in p.answers],
+                "answers": [[key_of.get(w, w), lab] for w, lab in p.answers],
+                "worker_ids": [w for w, _ in p.answers],
                 "comments": p.comments,
                 "skipped": p.skipped,
             },

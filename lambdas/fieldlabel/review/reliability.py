@@ -8,8 +8,12 @@ One item per reviewer holds a compact one-coin summary, not a confusion matrix (
 | ``answers`` | N | answers consolidated so far |
 | ``correct`` | N | expected number of those that were right (sum of posteriors) |
 | ``accuracy`` | N | ``correct / answers`` after the last update (for people reading the table) |
-| ``jobs_applied`` | SS | review jobs already counted (makes a retried update a no-op) |
+| ``jobs_applied`` | SS | the last ``MAX_JOBS_REMEMBERED`` review jobs counted (makes a retried update a no-op) |
+| ``job_order`` | L | the same jobs, oldest first (tells which one to forget) |
 | ``last_job``, ``updated_at`` | S | |
+
+``worker_id`` is the reviewer key: ``sub:<Cognito sub>`` when the worker-response files carry the identity, else the
+Ground Truth ``workerId`` (fieldlabel.review.identity).
 """
 
 from __future__ import annotations
@@ -22,6 +26,9 @@ from typing import Any
 from fieldlabel.review.consolidation import WorkerPrior
 
 _BATCH_GET_MAX = 100
+# Jobs remembered per reviewer for idempotency. A retried apply-review step comes minutes after the first attempt,
+# never 50 review jobs later; the bound keeps the item small (~60 bytes a job) however long a reviewer works.
+MAX_JOBS_REMEMBERED = 50
 _MAX_UNPROCESSED_ROUNDS = 8
 
 
@@ -92,11 +99,12 @@ def record_job(
         if answers <= 0:
             continue
         try:
-            dynamodb.update_item(
+            resp = dynamodb.update_item(
                 TableName=table,
                 Key={"worker_id": {"S": worker_id}},
                 UpdateExpression=(
-                    "ADD answers :n, correct :c, jobs_applied :job SET last_job = :name, updated_at = :now"
+                    "ADD answers :n, correct :c, jobs_applied :job SET last_job = :name, updated_at = :now, "
+                    "job_order = list_append(if_not_exists(job_order, :empty), :names)"
                 ),
                 ConditionExpression="attribute_not_exists(jobs_applied) OR NOT contains(jobs_applied, :name)",
                 ExpressionAttributeValues={
@@ -104,6 +112,8 @@ def record_job(
                     ":c": {"N": _num(correct)},
                     ":job": {"SS": [job_name]},
                     ":name": {"S": job_name},
+                    ":names": {"L": [{"S": job_name}]},
+                    ":empty": {"L": []},
                     ":now": {"S": now_iso},
                 },
                 ReturnValues="ALL_NEW",
@@ -112,8 +122,30 @@ def record_job(
             already += 1
             continue
         updated += 1
+        order = [v.get("S", "") for v in resp.get("Attributes", {}).get("job_order", {}).get("L", [])]
+        _forget_old_jobs(dynamodb, table, worker_id, order)
     _refresh_accuracy(dynamodb, table, [w for w, (n, _) in stats.items() if n > 0])
     return {"updated": updated, "already_applied": already}
+
+
+def _forget_old_jobs(dynamodb: Any, table: str, worker_id: str, order: list[str]) -> None:
+    """Drop the oldest jobs beyond MAX_JOBS_REMEMBERED from ``job_order`` and ``jobs_applied``.
+
+    Conditional on the list's head still being the job we remove, so two concurrent trims cannot remove a newer job.
+    """
+    while len(order) > MAX_JOBS_REMEMBERED:
+        oldest = order[0]
+        try:
+            dynamodb.update_item(
+                TableName=table,
+                Key={"worker_id": {"S": worker_id}},
+                UpdateExpression="REMOVE job_order[0] DELETE jobs_applied :old",
+                ConditionExpression="job_order[0] = :name",
+                ExpressionAttributeValues={":old": {"SS": [oldest]}, ":name": {"S": oldest}},
+            )
+        except dynamodb.exceptions.ConditionalCheckFailedException:
+            return  # somebody else trimmed it; their view of the list is newer
+        order = order[1:]
 
 
 def _refresh_accuracy(dynamodb: Any, table: str, worker_ids: list[str]) -> None:

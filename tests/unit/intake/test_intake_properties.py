@@ -107,13 +107,21 @@ def test_intake_and_dispatch_invariants(scenario):
             assert execution_name(batch_id) in executions
         assert all(b["status"] == "STARTED" for b in batches.values())
 
-        # sidecars: present whatever the arrival order (with one content under two keys, either sidecar may win)
-        sites: dict[str, set[str]] = {}
-        for _key, data, site in uploads:
-            if site is not None:
-                sites.setdefault(f"sha256:{hashlib.sha256(data).hexdigest()}", set()).add(site)
+        # sidecars: whatever the arrival order, every upload keeps exactly its own sidecar (content dedupe merges
+        # uploads, never their metadata), and the merged field takes the smallest source key's sidecar
+        winner: dict[str, tuple[str, str]] = {}
+        for key, data, site in uploads:
+            pid = f"sha256:{hashlib.sha256(data).hexdigest()}"
+            if data not in VALID:
+                continue
+            own = photos[pid]["sources"][key]
+            if site is None:
+                assert own == {}
+            else:
+                assert own["sidecar"]["fields"] == {"site_id": site} and own["sidecar"]["issues"] == []
+                winner[pid] = min(winner.get(pid, (key, site)), (key, site))
         for pid, photo in photos.items():
-            if pid in sites:
-                assert photo["field"].get("site_id") in sites[pid]
+            if pid in winner:
+                assert photo["field"].get("site_id") == winner[pid][1]
             else:
                 assert "site_id" not in photo.get("field", {})

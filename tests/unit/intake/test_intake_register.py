@@ -281,6 +281,83 @@ def test_invalid_fields_are_dropped_and_listed(env):
     assert len(item["metadata_issues"]) == 3
 
 
+# Identical content under three keys: A with a valid sidecar, B with none, C with a broken one.
+_DEDUPE_ORDERS = ["photos-first", "sidecars-first", "interleaved", "one-batch", "reversed"]
+
+
+@pytest.mark.parametrize("order", _DEDUPE_ORDERS)
+def test_deduplicated_uploads_keep_their_own_sidecars_and_issues(env, order):
+    data = jpeg(color=(1, 2, 3), gps=(10.0, 20.0))
+    a, b, c = "uploads/site-a/IMG_1.jpg", "uploads/site-b/IMG_2.jpg", "uploads/site-c/IMG_3.jpg"
+    photos = [env.put(a, data), env.put(b, data), env.put(c, data)]
+    good = sidecar_record(env, "uploads/site-a/IMG_1.json", {"site_id": "A", "collector": "Ana"}, "00E1")
+    broken = sidecar_record(env, "uploads/site-c/IMG_3.json", b'{"site_id": ', "00E2")
+    if order == "photos-first":
+        runs = [[p] for p in photos] + [[good], [broken]]
+    elif order == "sidecars-first":
+        runs = [[good], [broken]] + [[p] for p in photos]
+    elif order == "interleaved":
+        runs = [[photos[2]], [good], [photos[1]], [broken], [photos[0]]]
+    elif order == "one-batch":
+        runs = [[broken, photos[1], good, photos[0], photos[2]]]
+    else:
+        runs = [[broken], [photos[2]], [photos[1]], [photos[0]], [good]]
+    for batch in runs:
+        assert run(env, batch).failures == {}
+
+    (item,) = env.all_photos()
+    assert item["source_keys"] == {a, b, c}
+    src = item["sources"]
+    # each upload keeps exactly its own sidecar: the valid one is never dropped...
+    assert src[a] == {"sidecar": {"key": "uploads/site-a/IMG_1.json", "seq": "00E1".rjust(32, "0"),
+                                  "fields": {"site_id": "A", "collector": "Ana"}, "issues": []}}
+    # ...the upload without a sidecar gets nobody else's (neither fields nor errors)...
+    assert src[b] == {}
+    # ...and the broken sidecar's error stays with its own upload, attributed to its own file
+    assert src[c]["sidecar"]["fields"] == {} and "not valid JSON" in src[c]["sidecar"]["issues"][0]
+    assert item["field"] == {"site_id": "A", "collector": "Ana", "latitude": 10.0, "longitude": 20.0}
+    assert len(item["metadata_issues"]) == 1
+    assert item["metadata_issues"][0].startswith("sidecar uploads/site-c/IMG_3.json: sidecar is not valid JSON")
+    assert item["field_conflicts"] == []
+
+
+def test_conflicting_sidecars_of_one_content_are_all_kept_and_the_conflict_is_listed(env):
+    data = jpeg(color=(4, 5, 6))
+    a, d = "uploads/x/p.jpg", "uploads/y/q.jpg"
+    recs = [env.put(a, data), env.put(d, data),
+            sidecar_record(env, "uploads/y/q.json", {"site_id": "Y", "habitat": "fen"}, "00F2"),
+            sidecar_record(env, "uploads/x/p.json", {"site_id": "X"}, "00F1"),
+            sidecar_record(env, "uploads/y/_folder.json", {"collector": "Bo"}, "00F3")]
+    for r in recs:
+        assert run(env, [r]).failures == {}
+    (item,) = env.all_photos()
+    # the smallest source key's per-photo sidecar wins a disagreement; fields only one upload has are merged in
+    assert item["field"] == {"site_id": "X", "habitat": "fen", "collector": "Bo"}
+    assert item["field_conflicts"] == ["site_id"]
+    assert item["sources"][a]["sidecar"]["fields"] == {"site_id": "X"} and "folder_sidecar" not in item["sources"][a]
+    assert item["sources"][d]["sidecar"]["fields"] == {"site_id": "Y", "habitat": "fen"}
+    assert item["sources"][d]["folder_sidecar"]["fields"] == {"collector": "Bo"}
+
+
+def test_items_from_before_per_source_metadata_are_migrated_on_the_next_write(env):
+    from fieldlabel.registry.model import to_item
+
+    data = jpeg(color=(7, 7, 7))
+    import hashlib
+
+    pid = f"sha256:{hashlib.sha256(data).hexdigest()}"
+    legacy = {"photo_id": pid, "status": "PENDING", "source_keys": {"uploads/old/a.jpg"},
+              "original": {"bucket": BUCKET, "key": "uploads/old/a.jpg"}, "exif": {"fields": {}, "issues": []},
+              "sidecar": {"key": "uploads/old/a.json", "seq": "0001", "fields": {"site_id": "OLD"}, "issues": []},
+              "field": {"site_id": "OLD"}, "metadata_issues": []}
+    env.ddb.put_item(TableName=PHOTOS, Item=to_item(legacy))
+    assert run(env, [env.put("uploads/new/b.jpg", data)]).failures == {}
+    (item,) = env.all_photos()
+    assert "sidecar" not in item
+    assert item["sources"] == {"uploads/old/a.jpg": {"sidecar": legacy["sidecar"]}, "uploads/new/b.jpg": {}}
+    assert item["field"] == {"site_id": "OLD"}
+
+
 def test_non_created_events_and_keys_outside_uploads_are_ignored(env):
     copy = s3_record("labeling-copies/sha256-x.jpg", 10)
     removed = s3_record("uploads/a/gone.jpg", 10, event_name="ObjectRemoved:Delete")

@@ -10,6 +10,7 @@ import boto3
 import pytest
 from botocore.stub import Stubber
 from fieldlabel.review.consolidation import ConsolidationConfig
+from fieldlabel.review.identity import IdentityCache
 from fieldlabel.review.payload import PayloadFormatError, iter_json_array, parse_object
 from fieldlabel.review.postannotation import (
     ManifestLookup,
@@ -149,6 +150,7 @@ def aws():
             BillingMode="PAY_PER_REQUEST",
         )
         ManifestLookup.clear_cache()
+        IdentityCache.clear()
         yield s3, ddb
 
 
@@ -239,11 +241,13 @@ def test_handler_consolidates_payload_into_ground_truth_response(aws, monkeypatc
     # 1-1 split between a senior reviewer and a newcomer: the senior wins, the tie goes to adjudication
     assert second["label"] == "quercus-robur" and second["needs_adjudication"] is True
     assert second["skipped"] == 1 and second["answers"] == 2 and second["agreement"] == 0.5
+    assert "tie" in second["reasons"] and first["reasons"] == []
     # no valid answer at all
     assert third == {
         "label": None,
         "confidence": 0.0,
         "needs_adjudication": True,
+        "reasons": ["no_answer"],
         "agreement": 0.0,
         "answers": 0,
         "skipped": 1,
@@ -282,7 +286,7 @@ def test_response_falls_back_to_smaller_tiers_and_fails_clearly_when_nothing_fit
     s3.put_object(Bucket="gt-output", Key="payloads/p1.json", Body=json.dumps(payload).encode())
     sm, _ = _sagemaker_stub()
     sizes = {}
-    for budget in (10**7, 100_000, 60_000, 10_000):
+    for budget in (10**7, 100_000, 60_000, 52_000, 10_000):
         settings = PostAnnotationSettings(
             reviewers_table="reviewers", unknown_label=UNKNOWN, response_budget_bytes=budget
         )
@@ -297,7 +301,8 @@ def test_response_falls_back_to_smaller_tiers_and_fails_clearly_when_nothing_fit
         content = out.response[0]["consolidatedAnnotation"]["content"]["species-review"]
         assert content["label"] == "quercus-robur"
         assert ("comments" in content) == (out.tier == "full")
-    assert list(sizes) == ["full", "compact", "minimal"]
+        assert ("reasons" in content) == (out.tier != "bare")
+    assert list(sizes) == ["full", "compact", "minimal", "bare"]
 
 
 def test_consolidation_config_reaches_the_em(aws):
