@@ -16,7 +16,7 @@ ROOT = Path(__file__).resolve().parents[2]
 LAMBDAS = ROOT / "lambdas"
 # Distribution name -> import name, for what lambdas/requirements.txt lists.
 IMPORT_NAMES = {"aws-lambda-powertools": "aws_lambda_powertools", "pydantic": "pydantic", "pillow": "PIL",
-                "pillow-heif": "pillow_heif", "numpy": "numpy"}
+                "pillow-heif": "pillow_heif", "numpy": "numpy", "onnxruntime": "onnxruntime"}
 RUNTIME_PROVIDED = {"boto3", "botocore"}  # the Lambda Python runtime ships the AWS SDK
 # Local tools kept next to the code they exercise; they import dev packages inside functions, never at module level.
 LOCAL_TOOLS = {LAMBDAS / "fieldlabel" / "ui" / "preview.py"}
