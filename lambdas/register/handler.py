@@ -11,6 +11,7 @@ from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, pro
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from fieldlabel.common.clock import utc_now
 from fieldlabel.common.observability import NAMESPACE, logger, metrics, tracer
+from fieldlabel.embedding import load_embedder
 from fieldlabel.intake.register import RegisterReport, SqsMessage, register_messages
 from fieldlabel.intake.settings import RegisterSettings
 
@@ -35,6 +36,8 @@ def emit_metrics(report: RegisterReport) -> None:
     metrics.add_metric(name="PhotosQuarantined", unit=MetricUnit.Count, value=sum(report.quarantined.values()))
     metrics.add_metric(name="DuplicatesSkipped", unit=MetricUnit.Count, value=report.duplicates)
     metrics.add_metric(name="LabelingCopiesMade", unit=MetricUnit.Count, value=report.copies_made)
+    metrics.add_metric(name="PhotosEmbedded", unit=MetricUnit.Count, value=report.embedded)
+    metrics.add_metric(name="EmbeddingFailures", unit=MetricUnit.Count, value=report.embedding_failures)
     for reason, count in sorted(report.quarantined.items()):
         with single_metric(name="PhotosQuarantined", unit=MetricUnit.Count, value=count, namespace=NAMESPACE) as m:
             m.add_dimension(name="reason", value=reason)
@@ -51,6 +54,7 @@ def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     report = register_messages(
         [SqsMessage(r["messageId"], r.get("body", "")) for r in records],
         s3=c["s3"], ddb=c["ddb"], lambda_client=c["lambda"], settings=cfg, now=utc_now(),
+        embedder=load_embedder,  # loaded (ONNX sessions, ~0.3 s) on the first photo that needs it, once per container
     )
     emit_metrics(report)
     if report.failures:
@@ -59,7 +63,8 @@ def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         logger.warning("pending counter not updated", extra={"error": report.counter_error})
     logger.info("batch registered", extra={
         "registered": report.registered, "duplicates": report.duplicates, "quarantined": dict(report.quarantined),
-        "copies": report.copies_made, "sidecars": report.sidecars, "dispatch_invoked": report.dispatch_invoked,
+        "copies": report.copies_made, "embedded": report.embedded, "embedding_failures": report.embedding_failures,
+        "sidecars": report.sidecars, "dispatch_invoked": report.dispatch_invoked,
     })
 
     def record_handler(record: SQSRecord) -> None:

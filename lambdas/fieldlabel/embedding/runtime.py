@@ -25,8 +25,9 @@ from fieldlabel.embedding.spec import MODELS_DIR, SPECS, Part, dimension, manife
 MODELS_ENV = "FIELDLABEL_EMBEDDING_MODELS"
 THREADS_ENV = "FIELDLABEL_EMBEDDING_THREADS"
 LAYER_MODELS_DIR = Path("/opt/fieldlabel-models")
-# Images per onnxruntime call in embed_images: enough to amortise the call, small enough for a 1 GB function.
-_CHUNK = 8
+# Images per onnxruntime call in embed_images: enough to amortise the call, few enough that the activations of all
+# their views (up to 20 for the default spec) stay around 100 MB.
+_CHUNK = 4
 
 
 class ModelFileError(RuntimeError):

@@ -1,8 +1,9 @@
 """Register uploads: one pass over an SQS batch of S3 notifications, with per-message failure isolation.
 
-Requests per photo (common case): GetObject, PutObject of the labeling copy when one is needed, one UpdateItem; plus,
-per SQS batch, one TransactWriteItems (sidecar stems), one BatchGetItem (sidecars and known photos) and one UpdateItem
-of the pending counter. See docs/intake.md for the sidecar handshake that makes arrival order irrelevant.
+Requests per photo (common case): GetObject, PutObject of the labeling copy when one is needed, one UpdateItem (which
+also stores the photo's image embedding); plus, per SQS batch, one TransactWriteItems (sidecar stems), one
+BatchGetItem (sidecars and known photos) and one UpdateItem of the pending counter. See docs/intake.md for the sidecar
+handshake that makes arrival order irrelevant.
 """
 
 from __future__ import annotations
@@ -10,15 +11,19 @@ from __future__ import annotations
 import hashlib
 import json
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 from botocore.exceptions import ClientError
+from PIL import Image
 
 from fieldlabel.common.clock import iso
 from fieldlabel.common.ids import content_photo_id, object_photo_id, safe_photo_id
 from fieldlabel.common.s3uri import s3_uri
+from fieldlabel.embedding import Embedder, encode_embedding, open_image
+from fieldlabel.embedding.preprocess import shrink
 from fieldlabel.intake.events import ObjectEvent, folder_of, parse_message_body, stem_of
 from fieldlabel.intake.exif import read_exif
 from fieldlabel.intake.media import (
@@ -63,6 +68,8 @@ class RegisterReport:
     quarantined: Counter[str] = field(default_factory=Counter)
     duplicates: int = 0
     copies_made: int = 0
+    embedded: int = 0
+    embedding_failures: int = 0
     sidecars: int = 0
     skipped: int = 0
     pending_after: int | None = None
@@ -77,6 +84,22 @@ class _Prepared:
     reg: PhotoRegistration
     copy: bytes | None = None
     copy_key: str | None = None
+    # The labeling image decoded for embedding (small: at most twice the model's resolution), or why it could not be.
+    embed_image: Image.Image | None = None
+    embed_issue: str | None = None
+
+
+# Largest backbone input; the labeling image is kept only at twice this size until it is embedded.
+_EMBED_KEEP_RESOLUTION = 260
+
+
+def _embedding_input(data: bytes) -> tuple[Image.Image | None, str | None]:
+    """The image the workflow would embed from ``labeling_ref``'s bytes (decoded at a reduced scale, oriented, RGB,
+    shrunk), so intake's embedding equals a later recomputation; or the reason it cannot be decoded."""
+    try:
+        return shrink(open_image(data, max_resolution=_EMBED_KEEP_RESOLUTION), _EMBED_KEEP_RESOLUTION), None
+    except Exception as exc:  # noqa: BLE001 - a photo that cannot be embedded is still registered
+        return None, f"{type(exc).__name__}: {exc}"
 
 
 def _photo_id(settings: RegisterSettings, ev: ObjectEvent, sha256_hex: str | None) -> str:
@@ -93,8 +116,12 @@ def _quarantined(settings: RegisterSettings, ev: ObjectEvent, sha: str | None, s
     )
 
 
-def prepare_photo(s3: Any, settings: RegisterSettings, message_id: str, ev: ObjectEvent) -> _Prepared | None:
+def prepare_photo(s3: Any, settings: RegisterSettings, message_id: str, ev: ObjectEvent, *,
+                  embed: bool = False) -> _Prepared | None:
     """Read and judge one uploaded object; None when the object no longer exists (nothing to register).
+
+    With ``embed``, a usable photo also carries the small image its embedding is computed from: the labeling copy's
+    bytes when one was made, the original's otherwise (what ``labeling_ref`` points to).
 
     Objects that are too large are judged from the event's size (or GetObject's Content-Length) without reading them;
     their photo id is the object identity because hashing them would mean downloading them.
@@ -142,7 +169,62 @@ def prepare_photo(s3: Any, settings: RegisterSettings, message_id: str, ev: Obje
         exif_fields=exif_fields, exif_issues=exif_issues,
     )
     inspection.image.close()
-    return _Prepared(message_id, ev, reg, copy, copy_key)
+    prepared = _Prepared(message_id, ev, reg, copy, copy_key)
+    if embed:
+        prepared.embed_image, prepared.embed_issue = _embedding_input(copy if copy is not None else data)
+    return prepared
+
+
+def attach_embeddings(todo: list[_Prepared], known: dict[str, dict[str, Any]],
+                      embedder: Callable[[], Embedder], report: RegisterReport) -> None:
+    """Set each usable photo's embedding (or the reason it has none) on its registration, before its one write.
+
+    A photo whose entry already holds an embedding of the current model (a duplicate) is not embedded again. The
+    photos are embedded together; if that fails they are embedded one by one so one bad image cannot cost the others
+    theirs. No failure here stops a registration: the reason goes to ``embedding_issue`` / ``metadata_issues`` and
+    the workflow embeds the photo from ``labeling_ref`` later.
+    """
+    if not todo:
+        return
+
+    def fail(p: _Prepared, reason: str) -> None:
+        p.reg.embedding_issue = reason
+        report.embedding_failures += 1
+
+    try:
+        model = embedder()
+    except Exception as exc:  # noqa: BLE001 - e.g. the models layer is missing: register anyway
+        for p in todo:
+            fail(p, f"model unavailable: {type(exc).__name__}: {exc}")
+        return
+    need: list[tuple[_Prepared, Image.Image]] = []
+    for p in todo:
+        stored = known.get(p.reg.photo_id) or {}
+        if stored.get("embedding") and stored.get("embedding_model") == model.model_id:
+            continue
+        if p.embed_image is None:
+            fail(p, p.embed_issue or "no image to embed")
+        else:
+            need.append((p, p.embed_image))
+    results: list[tuple[_Prepared, Any]] = []
+    try:
+        results = list(zip([p for p, _ in need], model.embed_images([img for _, img in need]), strict=True))
+    except Exception:  # noqa: BLE001 - isolate the photo that broke the joint call
+        for p, img in need:
+            try:
+                results.append((p, model.embed_image(img)))
+            except Exception as exc:  # noqa: BLE001
+                fail(p, f"{type(exc).__name__}: {exc}")
+    for p, vector in results:
+        try:
+            p.reg.embedding = encode_embedding(vector)
+        except ValueError as exc:
+            fail(p, str(exc))
+            continue
+        p.reg.embedding_model = model.model_id
+        report.embedded += 1
+    for p in todo:
+        p.embed_image = None  # only needed until now; a batch of full-size images would not fit in memory
 
 
 def tag_quarantined(s3: Any, ev: ObjectEvent, reason: str) -> None:
@@ -239,6 +321,7 @@ def register_messages(
     lambda_client: Any | None,
     settings: RegisterSettings,
     now: datetime,
+    embedder: Callable[[], Embedder] | None = None,
 ) -> RegisterReport:
     """Register every object named in an SQS batch of S3 notifications.
 
@@ -254,12 +337,15 @@ def register_messages(
         lambda_client: boto3 Lambda client, used only to invoke the dispatcher; None disables the invocation.
         settings: the register function's settings.
         now: the current time.
+        embedder: returns the image embedder (called once, when a photo needs an embedding); None, or
+            ``settings.embed_at_intake`` false, leaves embeddings to the workflow.
 
     Returns:
         Failures and counts.
     """
     report = RegisterReport()
     now_iso = iso(now)
+    embedding = embedder is not None and settings.embed_at_intake
     prepared: list[_Prepared] = []
     sidecars: list[tuple[str, ObjectEvent]] = []
     for msg in messages:
@@ -270,7 +356,7 @@ def register_messages(
                 if ev.is_sidecar:
                     sidecars.append((msg.message_id, ev))
                     continue
-                item = prepare_photo(s3, settings, msg.message_id, ev)
+                item = prepare_photo(s3, settings, msg.message_id, ev, embed=embedding)
                 if item is None:
                     report.skipped += 1
                 else:
@@ -296,6 +382,8 @@ def register_messages(
         for p in usable:
             report.failures[p.message_id] = f"{type(exc).__name__}: {exc}"
         known = {}
+    if embedder is not None and embedding:
+        attach_embeddings([p for p in usable if p.message_id not in report.failures], known, embedder, report)
 
     for p in prepared:
         if p.message_id in report.failures:

@@ -35,6 +35,8 @@ class RegisterSettings(_EnvModel):
     max_photo_bytes: int = Field(default=200 * 1024 * 1024, gt=0, alias="MAX_PHOTO_BYTES")
     max_pixels: int = Field(default=100_000_000, gt=0, alias="MAX_PIXELS")
     batch_size: int = Field(default=5000, gt=0, alias="BATCH_SIZE")
+    # Compute each photo's image embedding (fieldlabel.embedding) at registration, for the model labeling engine.
+    embed_at_intake: bool = Field(default=True, alias="EMBED_AT_INTAKE")
 
 
 class DispatchSettings(_EnvModel):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
-from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
+from boto3.dynamodb.types import Binary, TypeDeserializer, TypeSerializer
 
 # Photo statuses (docs/contracts.md, photos table).
 PENDING = "PENDING"
@@ -47,6 +47,8 @@ def _to_dynamo_safe(value: Any) -> Any:
 
 
 def _from_dynamo(value: Any) -> Any:
+    if isinstance(value, Binary):  # B attributes (the photo's embedding) read back as plain bytes
+        return bytes(value.value)
     if isinstance(value, Decimal):
         return int(value) if value == value.to_integral_value() else float(value)
     if isinstance(value, dict):
@@ -69,7 +71,7 @@ def to_item(values: dict[str, Any]) -> dict[str, Any]:
 
 
 def from_item(item: dict[str, Any] | None) -> dict[str, Any] | None:
-    """A DynamoDB item as plain Python values (integral numbers as int, others as float)."""
+    """A DynamoDB item as plain Python values (integral numbers as int, others as float, binary as bytes)."""
     if item is None:
         return None
     return {k: _from_dynamo(_DESER.deserialize(v)) for k, v in item.items()}

@@ -71,6 +71,11 @@ class PhotoRegistration:
     quarantine_reason: str | None = None
     exif_fields: dict[str, Any] = field(default_factory=dict)
     exif_issues: list[str] = field(default_factory=list)
+    # fieldlabel.embedding: float16 bytes and the model id, or why it could not be computed (None and None: not
+    # attempted, e.g. a duplicate whose entry already has one).
+    embedding: bytes | None = None
+    embedding_model: str | None = None
+    embedding_issue: str | None = None
 
 
 @dataclass(frozen=True)
@@ -90,11 +95,13 @@ class MergedMetadata:
     conflicts: list[str]
 
 
-def merge_sources(exif: dict[str, Any] | None, sources: Sources) -> MergedMetadata:
+def merge_sources(exif: dict[str, Any] | None, sources: Sources,
+                  embedding_issue: str | None = None) -> MergedMetadata:
     """Merge EXIF and every source key's sidecars into ``field``, ``metadata_issues`` and ``field_conflicts``.
 
     Precedence (later wins): EXIF < folder sidecars < per-photo sidecars; within one kind the smallest source key
-    wins. Issues are listed once per sidecar file, prefixed with that file's key.
+    wins. Issues are listed once per sidecar file, prefixed with that file's key; the embedding problem, if any
+    (stored as ``embedding_issue``, so every later merge keeps it), comes last as ``embedding: ...``.
     """
     exif = exif or {}
     base: dict[str, Any] = dict(exif.get("fields") or {})
@@ -127,6 +134,8 @@ def merge_sources(exif: dict[str, Any] | None, sources: Sources) -> MergedMetada
         for name, value in own.items():
             values.setdefault(name, set()).add(repr(value))
     conflicts = sorted(name for name, distinct in values.items() if len(distinct) > 1)
+    if embedding_issue:
+        issues.append(f"embedding: {embedding_issue}")
     return MergedMetadata(merged, issues, conflicts)
 
 
@@ -210,8 +219,9 @@ def _version_condition(e: _Expr, item: dict[str, Any] | None) -> str:
     return f"{e.n('meta_version')} = {e.v(int(version))}"
 
 
-def _metadata_sets(e: _Expr, item: dict[str, Any] | None, sources: Sources, exif: dict[str, Any] | None) -> list[str]:
-    merged = merge_sources(exif, sources)
+def _metadata_sets(e: _Expr, item: dict[str, Any] | None, sources: Sources, exif: dict[str, Any] | None,
+                   embedding_issue: str | None) -> list[str]:
+    merged = merge_sources(exif, sources, embedding_issue)
     version = int((item or {}).get("meta_version") or 0) + 1
     return [
         f"{e.n('sources')} = {e.v(_sources_value(sources))}",
@@ -222,8 +232,9 @@ def _metadata_sets(e: _Expr, item: dict[str, Any] | None, sources: Sources, exif
     ]
 
 
-def _legacy_remove(e: _Expr, item: dict[str, Any] | None) -> str:
-    legacy = [e.n(s) for s in SLOTS if item and s in item]
+def _legacy_remove(e: _Expr, item: dict[str, Any] | None, *extra: str) -> str:
+    """The expression's one REMOVE clause: pre-per-source sidecar slots, plus ``extra`` attribute placeholders."""
+    legacy = [e.n(s) for s in SLOTS if item and s in item] + list(extra)
     return (" REMOVE " + ", ".join(legacy)) if legacy else ""
 
 
@@ -293,9 +304,22 @@ def upsert_photo(
             sets.append(
                 f"{e.n('quarantine_reason')} = if_not_exists({e.n('quarantine_reason')}, {e.v(reg.quarantine_reason)})"
             )
+        removes = []
+        if reg.embedding is not None and reg.embedding_model is not None:
+            # Plain SET: intake computes it only when the entry has none from the current model.
+            sets.append(f"{e.n('embedding')} = {e.v(reg.embedding)}")
+            sets.append(f"{e.n('embedding_model')} = {e.v(reg.embedding_model)}")
+            removes.append(e.n("embedding_issue"))
+            embedding_issue = None
+        elif reg.embedding_issue is not None:
+            sets.append(f"{e.n('embedding_issue')} = {e.v(reg.embedding_issue)}")
+            embedding_issue = reg.embedding_issue
+        else:  # not attempted (a duplicate that has one, or embedding left to the workflow): keep what is stored
+            embedding_issue = (item or {}).get("embedding_issue")
         exif = (item or {}).get("exif") or exif_value  # the stored EXIF wins (it is written once)
-        sets += _metadata_sets(e, item, sources, exif)
-        expr = "SET " + ", ".join(sets) + f" ADD {e.n('source_keys')} {e.v({reg.key})}" + _legacy_remove(e, item)
+        sets += _metadata_sets(e, item, sources, exif, embedding_issue)
+        expr = ("SET " + ", ".join(sets) + f" ADD {e.n('source_keys')} {e.v({reg.key})}"
+                + _legacy_remove(e, item, *removes))
         try:
             resp = ddb.update_item(
                 TableName=table,
@@ -373,7 +397,7 @@ def apply_sidecar(
         e = _Expr()
         registered = bool(item and "exif" in item)
         if registered:
-            sets = _metadata_sets(e, item, sources, (item or {}).get("exif"))
+            sets = _metadata_sets(e, item, sources, (item or {}).get("exif"), (item or {}).get("embedding_issue"))
         else:
             version = int((item or {}).get("meta_version") or 0) + 1
             sets = [f"{e.n('sources')} = {e.v(_sources_value(sources))}", f"{e.n('meta_version')} = {e.v(version)}"]

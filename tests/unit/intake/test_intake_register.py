@@ -9,6 +9,7 @@ from typing import Any
 
 import boto3
 import pytest
+from fieldlabel.embedding import EMBEDDING_DIM, EMBEDDING_MODEL_ID, build_embedder
 from fieldlabel.intake.register import SqsMessage, register_messages
 from fieldlabel.registry.model import PENDING_COUNTER_KEY
 from intake_helpers import (
@@ -32,14 +33,21 @@ from PIL import Image
 NOW = datetime(2026, 11, 26, 7, 0, tzinfo=UTC)
 
 
+@pytest.fixture(scope="module")
+def lite0():
+    """The cheapest real embedder: the register tests check where embeddings go, not which spec computes them."""
+    return build_embedder("lite0")
+
+
 @pytest.fixture
 def env():
     with mock_aws(), fast_moto_transactions():
         yield make_env()
 
 
-def run(env, records: list[dict[str, Any]] | list[tuple[str, dict[str, Any]]], lambda_client=None, **overrides):
-    """Register S3 records, one per SQS message (or (message_id, body) pairs)."""
+def run(env, records: list[dict[str, Any]] | list[tuple[str, dict[str, Any]]], lambda_client=None, embedder=None,
+        **overrides):
+    """Register S3 records, one per SQS message (or (message_id, body) pairs); no embeddings unless ``embedder``."""
     msgs = []
     for i, r in enumerate(records):
         if isinstance(r, tuple):
@@ -47,7 +55,7 @@ def run(env, records: list[dict[str, Any]] | list[tuple[str, dict[str, Any]]], l
         else:
             msgs.append(SqsMessage(f"m{i}", json.dumps({"Records": [r]})))
     return register_messages(msgs, s3=env.s3, ddb=env.ddb, lambda_client=lambda_client,
-                             settings=register_settings(**overrides), now=NOW)
+                             settings=register_settings(**overrides), now=NOW, embedder=embedder)
 
 
 def by_key(env) -> dict[str, dict[str, Any]]:
@@ -106,6 +114,12 @@ def test_handler_reports_only_the_broken_message_and_emits_metrics(env, handler,
     assert values[("PhotosQuarantined", ())] == 1.0
     assert values[("PhotosQuarantined", ("not_an_image",))] == 1.0
     assert values[("DuplicatesSkipped", ())] == 0.0
+    # and both photos carry the deployment's embedding, computed by the real models in the same write
+    assert values[("PhotosEmbedded", ())] == 2.0 and values[("EmbeddingFailures", ())] == 0.0
+    for key in ("uploads/a/one.jpg", "uploads/a/two.heic"):
+        assert photos[key]["embedding_model"] == EMBEDDING_MODEL_ID
+        assert len(photos[key]["embedding"]) == 2 * EMBEDDING_DIM
+    assert "embedding" not in photos["uploads/a/notes.jpg"]
 
 
 def test_handler_invokes_dispatcher_asynchronously_when_threshold_crossed(env, handler, monkeypatch):
@@ -171,13 +185,14 @@ def test_object_mode_keys_by_object_identity(env):
 
 
 @pytest.mark.parametrize("needs_copy,limit", [(False, 3.0), (True, 4.0)])
-def test_requests_per_photo_stay_within_budget(env, needs_copy, limit):
+def test_requests_per_photo_stay_within_budget(env, needs_copy, limit, lite0):
     # Given one SQS batch of 10 distinct photos (JPEGs as they are, or HEICs that need a labeling copy)
     images = [encoded("HEIF", 16 + i, 16) if needs_copy else jpeg(16 + i, 16) for i in range(10)]
     records = [env.put(f"uploads/r/{i}.{'heic' if needs_copy else 'jpg'}", d) for i, d in enumerate(images)]
     counted = RequestCounter().attach(env.s3, env.ddb)
-    # When registered
-    report = run(env, records)
+    # When registered, embeddings included
+    report = run(env, records, embedder=lambda: lite0)
+    assert report.embedded == 10
     # Then the API calls per photo stay within the issue's budget (claiming adds ~0.01 per photo)
     assert report.registered == 10
     per_photo = len(counted.calls) / 10
