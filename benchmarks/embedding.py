@@ -71,8 +71,8 @@ def main(argv: list[str] | None = None) -> int:
         images.append(open_image(b))
         decode_ms.append(1000 * (time.process_time() - start))
     sizes = sorted(img.size for img in images)
-    print(f"decode (Image.draft) CPU: median {statistics.median(decode_ms):.1f} ms, mean {statistics.mean(decode_ms):.1f}"
-          f" ms per photo; decoded sizes {sizes[0]} .. {sizes[-1]}")
+    print(f"decode (Image.draft) CPU: median {statistics.median(decode_ms):.1f} ms,"
+          f" mean {statistics.mean(decode_ms):.1f} ms per photo; decoded sizes {sizes[0]} .. {sizes[-1]}")
 
     # CPU time is what one core spends (wall time also counts waiting for a shared, busy machine).
     print(f"{'spec':<24}{'dim':>6}{'views':>7}{'median ms':>11}{'mean ms':>9}{'CPU ms':>8}{'photos/s (CPU)':>16}")
