@@ -78,6 +78,7 @@ class Intake(Construct):
             description="Validates each upload, writes its labeling copy or quarantines it, registers it once",
             timeout=Duration.seconds(REGISTER_TIMEOUT_SECONDS),
             memory_size=REGISTER_MEMORY_MB,
+            embedding_models=True,
             environment={
                 **common,
                 "INTAKE_BUCKET": storage.names.intake_bucket,

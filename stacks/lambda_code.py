@@ -2,7 +2,9 @@
 
 All functions share one code asset (the ``lambdas/`` folder: thin handlers plus the ``fieldlabel`` domain package)
 and one dependency layer built by ``pip install --platform`` on the synth machine, so no Docker is needed
-(docs/decisions.md, "Lambda packaging").
+(docs/decisions.md, "Lambda packaging"). The ONNX image models (~43 MB) are left out of the code asset and ship in a
+layer of their own, attached only to the functions that embed images (docs/decisions.md, "Embedding model"), so every
+other function stays far below Lambda's 250 MB unpacked.
 """
 
 from __future__ import annotations
@@ -23,15 +25,18 @@ from stacks.config import AppConfig
 
 ROOT = Path(__file__).resolve().parent.parent
 LAMBDAS_DIR = ROOT / "lambdas"
+EMBEDDING_MODELS_DIR = LAMBDAS_DIR / "fieldlabel" / "embedding" / "models"
+# Layers unpack under /opt: the models land in /opt/fieldlabel-models (fieldlabel.embedding.runtime.LAYER_MODELS_DIR).
+MODELS_LAYER_FOLDER = "fieldlabel-models"
 
 RUNTIME = lambda_.Runtime.PYTHON_3_14
 ARCHITECTURE = lambda_.Architecture.X86_64
 _PIP_PLATFORMS = ("manylinux_2_28_x86_64", "manylinux2014_x86_64")
 _PIP_PYTHON = "3.14"
 
-# What the shared code asset leaves out: caches, the layer's requirements, and nothing else, so every handler
-# can import the whole domain package.
-_CODE_EXCLUDES = ["**/__pycache__", "**/*.pyc", "requirements.txt", "*.egg-info"]
+# What the shared code asset leaves out: caches and the layer's requirements, so every handler
+# can import the whole domain package. The ONNX files go to the models layer (their manifest stays: it names the model).
+_CODE_EXCLUDES = ["**/__pycache__", "**/*.pyc", "requirements.txt", "*.egg-info", "**/*.onnx"]
 
 
 @jsii.implements(ILocalBundling)
@@ -71,6 +76,22 @@ class _PipLayerBundler:
         return True
 
 
+@jsii.implements(ILocalBundling)
+class _ModelsLayerBundler:
+    """Lays the committed ONNX files, their manifest, LICENSE and NOTICE out under ``fieldlabel-models/``."""
+
+    def __init__(self, models: Path) -> None:
+        self._models = models
+
+    def try_bundle(self, output_dir: str, *, image: Any = None, **_: Any) -> bool:  # noqa: ARG002 - jsii signature
+        target = Path(output_dir) / MODELS_LAYER_FOLDER
+        target.mkdir(parents=True, exist_ok=True)
+        for f in sorted(self._models.iterdir()):
+            if f.suffix == ".onnx" or f.name in ("manifest.json", "LICENSE", "NOTICE"):
+                shutil.copyfile(f, target / f.name)
+        return True
+
+
 class LambdaKit(Construct):
     """The shared code asset, the dependency layer and a factory for consistently configured functions.
 
@@ -100,6 +121,30 @@ class LambdaKit(Construct):
             ),
             removal_policy=RemovalPolicy.RETAIN if config.removal_retain else RemovalPolicy.DESTROY,
         )
+        self._models_layer: lambda_.LayerVersion | None = None
+
+    @property
+    def models_layer(self) -> lambda_.LayerVersion:
+        """The ONNX image models (Apache-2.0, with their notice), created with the first function that embeds."""
+        if self._models_layer is None:
+            self._models_layer = lambda_.LayerVersion(
+                self,
+                "EmbeddingModels",
+                description="EfficientNet-Lite ONNX image models (Apache-2.0) for fieldlabel.embedding",
+                compatible_runtimes=[RUNTIME],
+                compatible_architectures=[ARCHITECTURE],
+                license="Apache-2.0",
+                code=lambda_.Code.from_asset(
+                    str(EMBEDDING_MODELS_DIR),
+                    asset_hash_type=AssetHashType.SOURCE,
+                    bundling=BundlingOptions(
+                        image=DockerImage.from_registry("public.ecr.aws/sam/build-python3.14"),
+                        local=_ModelsLayerBundler(EMBEDDING_MODELS_DIR),
+                    ),
+                ),
+                removal_policy=RemovalPolicy.RETAIN if self._config.removal_retain else RemovalPolicy.DESTROY,
+            )
+        return self._models_layer
 
     def function(
         self,
@@ -112,11 +157,13 @@ class LambdaKit(Construct):
         timeout: Duration | None = None,
         memory_size: int = 512,
         reserved_concurrent_executions: int | None = None,
+        embedding_models: bool = False,
     ) -> lambda_.Function:
         """Create a function whose handler is ``lambdas/<handler_dir>/handler.py:lambda_handler``.
 
         Every function gets X-Ray tracing, an explicit log group with the configured retention, Powertools
-        settings, and the shared code and layer.
+        settings, and the shared code and layer; ``embedding_models`` adds the ONNX models layer (functions that
+        call ``fieldlabel.embedding.load_embedder``).
         """
         if not (LAMBDAS_DIR / handler_dir / "handler.py").is_file():
             raise FileNotFoundError(f"lambdas/{handler_dir}/handler.py does not exist")
@@ -141,7 +188,7 @@ class LambdaKit(Construct):
             architecture=ARCHITECTURE,
             code=self.code,
             handler=f"{handler_dir}.handler.lambda_handler",
-            layers=[self.layer],
+            layers=[self.layer, self.models_layer] if embedding_models else [self.layer],
             environment=env,
             timeout=timeout or Duration.seconds(60),
             memory_size=memory_size,

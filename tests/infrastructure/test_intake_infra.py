@@ -93,3 +93,17 @@ def test_human_only_config_reaches_the_dispatcher(prod: Synthesis) -> None:
     _, fn = _function(prod, "dispatch")
     assert fn["Environment"]["Variables"]["BATCH_SIZE"] == "5000"
     assert fn["Environment"]["Variables"]["MAX_WAIT_SECONDS"] == str(72 * 3600)
+
+
+def test_only_the_register_function_gets_the_embedding_models_layer(dev: Synthesis) -> None:
+    (models,) = [(lid, r["Properties"]) for _, lid, r in dev.resources("AWS::Lambda::LayerVersion")
+                 if "ONNX" in r["Properties"].get("Description", "")]
+    models_id, props = models
+    assert props["LicenseInfo"] == "Apache-2.0"
+    with_models = []
+    for _, _, r in dev.resources("AWS::Lambda::Function"):
+        layers = r["Properties"].get("Layers", [])
+        if {"Ref": models_id} in layers:
+            with_models.append(r["Properties"]["Handler"])
+            assert len(layers) == 2
+    assert with_models == ["register.handler.lambda_handler"]
