@@ -52,7 +52,7 @@ test: setup browser
 
 # The Lambda code's own tests on Python 3.13 (the Lambda runtime is 3.14; this machine's newest CPython is 3.13).
 RUNTIME_PY ?= $(shell PYENV_VERSION=3.13.0 pyenv which python3.13 2>/dev/null || command -v python3.13 2>/dev/null)
-RUNTIME_TESTS := tests/unit/intake tests/unit/review tests/unit/ui tests/unit/costs tests/unit/test_portal_setup.py \
+RUNTIME_TESTS := tests/unit/intake tests/unit/embedding tests/unit/review tests/unit/ui tests/unit/costs tests/unit/test_portal_setup.py \
 	tests/unit/test_lambda_packaging.py
 test-runtime:
 	@if [ -z "$(RUNTIME_PY)" ]; then echo "test-runtime: no Python 3.13 on this machine, skipped"; exit 0; fi; \

@@ -169,6 +169,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--backbones", nargs="+", choices=BACKBONES, default=list(DEFAULT_BACKBONES))
     parser.add_argument("--out", type=Path, default=MODELS_DIR)
+    parser.add_argument("--fixture", type=Path, default=FIXTURE, help="where the torch reference features go")
     args = parser.parse_args(argv)
     import torch
 
@@ -185,8 +186,8 @@ def main(argv: list[str] | None = None) -> int:
     (args.out / "NOTICE").write_text(NOTICE.format(
         names="{" + ",".join(args.backbones) + "}",
         packages="\n".join(f"  {p}=={version(p)}" for p in packages)))
-    np.savez_compressed(FIXTURE, allow_pickle=False, **reference_features(args.backbones))
-    print(f"wrote {args.out / 'manifest.json'} and {FIXTURE.relative_to(ROOT)}")
+    np.savez_compressed(args.fixture, allow_pickle=False, **reference_features(args.backbones))
+    print(f"wrote {args.out / 'manifest.json'} and {args.fixture}")
     return 0
 
 

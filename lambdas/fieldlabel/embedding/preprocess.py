@@ -13,6 +13,8 @@ import io
 import numpy as np
 from PIL import Image, ImageOps
 
+from fieldlabel.embedding import spec
+
 # TF EfficientNet evaluation: a centre crop of image_size / (image_size + 32) of the shorter side.
 CROP_PADDING = 32
 TIGHT_FRACTION = 0.7
@@ -32,11 +34,12 @@ def to_rgb(img: Image.Image) -> Image.Image:
     return img.convert("RGB")
 
 
-def open_image(data: bytes, *, max_resolution: int = 260) -> Image.Image:
+def open_image(data: bytes, *, max_resolution: int | None = None) -> Image.Image:
     """Decode encoded image bytes for embedding: JPEG decodes at a reduced scale (``Image.draft``), EXIF orientation
-    applied, RGB. ``max_resolution`` is the largest backbone input; the decoder keeps at least twice that."""
+    applied, RGB. ``max_resolution`` is the largest backbone input (default: the manifest's); the decoder keeps at
+    least twice that."""
     img = Image.open(io.BytesIO(data))
-    side = _PREVIEW_FACTOR * max_resolution
+    side = _PREVIEW_FACTOR * (max_resolution or spec.max_resolution())
     if img.format == "JPEG":
         img.draft("RGB", (side, side))
     img.load()

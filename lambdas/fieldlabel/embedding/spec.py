@@ -79,6 +79,11 @@ def model_id(name: str) -> str:
     return f"effnet-{name}-{SPEC_VERSION}-{h.hexdigest()[:8]}"
 
 
+def max_resolution() -> int:
+    """The largest input size among the exported backbones (what decoding must keep, twice over)."""
+    return max(int(b["resolution"]) for b in manifest()["backbones"].values())
+
+
 def dimension(name: str) -> int:
     """Length of the concatenated embedding of spec ``name``."""
     return sum(int(manifest()["backbones"][p.backbone]["dim"]) for p in SPECS[name])

@@ -24,6 +24,7 @@ from fieldlabel.common.ids import content_photo_id, object_photo_id, safe_photo_
 from fieldlabel.common.s3uri import s3_uri
 from fieldlabel.embedding import Embedder, encode_embedding, open_image
 from fieldlabel.embedding.preprocess import shrink
+from fieldlabel.embedding.spec import max_resolution
 from fieldlabel.intake.events import ObjectEvent, folder_of, parse_message_body, stem_of
 from fieldlabel.intake.exif import read_exif
 from fieldlabel.intake.media import (
@@ -89,15 +90,12 @@ class _Prepared:
     embed_issue: str | None = None
 
 
-# Largest backbone input; the labeling image is kept only at twice this size until it is embedded.
-_EMBED_KEEP_RESOLUTION = 260
-
-
 def _embedding_input(data: bytes) -> tuple[Image.Image | None, str | None]:
     """The image the workflow would embed from ``labeling_ref``'s bytes (decoded at a reduced scale, oriented, RGB,
     shrunk), so intake's embedding equals a later recomputation; or the reason it cannot be decoded."""
     try:
-        return shrink(open_image(data, max_resolution=_EMBED_KEEP_RESOLUTION), _EMBED_KEEP_RESOLUTION), None
+        largest = max_resolution()  # kept at twice the largest model input until it is embedded
+        return shrink(open_image(data, max_resolution=largest), largest), None
     except Exception as exc:  # noqa: BLE001 - a photo that cannot be embedded is still registered
         return None, f"{type(exc).__name__}: {exc}"
 
