@@ -141,9 +141,17 @@ class Batching(_Frozen):
 
 
 class Labeling(_Frozen):
-    """The labeling jobs Ground Truth runs."""
+    """The labeling jobs: who labels (Ground Truth's automated labeling or our own engine) and the human tasks."""
 
-    automated: bool = Field(description="use Ground Truth automated data labeling (active learning)")
+    engine: Literal["groundtruth", "model"] = Field(
+        default="groundtruth",
+        description="'groundtruth': Ground Truth automated data labeling; 'model': the pipeline's own engine "
+                    "(fieldlabel.engine) labels what it can certify, taxonomists label the rest in the custom template",
+    )
+    automated: bool = Field(
+        default=True,
+        description="with engine 'groundtruth': use Ground Truth automated data labeling (active learning)",
+    )
     worker_ui: Literal["crowd-image-classifier"] = "crowd-image-classifier"
     workers_per_photo: int = Field(default=3, ge=1, le=9)
     task_time_limit_seconds: int = Field(default=600, ge=30, le=28_800)
@@ -165,6 +173,25 @@ class Review(_Frozen):
     adjudication_threshold: float = Field(default=0.8, ge=0.0, le=1.0)
     reviewers_per_photo: int = Field(default=2, ge=1, le=9)
     task_time_limit_seconds: int = Field(default=900, ge=30, le=28_800)
+
+
+class Engine(_Frozen):
+    """The own auto-labeling engine (``labeling.engine: model``; docs/engine.md): its guarantee and its guards."""
+
+    alpha: float = Field(default=0.05, gt=0.0, lt=0.5,
+                         description="target error rate among machine labels")
+    confidence: float = Field(default=0.95, gt=0.5, lt=1.0,
+                              description="probability 1-delta with which the error bound holds")
+    min_examples_per_species: int = Field(default=10, ge=1, le=100_000,
+                                          description="human-confirmed examples before a species may be auto-labeled")
+    calibration_fraction: float = Field(default=0.03, ge=0.0, le=0.5,
+                                        description="random share of each batch sent to taxonomists whatever its score")
+
+    def settings_json(self) -> dict[str, Any]:
+        """The runtime form (``fieldlabel.engine.EngineSettings`` fields; delta = 1 - confidence)."""
+        return {"alpha": self.alpha, "delta": round(1.0 - self.confidence, 10),
+                "min_examples_per_species": self.min_examples_per_species,
+                "calibration_fraction": self.calibration_fraction}
 
 
 class Workforce(_Frozen):
@@ -303,6 +330,7 @@ class AppConfig(_Frozen):
     taxonomy: Taxonomy
     batching: Batching
     labeling: Labeling
+    engine: Engine = Engine()
     review: Review = Review()
     workforce: Workforce
     intake: Intake = Intake()
@@ -348,18 +376,22 @@ class AppConfig(_Frozen):
     @model_validator(mode="after")
     def _cross_checks(self) -> AppConfig:
         problems: list[str] = []
-        if self.labeling.automated and self.batching.batch_size < AUTOMATED_LABELING_MINIMUM:
+        # The own engine (labeling.engine 'model') has no batch minimum and its taxonomists use the custom
+        # template's searchable picker, so Ground Truth's two limits below apply only to engine 'groundtruth'.
+        groundtruth = self.labeling.engine == "groundtruth"
+        if groundtruth and self.labeling.automated and self.batching.batch_size < AUTOMATED_LABELING_MINIMUM:
             problems.append(
                 "batching.batch_size: automated labeling needs batches of at least "
                 f"{AUTOMATED_LABELING_MINIMUM} photos (Ground Truth's minimum), got {self.batching.batch_size}; "
-                "raise it or set labeling.automated to false"
+                "raise it, set labeling.automated to false, or use labeling.engine 'model'"
             )
         limit = WORKER_UI_CATEGORY_LIMITS[self.labeling.worker_ui]
         n = len(self.taxonomy.labels)
-        if n > limit:
+        if groundtruth and n > limit:
             problems.append(
                 f"taxonomy.species: the worker UI {self.labeling.worker_ui!r} shows at most {limit} categories, "
-                f"but the taxonomy has {n} (species + the unknown label); use at most {limit - 1} species"
+                f"but the taxonomy has {n} (species + the unknown label); use at most {limit - 1} species, "
+                "or labeling.engine 'model' (custom template with a searchable picker)"
             )
         if self.workforce.mode == "create" and not self.workforce.cognito_domain_prefix:
             problems.append("workforce.cognito_domain_prefix: required when workforce.mode is 'create'")
@@ -379,6 +411,8 @@ class AppConfig(_Frozen):
                 "labels": list(self.taxonomy.labels),
                 "unknown_label": self.taxonomy.unknown_label,
                 "automated": self.labeling.automated,
+                "engine": self.labeling.engine,
+                "engine_settings": self.engine.settings_json(),
                 "workers_per_photo": self.labeling.workers_per_photo,
                 "tags": self.tags,
                 "costs": self.costs.model_dump(),

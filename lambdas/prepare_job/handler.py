@@ -15,7 +15,10 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from fieldlabel.common.clock import iso, utc_now
 from fieldlabel.common.observability import logger, metrics, tracer
+from fieldlabel.labeling.engine_prepare import EngineContext, prepare_engine_job
+from fieldlabel.labeling.engine_wiring import engine_settings, model_loader, pointer_reader
 from fieldlabel.labeling.groundtruth.backend import GroundTruthBackend
+from fieldlabel.labeling.modelstore import taxonomy_hash
 from fieldlabel.labeling.prepare import Tables, prepare_labeling_job, prepare_review_job
 from fieldlabel.labeling.settings import WorkflowEnv
 
@@ -52,15 +55,36 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
                                       manifest_uri=event["manifest_uri"], now_iso=iso(utc_now()))
         logger.info("review job prepared", extra={"job_name": prepared["job_name"]})
         return prepared
-    prepared = prepare_labeling_job(
-        dynamodb=dynamodb, s3=s3, sagemaker=sagemaker, backend=_backend(), tables=tables, batch_id=batch_id,
-        automated_enabled=env.automated_enabled, now_iso=iso(utc_now()),
-    )
+    if env.engine == "model":
+        prepared = _prepare_with_engine(env, dynamodb, s3, sagemaker, tables, batch_id)
+    else:
+        prepared = prepare_labeling_job(
+            dynamodb=dynamodb, s3=s3, sagemaker=sagemaker, backend=_backend(), tables=tables, batch_id=batch_id,
+            automated_enabled=env.automated_enabled, now_iso=iso(utc_now()),
+        )
     prepared["poll_seconds"] = env.poll_seconds
     prepared["review_enabled"] = env.review_enabled
     if prepared["exists"]:
         logger.warning("labeling job already exists; adopting it", extra={"job_name": prepared["job_name"]})
     else:
         metrics.add_metric(name="PhotosSentToLabeling", unit=MetricUnit.Count, value=prepared["photo_count"])
-        logger.info("labeling job prepared", extra={k: prepared[k] for k in ("job_name", "kind", "photo_count")})
+        logger.info("labeling job prepared", extra={k: prepared.get(k) for k in (
+            "job_name", "kind", "photo_count", "human_count", "machine_count", "engine")})
+    return prepared
+
+
+def _prepare_with_engine(env: WorkflowEnv, dynamodb: Any, s3: Any, sagemaker: Any, tables: Tables,
+                         batch_id: str) -> dict[str, Any]:
+    """``labeling.engine: model``: machine labels for what the engine certifies, a custom job for the rest."""
+    from fieldlabel import embedding, engine
+
+    prepared = prepare_engine_job(
+        dynamodb=dynamodb, s3=s3, sagemaker=sagemaker, backend=_backend(), tables=tables, batch_id=batch_id,
+        context=EngineContext(taxonomy_hash=taxonomy_hash(env.labels, env.unknown_label), labels=tuple(env.labels),
+                              settings=engine_settings(env)),
+        embedding=embedding, engine=engine, load_model=model_loader(s3), read_pointer=pointer_reader(dynamodb, env),
+        now_iso=iso(utc_now()),
+    )
+    if not prepared["exists"]:
+        metrics.add_metric(name="PhotosLabeledByModel", unit=MetricUnit.Count, value=prepared["machine_count"])
     return prepared

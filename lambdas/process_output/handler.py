@@ -14,11 +14,16 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from fieldlabel.common.clock import iso, utc_now
 from fieldlabel.common.observability import logger, metrics, tracer
 from fieldlabel.labeling.groundtruth.backend import GroundTruthBackend
+from fieldlabel.labeling.engine_report import add_machine_labels
 from fieldlabel.labeling.prepare import Tables
-from fieldlabel.labeling.process import process_output
-from fieldlabel.labeling.registry_io import get_batch
+from fieldlabel.labeling.process import LabelingStats, process_output
+from fieldlabel.labeling.registry_io import get_batch, update_batch
 from fieldlabel.labeling.release import release_unlabeled
 from fieldlabel.labeling.settings import WorkflowEnv
+
+
+# What the state machine puts in ``$.job`` when the engine labeled the whole batch (docs/workflow.md).
+NO_JOB_STATUS = "NotNeeded"
 
 
 @functools.cache
@@ -57,13 +62,22 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
                                    batch_status="LABELING", now_iso=iso(now))
         return report.released, report.parked
 
-    stats = process_output(
-        dynamodb=dynamodb, s3=s3, backend=_backend(),
-        tables=Tables(env.photos_table, env.batches_table, env.artifacts_bucket),
-        batch_id=batch_id, kind=event.get("kind") or batch.get("kind") or "human_only", job=event["job"],
-        now_iso=iso(now), release_unlabeled=release,
-        expected_count=expected if isinstance(expected, int) else None, concurrency=env.update_concurrency,
-    )
+    kind = event.get("kind") or batch.get("kind") or "human_only"
+    job = event.get("job") or {}
+    if env.engine == "model" and job.get("LabelingJobStatus") == NO_JOB_STATUS:
+        # The engine labeled every photo: there is no taxonomists' job to read.
+        stats = LabelingStats(job_name="", kind=kind).as_dict()
+    else:
+        stats = process_output(
+            dynamodb=dynamodb, s3=s3, backend=_backend(),
+            tables=Tables(env.photos_table, env.batches_table, env.artifacts_bucket),
+            batch_id=batch_id, kind=kind, job=job, now_iso=iso(now), release_unlabeled=release,
+            expected_count=expected if isinstance(expected, int) else None, concurrency=env.update_concurrency,
+        )
+    if env.engine == "model":
+        # The engine's machine labels were written when the batch was prepared; count them with the human ones.
+        stats = add_machine_labels(stats, batch)
+        update_batch(dynamodb, env.batches_table, batch_id, {"labeling_stats": stats, "updated_at": iso(now)})
     metrics.add_metric(name="PhotosLabeledByHumans", unit=MetricUnit.Count, value=stats["human_labeled"])
     metrics.add_metric(name="PhotosLabeledByMachine", unit=MetricUnit.Count, value=stats["machine_labeled"])
     metrics.add_metric(name="PhotosNotLabeled", unit=MetricUnit.Count, value=stats["failed"])

@@ -1,6 +1,7 @@
 """Publish-dataset Lambda: writes the batch's immutable dataset version and the notification summary.
 
-Event ``{"batch_id", "labeling": <process-output result>, "review": <apply-review result or a skip note>}`` ->
+Event ``{"batch_id", "labeling": <process-output result>, "review": <apply-review result or a skip note>,
+"training"?: <train-model result or a note>}`` ->
 ``{"dataset": {...}, "subject", "message", "figures"}``.
 """
 
@@ -14,6 +15,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from fieldlabel.common.clock import iso, utc_now
 from fieldlabel.common.observability import logger, metrics, tracer
+from fieldlabel.labeling.engine_report import engine_statistics
 from fieldlabel.labeling.groundtruth.backend import LABEL_ATTRIBUTE
 from fieldlabel.labeling.prepare import Tables
 from fieldlabel.labeling.publish import PublishInputs, publish_dataset
@@ -44,6 +46,7 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     logger.append_keys(batch_id=batch_id)
     labeling = event.get("labeling") or {}
     review = event.get("review") or None
+    engine = engine_statistics(labeling, review, event.get("training"))
     dataset = publish_dataset(
         dynamodb=dynamodb, s3=s3, tables=Tables(env.photos_table, env.batches_table, env.artifacts_bucket),
         batch_id=batch_id,
@@ -52,10 +55,14 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
             ui_template_uri=env.ui_template_uri, review_template_uri=env.review_template_uri or None,
             configuration={"runtime": env.runtime_config, "jobs": env.job_settings},
         ),
-        labeling=labeling, review=review, now_iso=iso(utc_now()),
+        labeling=labeling, review=review, now_iso=iso(utc_now()), engine=engine,
     )
     metrics.add_metric(name="DatasetPhotosPublished", unit=MetricUnit.Count, value=dataset["photos"])
+    if engine is not None and engine["audit_contradicts_bound"] is not None:
+        # 1 when the audit's lower bound on the machine-label error exceeds alpha (the alarm's metric).
+        metrics.add_metric(name="MachineLabelAuditContradictsBound", unit=MetricUnit.Count,
+                           value=1 if engine["audit_contradicts_bound"] else 0)
     summary = published_summary(project=env.project, batch_id=batch_id, labeling=labeling, review=review,
-                                dataset=dataset)
+                                dataset=dataset, engine=engine)
     logger.info("dataset published", extra=dataset)
     return {"dataset": dataset, **summary}

@@ -98,11 +98,13 @@ def test_reference_image_must_be_https() -> None:
 
 
 def test_automated_labeling_needs_the_ground_truth_minimum_batch() -> None:
-    msg = _error({"batching.batch_size": 1000})
+    msg = _error({"batching.batch_size": 1000, "labeling.engine": "groundtruth"})
     assert "batching.batch_size" in msg and str(AUTOMATED_LABELING_MINIMUM) in msg and "got 1000" in msg
-    # The same batch size is fine for human-only labeling.
-    cfg = load_config(_ctx({"batching.batch_size": 1000, "labeling.automated": False}))
+    # The same batch size is fine for human-only labeling, and for the own engine.
+    cfg = load_config(_ctx({"batching.batch_size": 1000, "labeling.engine": "groundtruth",
+                            "labeling.automated": False}))
     assert cfg.batching.batch_size == 1000
+    assert load_config(_ctx({"batching.batch_size": 1, "labeling.engine": "model"})).batching.batch_size == 1
 
 
 def test_region_without_built_in_labeling_functions() -> None:
@@ -111,9 +113,41 @@ def test_region_without_built_in_labeling_functions() -> None:
 
 
 def test_more_categories_than_the_worker_ui_shows() -> None:
-    msg = _error({"taxonomy.species": _species(10)})
+    msg = _error({"taxonomy.species": _species(10), "labeling.engine": "groundtruth"})
     assert "taxonomy.species" in msg and "at most 10 categories" in msg and "has 11" in msg
-    assert len(load_config(_ctx({"taxonomy.species": _species(9)})).taxonomy.labels) == 10
+    assert len(load_config(_ctx({"taxonomy.species": _species(9), "labeling.engine": "groundtruth"})
+                           ).taxonomy.labels) == 10
+
+
+def test_the_own_engine_takes_hundreds_of_species() -> None:
+    cfg = load_config(_ctx({"taxonomy.species": _species(300), "labeling.engine": "model"}))
+    assert len(cfg.taxonomy.labels) == 301
+
+
+def test_engine_defaults_and_runtime_form() -> None:
+    cfg = load_config(_ctx({"engine": _DELETE, "labeling.engine": _DELETE}))
+    assert cfg.labeling.engine == "groundtruth"  # today's behaviour unless asked
+    assert (cfg.engine.alpha, cfg.engine.confidence, cfg.engine.min_examples_per_species,
+            cfg.engine.calibration_fraction) == (0.05, 0.95, 10, 0.03)
+    dev = load_config(CONTEXT)
+    assert dev.labeling.engine == "model"
+    runtime = json.loads(dev.runtime_json())
+    assert runtime["engine"] == "model"
+    assert runtime["engine_settings"] == {"alpha": 0.05, "delta": 0.05, "min_examples_per_species": 10,
+                                          "calibration_fraction": 0.03}
+
+
+@pytest.mark.parametrize(("key", "value", "expected"), [
+    ("labeling.engine", "sagemaker", "environments.dev.labeling.engine"),
+    ("engine.alpha", 0.5, "environments.dev.engine.alpha"),
+    ("engine.alpha", 0.0, "environments.dev.engine.alpha"),
+    ("engine.confidence", 1.0, "environments.dev.engine.confidence"),
+    ("engine.min_examples_per_species", 0, "environments.dev.engine.min_examples_per_species"),
+    ("engine.calibration_fraction", 0.6, "environments.dev.engine.calibration_fraction"),
+    ("engine.seed", 3, "environments.dev.engine.seed"),
+])
+def test_engine_values_name_their_key(key: str, value: Any, expected: str) -> None:
+    assert expected in _error({key: value})
 
 
 def test_malformed_email() -> None:

@@ -13,6 +13,8 @@ from typing import Any, Protocol
 
 KIND_AUTOMATED = "automated"
 KIND_HUMAN_ONLY = "human_only"
+# labeling.engine 'model': the own engine labels what it can certify, taxonomists label the rest in a custom job.
+KIND_MODEL = "model"
 
 
 @dataclass(frozen=True)
@@ -111,7 +113,7 @@ class LabelingBackend(Protocol):
     def build_job_request(
         self, *, batch_id: str, kind: str, manifest_uri: str, initial_model_arn: str | None = None
     ) -> dict[str, Any]:
-        """The complete request that starts the labeling job of a batch."""
+        """The complete request that starts the labeling job of a batch (``kind`` ``model``: the custom job)."""
         ...
 
     def build_review_request(self, *, batch_id: str, manifest_uri: str) -> dict[str, Any]:

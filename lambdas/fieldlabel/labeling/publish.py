@@ -183,6 +183,7 @@ def publish_dataset(
     labeling: dict[str, Any],
     review: dict[str, Any] | None,
     now_iso: str,
+    engine: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Write the batch's dataset version and move ``LATEST``; mark the batch PUBLISHED.
 
@@ -195,6 +196,7 @@ def publish_dataset(
         labeling: the labeling statistics (process-output result).
         review: the apply-review result, or a note why there is none.
         now_iso: ISO-8601 UTC timestamp.
+        engine: the own engine's block (decision, audit, training; ``engine_report.engine_statistics``), if any.
 
     Returns:
         ``{"version", "version_number", "prefix", "manifest_uri", "statistics_uri", "lineage_uri", "photos",
@@ -240,6 +242,8 @@ def publish_dataset(
         "labeling": labeling,
         "review": review,
     }
+    if engine is not None:
+        statistics["engine"] = engine
     # After the counts: the estimate uses them (docs/cli.md, "Where the cost figures come from").
     reviewed = int((review or {}).get("reviewed") or 0)
     cost = batch_estimated_cost(
@@ -269,6 +273,10 @@ def publish_dataset(
         else None,
         "configuration": inputs.configuration,
     }
+    if engine is not None:
+        # Which of the engine's models labeled this version, and which one it trained for the next batch.
+        lineage["engine_model"] = (engine.get("decision") or {}).get("model")
+        lineage["engine_trained_model"] = (engine.get("training") or {}).get("model")
     marker = f'"batch_id": "{batch_id}"'.encode()
     _put_once(s3, bucket, prefix + STATS_NAME, json.dumps(statistics, indent=1, default=str).encode(),
               content_type="application/json", owner_check=marker)

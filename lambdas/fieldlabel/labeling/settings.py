@@ -72,6 +72,20 @@ class WorkflowEnv(BaseModel):
         return bool(self.runtime_config.get("automated", False))
 
     @property
+    def engine(self) -> str:
+        """``labeling.engine``: ``groundtruth`` (Ground Truth's automated labeling) or ``model`` (the own engine)."""
+        return str(self.runtime_config.get("engine") or "groundtruth")
+
+    @property
+    def engine_settings(self) -> dict[str, Any]:
+        """``alpha, delta, min_examples_per_species, calibration_fraction`` of the own engine (config ``engine``)."""
+        return dict(self.runtime_config.get("engine_settings") or {})
+
+    @property
+    def unknown_label(self) -> str:
+        return str(self.runtime_config.get("unknown_label") or "not-a-tree-or-cannot-tell")
+
+    @property
     def review_enabled(self) -> bool:
         return bool(self.job_settings.get("review_enabled", False))
 

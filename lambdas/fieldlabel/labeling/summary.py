@@ -23,9 +23,9 @@ def _cost_figures(block: dict[str, Any] | None) -> dict[str, Any] | None:
 
 def published_summary(
     *, project: str, batch_id: str, labeling: dict[str, Any], review: dict[str, Any] | None,
-    dataset: dict[str, Any],
+    dataset: dict[str, Any], engine: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Subject, human-readable message and structured figures of a published batch."""
+    """Subject, human-readable message and structured figures of a published batch (``engine``: its engine block)."""
     accuracy = None
     if review and isinstance(review.get("machine_accuracy"), dict):
         accuracy = (review["machine_accuracy"].get("overall") or {}).get("accuracy")
@@ -75,6 +75,13 @@ def published_summary(
             f"Expert review: {review.get('reviewed', 0)} photos, {review.get('corrections', 0)} corrected, "
             f"{review.get('needs_adjudication', 0)} need adjudication, machine-label accuracy {_pct(accuracy)}."
         )
+    if engine:
+        from fieldlabel.labeling.engine_report import engine_summary_lines
+
+        figures["engine"] = {"decision": engine.get("decision"), "audit": engine.get("audit"),
+                             "audit_contradicts_bound": engine.get("audit_contradicts_bound"),
+                             "model": (engine.get("training") or {}).get("model")}
+        lines += engine_summary_lines(engine)
     lines += ["", json.dumps(figures, indent=1, default=str)]
     return {
         "subject": f"[{project}] batch {batch_id} published"[:_SUBJECT_MAX],

@@ -13,6 +13,7 @@ from typing import Any
 from fieldlabel.labeling.backend import (
     KIND_AUTOMATED,
     KIND_HUMAN_ONLY,
+    KIND_MODEL,
     BatchPhoto,
     JobResult,
     LabelCounters,
@@ -123,6 +124,10 @@ class GroundTruthBackend:
             ValueError: on an unknown kind, or a model ARN given for a human-only job.
         """
         s = self.settings
+        if kind == KIND_MODEL:
+            if initial_model_arn:
+                raise ValueError("the own engine's labeling job takes no active-learning model")
+            return self._engine_labeling_request(batch_id=batch_id, manifest_uri=manifest_uri)
         if kind not in (KIND_AUTOMATED, KIND_HUMAN_ONLY):
             raise ValueError(f"unknown job kind {kind!r}")
         if initial_model_arn and kind != KIND_AUTOMATED:
@@ -156,6 +161,38 @@ class GroundTruthBackend:
                 algorithms["InitialActiveLearningModelArn"] = initial_model_arn
             request["LabelingJobAlgorithmsConfig"] = algorithms
         return request
+
+    def _engine_labeling_request(self, *, batch_id: str, manifest_uri: str) -> dict[str, Any]:
+        """The taxonomists' job of a batch under ``labeling.engine: model``: a custom task (no automated labeling).
+
+        It shows the expert-review template in its suggestion mode (the model's suggestion to confirm, or the
+        searchable picker) and uses our own pre-/post-annotation Lambdas, so the answers and their consolidation
+        are the review job's; the consolidated label lands under the label attribute ``species``.
+
+        Raises:
+            ValueError: when the backend was built without the custom-task settings (template, Lambdas).
+        """
+        s, r = self.settings, self.settings.review
+        if r is None:
+            raise ValueError("custom-task settings (template, pre/post-annotation Lambdas) are missing; "
+                             "the engine's labeling job cannot be built")
+        return self._request(
+            name=self.job_name(batch_id), label_attribute=LABEL_ATTRIBUTE, manifest_uri=manifest_uri,
+            tags=self._tags(batch_id, KIND_MODEL),
+            human_task={
+                "WorkteamArn": s.workteam_arn,
+                "UiConfig": {"UiTemplateS3Uri": r.ui_template_uri},
+                "PreHumanTaskLambdaArn": r.pre_annotation_arn,
+                "TaskKeywords": ["image", "classification", "trees", "species"],
+                "TaskTitle": s.task_title,
+                "TaskDescription": s.task_description,
+                "NumberOfHumanWorkersPerDataObject": s.workers_per_photo,
+                "TaskTimeLimitInSeconds": s.task_time_limit_seconds,
+                "TaskAvailabilityLifetimeInSeconds": min(s.task_availability_seconds, MAX_TASK_AVAILABILITY_SECONDS),
+                "MaxConcurrentTaskCount": s.max_concurrent_tasks,
+                "AnnotationConsolidationConfig": {"AnnotationConsolidationLambdaArn": r.post_annotation_arn},
+            },
+        )
 
     def build_review_request(self, *, batch_id: str, manifest_uri: str) -> dict[str, Any]:
         """The CreateLabelingJob request of a batch's expert review: a custom task on the reviewers' team.
@@ -219,6 +256,9 @@ class GroundTruthBackend:
         photo_id = line.get("photo-id") if isinstance(line.get("photo-id"), str) else None
         source_ref = line.get("source-ref") if isinstance(line.get("source-ref"), str) else None
         job_name = _job_name(meta.get("job-name") or meta.get("job_name"))
+        content = line.get(LABEL_ATTRIBUTE)
+        if isinstance(content, dict):
+            return _custom_output(content, meta, photo_id, source_ref, job_name)
         failure = meta.get("failure-reason")
         label = meta.get("class-name")
         if failure or LABEL_ATTRIBUTE not in line or not isinstance(label, str) or not label:
@@ -258,6 +298,26 @@ class GroundTruthBackend:
             counters=self.label_counters(describe_response),
             failure_reason=describe_response.get("FailureReason"),
         )
+
+
+def _custom_output(content: dict[str, Any], meta: dict[str, Any], photo_id: str | None, source_ref: str | None,
+                   job_name: str | None) -> LabeledPhoto:
+    """A custom job's line: our post-annotation Lambda's consolidated ``{"label", "confidence", ...}``.
+
+    Ground Truth adds ``{"job_name", "type": "groundTruth/custom", "human-annotated": "yes", "creation_date"}`` as
+    metadata (facts §4). A photo no taxonomist gave a valid answer for has ``label: null``.
+    """
+    created = meta.get("creation-date") or meta.get("creation_date")
+    label = content.get("label")
+    if meta.get("failure-reason") or not isinstance(label, str) or not label:
+        reason = str(meta.get("failure-reason") or "no valid answer from the taxonomists")
+        return LabeledPhoto(photo_id, source_ref, None, None, None, job_name, created, reason)
+    confidence = content.get("confidence")
+    return LabeledPhoto(
+        photo_id=photo_id, source_ref=source_ref, label=label,
+        confidence=float(confidence) if isinstance(confidence, int | float) else None,
+        human_annotated=True, job_name=job_name, creation_date=created,
+    )
 
 
 def _checked_name(name: str) -> str:
