@@ -1,0 +1,196 @@
+"""Per-batch decisions: which photos the machine labels, which go to taxonomists, and in what order.
+
+The rule (docs/engine.md): the threshold on the top-1 minus top-2 margin of the fold ensemble is chosen by
+fixed-sequence testing with an exact binomial (Clopper-Pearson) test on the out-of-fold calibration sample, so that
+the error among auto-labels is <= alpha with probability >= 1 - delta (under the assumptions stated there). Species
+with too few human-confirmed examples, labels configured as never-auto, and species whose accepted calibration
+items show too many errors (class-conditional guard) are blocked; blocked species' photos go to humans.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from fieldlabel.engine.classifier import stable_seed
+from fieldlabel.engine.model import TrainedModel
+from fieldlabel.engine.settings import EngineSettings
+from fieldlabel.engine.stats import clopper_pearson_upper, fixed_sequence_threshold, min_items_to_certify
+
+METHOD = "ltt-fixed-sequence-clopper-pearson"
+SCORE = "margin (top-1 minus top-2 probability of the fold ensemble)"
+GUARD_PRIOR_ITEMS = 2.0  # pseudo-items at the pool's error rate that smooth a species' observed error
+
+
+@dataclass(frozen=True)
+class ItemDecision:
+    """One photo's decision. ``confidence`` is the ensemble's top-1 probability; ``margin`` the score the
+    threshold applies to; ``priority`` 0 is the most informative photo (humans should see it first)."""
+
+    photo_id: str
+    suggestion: str | None
+    confidence: float | None
+    auto: bool
+    calibration: bool
+    priority: int
+    margin: float | None = None
+
+
+@dataclass(frozen=True)
+class BatchDecision:
+    items: list[ItemDecision]
+    summary: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def auto_mask(self) -> np.ndarray:
+        return np.array([i.auto for i in self.items], dtype=bool)
+
+
+@dataclass(frozen=True)
+class ThresholdChoice:
+    """The rule's outcome on a model's calibration sample (independent of the batch)."""
+
+    threshold: float | None
+    certified_bound: float
+    calibration_size: int
+    accepted: int
+    errors: int
+    eligible: np.ndarray  # (C,) bool: species that may be auto-labeled
+    blocked: list[dict[str, Any]]
+    random_slice_check: dict[str, Any]
+
+
+def calibration_slice(photo_ids: Sequence[str], fraction: float, seed: int) -> np.ndarray:
+    """The random slice routed to humans: ceil(fraction * n) photos drawn from a seed of the settings and the ids."""
+    n = len(photo_ids)
+    mask = np.zeros(n, dtype=bool)
+    if n == 0 or fraction <= 0:
+        return mask
+    count = min(n, math.ceil(fraction * n))
+    rng = np.random.default_rng(stable_seed(seed, "calibration-slice", *photo_ids))
+    mask[rng.choice(n, count, replace=False)] = True
+    return mask
+
+
+def _base_blocks(model: TrainedModel, settings: EngineSettings) -> tuple[np.ndarray, list[dict[str, Any]]]:
+    eligible = np.ones(len(model.classes), dtype=bool)
+    blocked: list[dict[str, Any]] = []
+    for c, name in enumerate(model.classes):
+        if name in settings.never_auto:
+            eligible[c] = False
+            blocked.append({"species": name, "reason": "never auto-labeled (configured)"})
+        elif model.counts[c] < settings.min_examples_per_species:
+            eligible[c] = False
+            if model.counts[c] > 0:
+                blocked.append({"species": name, "reason": f"{int(model.counts[c])} human-confirmed examples, "
+                                                           f"fewer than {settings.min_examples_per_species}"})
+    return eligible, blocked
+
+
+def choose_threshold(model: TrainedModel, settings: EngineSettings) -> ThresholdChoice:
+    """Blocks, guard and certified threshold from the model's calibration sample.
+
+    Loop: certify a threshold on the calibration items predicted into eligible species; then block every species
+    whose accepted items' smoothed error ((errors + 2 x pool error) / (accepted + 2)) exceeds
+    ``class_error_limit``; repeat until no species is newly blocked (the blocked set only grows).
+    """
+    cal = model.calibration
+    eligible, blocked = _base_blocks(model, settings)
+    pool = cal.random_slice.copy() if settings.calibration == "random_slice" else np.ones(cal.pred.size, bool)
+    errors = cal.errors
+    while True:
+        in_pool = pool & eligible[cal.pred]
+        res = fixed_sequence_threshold(cal.margin[in_pool], errors[in_pool], alpha=settings.alpha,
+                                       delta=settings.delta)
+        if res.threshold is None:
+            break
+        acc = in_pool & (cal.margin >= res.threshold)
+        pool_error = res.errors / max(1, res.accepted)
+        n_c = np.bincount(cal.pred[acc], minlength=len(model.classes))
+        k_c = np.bincount(cal.pred[acc & errors], minlength=len(model.classes))
+        smoothed = (k_c + GUARD_PRIOR_ITEMS * pool_error) / (n_c + GUARD_PRIOR_ITEMS)
+        newly = eligible & (smoothed > settings.class_error_limit)
+        if not np.any(newly):
+            break
+        for c in np.flatnonzero(newly).tolist():
+            eligible[c] = False
+            blocked.append({"species": model.classes[c],
+                            "reason": f"class-conditional guard: {int(k_c[c])} of {int(n_c[c])} accepted "
+                                      f"calibration items wrong (limit {settings.class_error_limit:.0%})"})
+    rs = cal.random_slice & eligible[cal.pred]
+    if res.threshold is not None:
+        rs = rs & (cal.margin >= res.threshold)
+    rs_n, rs_k = int(rs.sum()), int((rs & errors).sum())
+    return ThresholdChoice(
+        threshold=res.threshold, certified_bound=res.bound, calibration_size=int(in_pool.sum()),
+        accepted=res.accepted, errors=res.errors, eligible=eligible, blocked=blocked,
+        random_slice_check={"accepted": rs_n, "errors": rs_k,
+                            "bound": clopper_pearson_upper(rs_k, rs_n, settings.delta) if res.threshold is not None
+                            else 1.0},
+    )
+
+
+def _priorities(margin: np.ndarray | None, auto: np.ndarray) -> np.ndarray:
+    """Rank 0..n-1: human photos by growing margin (least certain first), then auto-labeled ones."""
+    n = auto.size
+    key = np.zeros(n) if margin is None else margin.astype(np.float64)
+    order = np.lexsort((np.arange(n), key, auto))
+    prio = np.empty(n, dtype=np.int64)
+    prio[order] = np.arange(n)
+    return prio
+
+
+def decide_batch(model: TrainedModel | None, X: np.ndarray, photo_ids: Sequence[str], *,
+                 settings: EngineSettings) -> BatchDecision:
+    """Decide a batch: auto-label the photos whose margin reaches the certified threshold, the rest to humans.
+
+    With ``model=None`` (the first batch of a chain) everything goes to humans. Deterministic given the settings'
+    seed and the inputs.
+    """
+    ids = list(photo_ids)
+    n = len(ids)
+    if len(set(ids)) != n:
+        raise ValueError("photo_ids must be unique")
+    X = np.asarray(X, dtype=np.float32)
+    if X.shape[0] != n:
+        raise ValueError(f"X has {X.shape[0]} rows for {n} photo ids")
+    slice_mask = calibration_slice(ids, settings.calibration_fraction, settings.seed)
+    if model is None:
+        prio = _priorities(None, np.zeros(n, dtype=bool))
+        items = [ItemDecision(pid, None, None, False, bool(slice_mask[i]), int(prio[i])) for i, pid in enumerate(ids)]
+        summary = {"method": "none (no model yet: every photo to humans)", "score": None,
+                   "alpha": settings.alpha, "delta": settings.delta, "threshold": None, "coverage": 0.0,
+                   "auto_count": 0, "human_count": n, "calibration_slice": int(slice_mask.sum()),
+                   "calibration_size": 0, "certified_bound": None, "blocked_species": [],
+                   "min_calibration_items": min_items_to_certify(settings.alpha, settings.delta)}
+        return BatchDecision(items, summary)
+    choice = choose_threshold(model, settings)
+    if n:
+        pred, top1, margin = model.score(X)
+    else:
+        pred, top1, margin = (np.zeros(0, np.int64), np.zeros(0, np.float32), np.zeros(0, np.float32))
+    auto = np.zeros(n, dtype=bool)
+    if choice.threshold is not None:
+        auto = (margin >= choice.threshold) & choice.eligible[pred] & ~slice_mask
+    prio = _priorities(margin, auto)
+    items = [ItemDecision(pid, model.classes[int(pred[i])], float(top1[i]), bool(auto[i]), bool(slice_mask[i]),
+                          int(prio[i]), float(margin[i])) for i, pid in enumerate(ids)]
+    auto_count = int(auto.sum())
+    summary = {
+        "method": METHOD, "score": SCORE, "alpha": settings.alpha, "delta": settings.delta,
+        "threshold": choice.threshold, "coverage": auto_count / n if n else 0.0,
+        "auto_count": auto_count, "human_count": n - auto_count, "calibration_slice": int(slice_mask.sum()),
+        "calibration_size": choice.calibration_size, "calibration_accepted": choice.accepted,
+        "calibration_errors": choice.errors,
+        "certified_bound": choice.certified_bound if choice.threshold is not None else None,
+        "random_slice_check": choice.random_slice_check,
+        "blocked_species": choice.blocked,
+        "min_calibration_items": min_items_to_certify(settings.alpha, settings.delta),
+        "calibration_mode": settings.calibration,
+        "model_labels": int(model.counts.sum()),
+    }
+    return BatchDecision(items, summary)

@@ -1,0 +1,64 @@
+"""The engine's settings (one frozen value, passed to training and to every decision)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class EngineSettings:
+    """How the engine trains and when it may auto-label.
+
+    The first five fields are the contract with the pipeline (docs/engine.md); the rest tune the model and the
+    rule and have defaults chosen by the tree-photo benchmark.
+
+    Attributes:
+        alpha: target error among auto-labels.
+        delta: 1 - confidence of the bound (the bound holds with probability >= 1 - delta).
+        min_examples_per_species: human-confirmed examples a species needs before anything is auto-labeled into it.
+        calibration_fraction: random share of each batch routed to humans whatever its score.
+        seed: seeds folds, projections and the calibration slice (decisions are deterministic given it).
+        folds: K of the cross-validated ensemble (its out-of-fold scores calibrate, its average scores new photos).
+        l2_c: inverse L2 penalty of the logistic regression, as scikit-learn's C (loss summed over examples).
+        max_dim: features are projected to at most this many principal components before training.
+        max_iter: L-BFGS iterations per fold.
+        class_error_limit: class-conditional guard: a species whose accepted calibration items show a (smoothed)
+            error above this is blocked.
+        never_auto: labels never auto-labeled (the taxonomy's unknown label, for instance).
+        calibration: ``"oof"`` calibrates on the out-of-fold scores of every expert label (plus the random slices);
+            ``"random_slice"`` only on the random calibration slices (strictly exchangeable, needs many batches).
+        duplicate_cosine: expert labels more similar than this share a fold (near-duplicates would inflate
+            out-of-fold confidence).
+    """
+
+    alpha: float = 0.05
+    delta: float = 0.05
+    min_examples_per_species: int = 10
+    calibration_fraction: float = 0.03
+    seed: int = 0
+    folds: int = 5
+    l2_c: float = 10.0
+    max_dim: int = 256
+    max_iter: int = 300
+    class_error_limit: float = 0.10
+    never_auto: tuple[str, ...] = ()
+    calibration: str = "oof"
+    duplicate_cosine: float = 0.97
+
+    def __post_init__(self) -> None:
+        checks = {
+            "alpha": 0.0 < self.alpha < 1.0,
+            "delta": 0.0 < self.delta < 1.0,
+            "min_examples_per_species": self.min_examples_per_species >= 1,
+            "calibration_fraction": 0.0 <= self.calibration_fraction < 1.0,
+            "folds": self.folds >= 2,
+            "l2_c": self.l2_c > 0,
+            "max_dim": self.max_dim >= 2,
+            "max_iter": self.max_iter >= 1,
+            "class_error_limit": 0.0 < self.class_error_limit <= 1.0,
+            "calibration": self.calibration in ("oof", "random_slice"),
+            "duplicate_cosine": 0.0 < self.duplicate_cosine <= 1.0,
+        }
+        bad = [k for k, ok in checks.items() if not ok]
+        if bad:
+            raise ValueError(f"EngineSettings: invalid {', '.join(bad)}")

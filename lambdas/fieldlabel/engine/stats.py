@@ -1,0 +1,163 @@
+"""Exact binomial tails, Clopper-Pearson bounds and fixed-sequence (Learn-then-Test) threshold selection.
+
+Pure Python/numpy: scipy does not fit in the Lambda layer beside onnxruntime, so the binomial tail is summed in log
+space with ``math.lgamma`` (exact up to floating point; n is at most a few hundred thousand calibration items).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+
+def _log_pmf(k: int, n: int, p: float) -> float:
+    return (math.lgamma(n + 1) - math.lgamma(k + 1) - math.lgamma(n - k + 1)
+            + k * math.log(p) + (n - k) * math.log1p(-p))
+
+
+def binom_cdf(k: int, n: int, p: float) -> float:
+    """P(Bin(n, p) <= k), exact (log-sum-exp over the pmf terms)."""
+    if n < 0 or not 0.0 <= p <= 1.0:
+        raise ValueError("need n >= 0 and 0 <= p <= 1")
+    if k < 0:
+        return 0.0
+    if k >= n or p == 0.0:
+        return 1.0
+    if p == 1.0:
+        return 0.0
+    logs = [_log_pmf(i, n, p) for i in range(k + 1)]
+    top = max(logs)
+    return min(1.0, math.exp(top) * math.fsum(math.exp(v - top) for v in logs))
+
+
+def clopper_pearson_upper(k: int, n: int, delta: float) -> float:
+    """One-sided (1 - delta) Clopper-Pearson upper bound on a binomial rate after k events in n trials.
+
+    The p solving P(Bin(n, p) <= k) = delta, found by bisection (the cdf falls monotonically in p); 1.0 when n = 0.
+    """
+    if not 0.0 < delta < 1.0:
+        raise ValueError("delta must be in (0, 1)")
+    if n == 0 or k >= n:
+        return 1.0
+    lo, hi = k / n, 1.0
+    for _ in range(60):  # 2^-60: far below anything that matters
+        mid = (lo + hi) / 2
+        if binom_cdf(k, n, mid) > delta:
+            lo = mid
+        else:
+            hi = mid
+    return hi
+
+
+def clopper_pearson_lower(k: int, n: int, delta: float) -> float:
+    """One-sided (1 - delta) Clopper-Pearson lower bound (the p with P(Bin(n, p) >= k) = delta); 0.0 when k = 0."""
+    if k <= 0 or n == 0:
+        return 0.0
+    return 1.0 - clopper_pearson_upper(n - k, n, delta)
+
+
+def min_items_to_certify(alpha: float, delta: float) -> int:
+    """Fewest error-free calibration items whose bound reaches alpha: (1 - alpha)^n <= delta."""
+    return math.ceil(math.log(delta) / math.log1p(-alpha))
+
+
+@dataclass(frozen=True)
+class FixedSequenceResult:
+    """Outcome of :func:`fixed_sequence_threshold`.
+
+    ``threshold`` is None when not even the first hypothesis is rejected (nothing may be auto-labeled);
+    ``accepted``/``errors`` count the calibration items at or above it; ``bound`` is their Clopper-Pearson upper
+    bound (1.0 when nothing is certified); ``tested`` is how many hypotheses were tested.
+    """
+
+    threshold: float | None
+    accepted: int
+    errors: int
+    bound: float
+    tested: int
+
+
+def candidate_counts(n: int, start: int, steps: int) -> list[int]:
+    """Acceptance sizes tested in order: ``start`` items, then up to ``steps`` evenly spaced sizes up to ``n``."""
+    if n < start:
+        return []
+    step = max(1, math.ceil((n - start) / max(1, steps)))
+    return list(range(start, n + 1, step))
+
+
+def fixed_sequence_threshold(scores: np.ndarray, errors: np.ndarray, *, alpha: float, delta: float,
+                             start: int | None = None, steps: int = 200) -> FixedSequenceResult:
+    """Learn-then-Test with fixed-sequence testing: the lowest score threshold whose error is certified <= alpha.
+
+    Calibration items are sorted by score, most confident first. The hypotheses "the error among items scoring at or
+    above the k-th highest score exceeds alpha" are tested in order of growing k (``candidate_counts``), each with
+    the exact binomial p-value P(Bin(k, alpha) <= errors_k); testing stops at the first that is not rejected at
+    level delta. Fixed-sequence testing controls the family-wise error at delta without a multiplicity correction,
+    so every rejected threshold is valid at once and the lowest is returned. The sequence depends on the scores
+    only, never on which items are wrong. Ties are kept together (a threshold admits all items with that score).
+
+    Args:
+        scores: calibration scores (higher = more confident).
+        errors: True where the calibration item's predicted label was wrong.
+        start: first acceptance size (default: the fewest items that could certify alpha with zero errors).
+        steps: how many acceptance sizes at most are tested after the first.
+    """
+    scores = np.asarray(scores, dtype=np.float64)
+    errs = np.asarray(errors, dtype=bool)
+    if scores.shape != errs.shape:
+        raise ValueError("scores and errors must have the same shape")
+    n = scores.size
+    first = min_items_to_certify(alpha, delta) if start is None else start
+    order = np.argsort(-scores, kind="stable")
+    s_sorted = scores[order]
+    cum_err = np.cumsum(errs[order])
+    best: FixedSequenceResult = FixedSequenceResult(None, 0, 0, 1.0, 0)
+    tested = 0
+    for k in candidate_counts(n, first, steps):
+        t = s_sorted[k - 1]
+        # all items tied with the k-th score are admitted too
+        m = int(np.searchsorted(-s_sorted, -t, side="right"))
+        e = int(cum_err[m - 1])
+        tested += 1
+        if binom_cdf(e, m, alpha) > delta:
+            break
+        best = FixedSequenceResult(float(t), m, e, clopper_pearson_upper(e, m, delta), tested)
+    return FixedSequenceResult(best.threshold, best.accepted, best.errors, best.bound, tested)
+
+
+def point_estimate_threshold(scores: np.ndarray, correct: np.ndarray, *, target: float = 0.95,
+                             min_accepted: int = 1) -> float | None:
+    """The reference rule (Ground Truth's description): the lowest threshold whose accepted calibration items are
+    at least ``target`` accurate, as a point estimate (no confidence). None when no threshold reaches it."""
+    scores = np.asarray(scores, dtype=np.float64)
+    ok = np.asarray(correct, dtype=bool)
+    order = np.argsort(-scores, kind="stable")
+    s_sorted = scores[order]
+    acc = np.cumsum(ok[order]) / np.arange(1, scores.size + 1)
+    best: float | None = None
+    for k in range(min_accepted, scores.size + 1):
+        # evaluate only at the last item of a tie group
+        if k < scores.size and s_sorted[k] == s_sorted[k - 1]:
+            continue
+        if acc[k - 1] >= target:
+            best = float(s_sorted[k - 1])
+    return best
+
+
+def wilson_interval(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    """Wilson score interval for a proportion (used for audit accuracies in reports)."""
+    if n == 0:
+        return (0.0, 1.0)
+    p = k / n
+    denom = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / denom
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
+    return (max(0.0, centre - half), min(1.0, centre + half))
+
+
+def as_float_list(values: Sequence[float]) -> list[float]:
+    """JSON-friendly floats."""
+    return [float(v) for v in values]
