@@ -34,6 +34,7 @@ import threading
 import time
 import uuid
 import zipfile
+from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -216,6 +217,9 @@ class PhotoOutcome:
 
 Plan = Callable[[int, dict[str, Any]], PhotoOutcome]
 ReviewPlan = Callable[[int, dict[str, Any]], dict[str, Any] | None]
+# Simulated people of a custom job: (job kind "label" | "review", the task input the real pre-annotation Lambda made,
+# the manifest line, workers per object) -> [(worker id, the answer the template would submit)].
+Workers = Callable[[str, dict[str, Any], dict[str, Any], int], list[tuple[str, dict[str, Any]]]]
 
 
 def default_plan(labels: list[str]) -> Plan:
@@ -255,6 +259,7 @@ class FakeJob:
     failure_reason: str | None = None
     final_model_arn: str | None = None
     created: datetime = field(default_factory=lambda: datetime.now(UTC))
+    finishing: bool = False  # the post-annotation Lambda describes the job while it is being finished
 
 
 class FakeGroundTruth:
@@ -277,6 +282,12 @@ class FakeGroundTruth:
         self.stopped: list[str] = []
         self._model_seq = 0
         self._lock = threading.Lock()
+        # Custom jobs (our pre-/post-annotation Lambdas): with ``workers`` set, each line goes through the REAL
+        # pre-annotation Lambda, the simulated people answer its task input, and the REAL post-annotation Lambda
+        # consolidates their answers into the output manifest. ``invoke`` (set by the harness) calls a function.
+        self.workers: Workers | None = None
+        self.invoke: Callable[[str, dict[str, Any]], Any] | None = None
+        self.custom_invocations: Counter[str] = Counter()
 
     # -- API ---------------------------------------------------------------------------------------------------
 
@@ -296,8 +307,12 @@ class FakeGroundTruth:
         if job is None:
             raise _sm_error("ResourceNotFound", f"Could not find labeling job {name}")
         job.describes += 1
-        if job.status == "InProgress" and job.describes > self.polls_before_done:
-            self._finish(job)
+        if job.status == "InProgress" and not job.finishing and job.describes > self.polls_before_done:
+            job.finishing = True
+            try:
+                self._finish(job)
+            finally:
+                job.finishing = False
         req = job.request
         resp: dict[str, Any] = {
             "LabelingJobStatus": job.status,
@@ -358,7 +373,9 @@ class FakeGroundTruth:
                     "Unlabeled": 0}
         out_lines = []
         created = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")
-        if attr == "species-review":
+        if self._is_custom(job):
+            out_lines = self._run_custom(job, lines, counters, created, out_bucket, out_prefix)
+        elif attr == "species-review":
             for i, line in enumerate(lines):
                 review = self.review_plan(i, line)
                 if review is None:
@@ -401,6 +418,62 @@ class FakeGroundTruth:
         job.output_uri = f"s3://{out_bucket}/{out_key}"
         job.counters = counters
         job.status = "Completed"
+
+    def _is_custom(self, job: FakeJob) -> bool:
+        """A job whose pre-annotation function is one of ours (not a built-in ARN), run with simulated people."""
+        pre = job.request["HumanTaskConfig"]["PreHumanTaskLambdaArn"]
+        return self.workers is not None and self.invoke is not None and ":function:" in pre and \
+            not pre.split(":function:")[-1].startswith("PRE-")
+
+    def _run_custom(self, job: FakeJob, lines: list[dict[str, Any]], counters: dict[str, int], created: str,
+                    out_bucket: str, out_prefix: str) -> list[dict[str, Any]]:
+        """What Ground Truth does with a custom task: pre-annotation per object, workers, one consolidation call."""
+        assert self.workers is not None and self.invoke is not None
+        request = job.request
+        name, attr = request["LabelingJobName"], request["LabelAttributeName"]
+        htc = request["HumanTaskConfig"]
+        pre_arn = htc["PreHumanTaskLambdaArn"]
+        post_arn = htc["AnnotationConsolidationConfig"]["AnnotationConsolidationLambdaArn"]
+        kind = "review" if attr.endswith("-review") else "label"
+        s3 = boto3.client("s3", region_name=self.region)
+        payload, sent = [], {}
+        for i, line in enumerate(lines):
+            pre = self.invoke(pre_arn, {"version": "2018-10-16", "labelingJobArn": job.arn, "dataObject": line})
+            self.custom_invocations["pre_annotation"] += 1
+            if not pre.get("isHumanAnnotationRequired", True):
+                continue
+            answers = self.workers(kind, pre["taskInput"], line, int(htc["NumberOfHumanWorkersPerDataObject"]))
+            payload.append({"datasetObjectId": str(i), "dataObject": {"s3Uri": line["source-ref"]},
+                            "annotations": [{"workerId": w, "annotationData": {"content": json.dumps(a)}}
+                                            for w, a in answers]})
+            sent[str(i)] = line
+        consolidated: dict[str, Any] = {}
+        if payload:
+            key = (f"{out_prefix.rstrip('/')}/{name}/annotations/consolidation-request/iteration-1/"
+                   f"{created.replace(':', '-')}.json").lstrip("/")
+            s3.put_object(Bucket=out_bucket, Key=key, Body=json.dumps(payload).encode())
+            categories = self._categories(s3, request["LabelCategoryConfigS3Uri"])
+            response = self.invoke(post_arn, {
+                "version": "2018-10-16", "labelingJobArn": job.arn, "labelCategories": categories,
+                "labelAttributeName": attr, "roleArn": request["RoleArn"],
+                "payload": {"s3Uri": f"s3://{out_bucket}/{key}"}})
+            self.custom_invocations["post_annotation"] += 1
+            consolidated = {r["datasetObjectId"]: r["consolidatedAnnotation"]["content"] for r in response}
+        out_lines = []
+        for i, line in enumerate(lines):
+            content = consolidated.get(str(i))
+            meta = {"job_name": f"labeling-job/{name.lower()}", "type": "groundTruth/custom",
+                    "human-annotated": "yes", "creation_date": created}
+            if content is None or attr not in content:
+                counters["FailedNonRetryableError"] += 1
+                out_lines.append({**line, f"{attr}-metadata": {**meta, "failure-reason":
+                                  "ClientError: the object was not sent to workers" if str(i) not in sent
+                                  else "ClientError: no consolidated annotation"}})
+                continue
+            out_lines.append({**line, attr: content[attr], f"{attr}-metadata": meta})
+            counters["TotalLabeled"] += 1
+            counters["HumanLabeled"] += 1
+        return out_lines
 
     @staticmethod
     def _read_task_inputs(s3: Any, request: dict[str, Any], lines: list[dict[str, Any]]) -> None:
@@ -646,7 +719,18 @@ class WorkflowHarness:
         self._mock.start()
         self._patch()
         self._create_resources()
+        self.ground_truth.invoke = self.invoke_function
         return self
+
+    def invoke_function(self, arn: str, event: dict[str, Any]) -> Any:
+        """Invoke one of the pipeline's functions through moto's Lambda (so the real handler runs) and return its
+        result; an unhandled error in the handler raises here, as a failed synchronous invoke would."""
+        lam = boto3.client("lambda", region_name=REGION)
+        resp = lam.invoke(FunctionName=arn, InvocationType="RequestResponse", Payload=json.dumps(event).encode())
+        body = resp["Payload"].read()
+        if resp.get("FunctionError"):
+            raise RuntimeError(f"{arn.rsplit(':', 1)[-1]} failed: {body[:1000]!r}")
+        return json.loads(body or b"null")
 
     def __exit__(self, *exc: object) -> None:
         self._patches.undo()

@@ -9,6 +9,7 @@ Answers are drawn per photo from ``seed`` and the photo id, so a run is reproduc
 from __future__ import annotations
 
 import hashlib
+import json
 import random
 from collections import Counter
 from collections.abc import Callable
@@ -100,3 +101,57 @@ def review_plan(truth: dict[str, str], labels: list[str], settings: PanelSetting
                 "answers": len(answers), "comments": []}
 
     return plan
+
+
+@dataclass(frozen=True)
+class Person:
+    """One simulated taxonomist or senior reviewer: a worker id and how often they name the true species."""
+
+    worker_id: str
+    accuracy: float
+
+
+def panel_people(settings: PanelSettings, *, taxonomists: int = 6, reviewers: int = 4) -> dict[str, list[Person]]:
+    """The two teams, each person's accuracy spread around the team's setting (a panel is never uniform)."""
+    def team(prefix: str, n: int, centre: float) -> list[Person]:
+        spread = [(-0.04 + 0.08 * i / max(1, n - 1)) for i in range(n)]
+        return [Person(f"{prefix}-{i + 1}", min(1.0, max(0.0, centre + d))) for i, d in enumerate(spread)]
+
+    return {"label": team("taxonomist", max(taxonomists, settings.taxonomists_per_photo),
+                          settings.taxonomist_accuracy),
+            "review": team("reviewer", max(reviewers, settings.reviewers_per_photo), settings.reviewer_accuracy)}
+
+
+def template_answer(named: str, task_input: dict[str, Any], unknown_label: str) -> dict[str, Any]:
+    """What the expert-review template submits when a person means ``named`` (docs/contracts.md, answer format):
+    confirm the label shown when it is theirs, ``cannot_tell`` for the unknown label, else a correction. Submitted
+    as crowd-form does, the hidden input's JSON text."""
+    shown = (task_input.get("labelUnderReview") or {}).get("label")
+    if shown is not None and named == shown:
+        review = {"decision": "confirm", "species": named}
+    elif named == unknown_label:
+        review = {"decision": "cannot_tell", "species": ""}
+    else:
+        review = {"decision": "correct", "species": named}
+    return {"review": json.dumps(review)}
+
+
+def custom_job_workers(truth: dict[str, str], labels: list[str], settings: PanelSettings, *,
+                       unknown_label: str) -> Callable[[str, dict[str, Any], dict[str, Any], int],
+                                                       list[tuple[str, dict[str, Any]]]]:
+    """The harness's ``workers`` for custom jobs: the engine's labeling job (taxonomists) and the review job
+    (senior reviewers). Each object gets ``n`` distinct people drawn per photo; each answers the truth with their
+    own accuracy, else another species, through the template's answer format. They never see the photo's truth
+    through the task: a suggestion shown to them does not change what they answer."""
+    people = panel_people(settings)
+
+    def answer(kind: str, task_input: dict[str, Any], line: dict[str, Any], n: int) -> list[tuple[str, dict]]:
+        photo_id = str(line.get("photo-id") or task_input.get("photoId") or line.get("source-ref"))
+        rng = _rng(settings.seed, photo_id, f"custom-{kind}")
+        team = people["review" if kind == "review" else "label"]
+        true = truth.get(photo_id) or rng.choice(labels)
+        chosen = rng.sample(team, k=min(n, len(team)))
+        return [(p.worker_id, template_answer(_answer(rng, true, labels, p.accuracy), task_input, unknown_label))
+                for p in chosen]
+
+    return answer

@@ -36,6 +36,13 @@ JOB_STATE_TIMEOUT = Duration.days(31)
 # Labeling job + review job + the Lambda steps, with room to spare; Standard workflows allow a year.
 EXECUTION_TIMEOUT = Duration.days(65)
 DEFAULT_POLL_SECONDS = 300
+# ``$.job`` when the engine labeled the whole batch (the process-output handler knows it).
+NO_JOB_STATUS = "NotNeeded"
+# The own engine (labeling.engine: model): training holds every expert label's embedding (100,000 x 1,280 float32
+# is 0.5 GB) plus the folds' working copies; prepare holds a batch's embeddings and the embedding model.
+TRAIN_MEMORY_MB = 4096
+ENGINE_PREPARE_MEMORY_MB = 3008
+MODELS_PREFIX = "models/"
 
 CREATE_LABELING_JOB_SYNC = "arn:aws:states:::sagemaker:createLabelingJob.sync"
 # Top-level CreateLabelingJob fields the prepare Lambda returns. JSONPath optimized integrations take no
@@ -67,6 +74,8 @@ class WorkflowFunctions:
     apply_review: lambda_.Function
     pre_annotation: lambda_.Function
     post_annotation: lambda_.Function
+    # ``labeling.engine: model`` only: trains the chain's next model after each batch.
+    train: lambda_.Function | None = None
 
 
 class LabelingWorkflow(Construct):
@@ -215,7 +224,10 @@ class LabelingWorkflow(Construct):
         # The review job's request names our own annotation functions.
         job_env["PRE_ANNOTATION_ARN"] = pre_annotation.function_arn
         job_env["POST_ANNOTATION_ARN"] = post_annotation.function_arn
-        prepare = kit.function(self, "PrepareJob", handler_dir="prepare_job", timeout=minutes(15), memory_size=1024,
+        engine = config.labeling.engine == "model"
+        # With the own engine, prepare also embeds photos intake left without an embedding and scores the batch.
+        prepare = kit.function(self, "PrepareJob", handler_dir="prepare_job", timeout=minutes(15),
+                               memory_size=ENGINE_PREPARE_MEMORY_MB if engine else 1024,
                                description="Writes a batch's input manifest and builds its labeling-job request",
                                environment=job_env)
         process = kit.function(self, "ProcessOutput", handler_dir="process_output", timeout=minutes(15),
@@ -241,11 +253,31 @@ class LabelingWorkflow(Construct):
                                            storage.reviewers_table)
         describe_job = iam.PolicyStatement(actions=["sagemaker:DescribeLabelingJob"], resources=[labeling_job_arn])
         # prepare: reads the batch, writes its manifest, looks up an existing job.
-        grants.ddb(prepare, photos)
+        grants.ddb(prepare, photos, write=engine)
         grants.ddb(prepare, batches, write=True, indexes=False)
         grants.s3_write(prepare, art, JOB_INPUT_PREFIX)
         grants.kms_use(prepare, storage.key)
         prepare.add_to_role_policy(describe_job)
+        train = None
+        if engine:
+            # prepare (engine): writes machine labels and missing embeddings into the photos, reads the chain's
+            # model, and reads labeling copies (or originals) to embed what intake did not.
+            grants.s3_read(prepare, art, MODELS_PREFIX)
+            grants.s3_read(prepare, storage.intake_bucket)
+            train = kit.function(
+                self, "TrainModel", handler_dir="train_model", timeout=minutes(15), memory_size=TRAIN_MEMORY_MB,
+                description="Trains the auto-labeling engine's next model from every expert label so far",
+                environment=common)
+            # train: reads the batch's expert labels, writes its label shard, reads every shard of the chain,
+            # writes the model version and moves the chain's control item.
+            grants.ddb(train, photos)
+            grants.ddb(train, batches, write=True, indexes=False)
+            grants.s3_read(train, art, MODELS_PREFIX, JOB_INPUT_PREFIX)
+            grants.s3_write(train, art, MODELS_PREFIX)
+            train.add_to_role_policy(iam.PolicyStatement(
+                actions=["s3:ListBucket"], resources=[art.bucket_arn],
+                conditions={"StringLike": {"s3:prefix": [f"{MODELS_PREFIX}*"]}}))
+            grants.kms_use(train, storage.key)
         # process: reads the job output, labels photos, releases unlabeled ones (intake's release_batch).
         grants.ddb(process, photos, write=True)
         grants.ddb(process, batches, write=True, indexes=False)
@@ -283,7 +315,7 @@ class LabelingWorkflow(Construct):
         grants.ddb(pre_annotation, photos, indexes=False)
         grants.kms_use(pre_annotation, storage.key, encrypt=False)
         return WorkflowFunctions(prepare, process, publish, fail, select_review, apply_review, pre_annotation,
-                                 post_annotation)
+                                 post_annotation, train)
 
     # ------------------------------------------------------------------------------------------------ definition
 
@@ -382,13 +414,32 @@ class LabelingWorkflow(Construct):
         start_job = (
             sfn.Choice(self, "Does the batch already have a labeling job?")
             .when(sfn.Condition.boolean_equals("$.prepared.exists", True), look_up)
-            .when(sfn.Condition.string_equals("$.prepared.kind", "automated"), run_automated)
-            .otherwise(run_human)
         )
+        if f.train is not None:
+            # The engine labeled every photo: no taxonomists' job; process-output counts the machine labels.
+            no_job = sfn.Pass(self, "Note that the model labeled every photo",
+                              result=sfn.Result.from_object({"LabelingJobStatus": NO_JOB_STATUS}), result_path="$.job")
+            start_job.when(sfn.Condition.number_equals("$.prepared.human_count", 0), no_job.next(record))
+        start_job.when(sfn.Condition.string_equals("$.prepared.kind", "automated"), run_automated)
+        start_job.otherwise(run_human)
 
         publish_and_notify = self._publish_chain(fail_chain)
-        record.next(self._review_stage(publish_and_notify))
+        after_review = publish_and_notify if f.train is None else self._training_stage(f.train, publish_and_notify)
+        record.next(self._review_stage(after_review))
         return prepare.next(start_job)
+
+    def _training_stage(self, train_fn: lambda_.Function, publish: sfn.IChainable) -> sfn.IChainable:
+        """Train the chain's next model; a failure is noted and the batch is published all the same."""
+        train = self._invoke("Train the model", train_fn, sfn.TaskInput.from_object({
+            "batch_id": sfn.JsonPath.string_at("$.batch_id"),
+        }), "$.training")
+        # The batch's labels are in the registry and its label shard is written first, so a later training picks
+        # them up; the next batch is decided by the current model meanwhile.
+        failed = sfn.Pass(self, "Note that training failed", parameters={
+            "trained": False, "skipped": "training failed", "error": sfn.JsonPath.object_at("$.training_error"),
+        }, result_path="$.training")
+        train.add_catch(failed.next(publish), errors=["States.ALL"], result_path="$.training_error")
+        return train.next(publish)
 
     def _review_stage(self, publish: sfn.IChainable) -> sfn.IChainable:
         f = self.functions
@@ -440,11 +491,15 @@ class LabelingWorkflow(Construct):
         )
 
     def _publish_chain(self, fail_chain: sfn.IChainable) -> sfn.IChainable:
-        publish = self._invoke("Publish the dataset version", self.functions.publish, sfn.TaskInput.from_object({
+        payload: dict[str, object] = {
             "batch_id": sfn.JsonPath.string_at("$.batch_id"),
             "labeling": sfn.JsonPath.object_at("$.labeling"),
             "review": sfn.JsonPath.object_at("$.review"),
-        }), "$.published")
+        }
+        if self.functions.train is not None:
+            payload["training"] = sfn.JsonPath.object_at("$.training")
+        publish = self._invoke("Publish the dataset version", self.functions.publish,
+                               sfn.TaskInput.from_object(payload), "$.published")
         publish.add_catch(fail_chain, errors=["States.ALL"], result_path="$.error")
         done = sfn.Succeed(self, "The dataset is published")
         notify = tasks.SnsPublish(
@@ -526,13 +581,17 @@ class LabelingWorkflow(Construct):
         ack_wildcards(sm_role, ["*"], "X-Ray trace segments and CloudWatch Logs log delivery have no resource ARNs; "
                       "sagemaker:ListTags of the .sync integration is on * as AWS's template gives it.")
         f = self.functions
-        for fn in (f.prepare, f.process, f.publish, f.fail, f.select_review, f.apply_review):
+        invoked = [f.prepare, f.process, f.publish, f.fail, f.select_review, f.apply_review]
+        invoked += [f.train] if f.train is not None else []
+        for fn in invoked:
             ack_wildcards(sm_role, [f"{arn_token(fn)}:*"],
                           "Step Functions may invoke any version of the workflow's own function.")
         bucket = f"arn:{stack.partition}:s3:::{storage.names.artifacts_bucket}"
         index = f"{storage.photos_table.table_arn}/index/*"
+        engine_reads = ([f"{bucket}/{MODELS_PREFIX}*", f"arn:{stack.partition}:s3:::{storage.names.intake_bucket}/*"]
+                        if f.train is not None else [])
         per_function: dict[lambda_.Function, list[str]] = {
-            f.prepare: [index, f"{bucket}/jobs/*", labeling_job_arn],
+            f.prepare: [index, f"{bucket}/jobs/*", labeling_job_arn, *engine_reads],
             f.process: [index, f"{bucket}/gt-output/*"],
             f.publish: [index, f"{bucket}/datasets/*"],
             f.fail: [index],
@@ -542,6 +601,8 @@ class LabelingWorkflow(Construct):
             f.post_annotation: [f"{bucket}/gt-output/*", f"{bucket}/jobs/*", f"{bucket}/review-answers/*",
                                 labeling_job_arn],
         }
+        if f.train is not None:
+            per_function[f.train] = [index, f"{bucket}/{MODELS_PREFIX}*", f"{bucket}/jobs/*"]
         for fn, wildcards in per_function.items():
             role = fn.role
             assert role is not None

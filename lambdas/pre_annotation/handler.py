@@ -1,4 +1,6 @@
-"""Pre-annotation Lambda of the expert-review job: one review manifest line -> the review template's task input.
+"""Pre-annotation Lambda of the expert-review job and of the engine's labeling job: one manifest line -> the
+expert-review template's task input (a review line: the label under review; a labeling line, ``"task": "label"``:
+the model's suggestion, or none for the searchable picker).
 
 Ground Truth calls it once per data object with ``{"version", "labelingJobArn", "dataObject"}`` and expects
 ``{"taskInput": {...}, "isHumanAnnotationRequired": bool}`` (docs/contracts.md, "Review job").
@@ -24,9 +26,11 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from fieldlabel.common.observability import logger, metrics, tracer
 from fieldlabel.ui.task_input import (
     MalformedLineError,
+    build_labeling_task_input,
     build_review_task_input,
     error_task_input,
     field_from_registry,
+    is_labeling_line,
     load_taxonomy,
 )
 from fieldlabel.ui.taxonomy import Taxonomy
@@ -100,7 +104,8 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
             return field_from_registry(_client("dynamodb"), table, photo_id)
 
     try:
-        task_input = build_review_task_input(data_object, taxonomy, field_lookup=field_lookup)
+        build = build_labeling_task_input if is_labeling_line(data_object) else build_review_task_input
+        task_input = build(data_object, taxonomy, field_lookup=field_lookup)
     except MalformedLineError as exc:
         logger.error(
             "review manifest line rejected; the object is not sent to reviewers",

@@ -13,14 +13,13 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from fieldlabel.common.clock import iso, utc_now
 from fieldlabel.common.observability import logger, metrics, tracer
-from fieldlabel.labeling.groundtruth.backend import GroundTruthBackend
 from fieldlabel.labeling.engine_report import add_machine_labels
+from fieldlabel.labeling.groundtruth.backend import GroundTruthBackend
 from fieldlabel.labeling.prepare import Tables
 from fieldlabel.labeling.process import LabelingStats, process_output
 from fieldlabel.labeling.registry_io import get_batch, update_batch
 from fieldlabel.labeling.release import release_unlabeled
 from fieldlabel.labeling.settings import WorkflowEnv
-
 
 # What the state machine puts in ``$.job`` when the engine labeled the whole batch (docs/workflow.md).
 NO_JOB_STATUS = "NotNeeded"

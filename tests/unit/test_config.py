@@ -245,7 +245,7 @@ def test_synth_fails_with_the_message(tmp_path: Path) -> None:
     import sys
 
     root = Path(__file__).resolve().parents[2]
-    bad = _ctx({"batching.batch_size": 10})
+    bad = _ctx({"batching.batch_size": 10, "labeling.engine": "groundtruth"})
     result = subprocess.run(
         [sys.executable, "app.py"],
         cwd=root,

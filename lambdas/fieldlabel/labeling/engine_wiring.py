@@ -13,7 +13,9 @@ def engine_settings(env: WorkflowEnv) -> Any:
     from fieldlabel.engine import EngineSettings
 
     known = ("alpha", "delta", "min_examples_per_species", "calibration_fraction", "seed")
-    return EngineSettings(**{k: v for k, v in env.engine_settings.items() if k in known})
+    # "Not a tree / cannot tell" is a taxonomist's call, never the machine's.
+    return EngineSettings(**{k: v for k, v in env.engine_settings.items() if k in known},
+                          never_auto=(env.unknown_label,))
 
 
 def chain_of(env: WorkflowEnv, embedding_model: str) -> Chain:

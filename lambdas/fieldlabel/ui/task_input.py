@@ -28,6 +28,9 @@ FIELD_TEXT_LIMITS: dict[str, int] = {
 }
 FIELD_NUMBER_RANGES: dict[str, tuple[float, float]] = {"latitude": (-90.0, 90.0), "longitude": (-180.0, 180.0)}
 SOURCES = ("machine", "human")
+# A labeling-job line (``labeling.engine: model``) is marked ``"task": "label"`` and may carry the model's suggestion.
+LABELING_TASK = "label"
+SUGGESTION_SOURCES = ("model",)
 
 
 class MalformedLineError(ValueError):
@@ -72,7 +75,7 @@ def normalize_field(field: Mapping[str, Any] | None) -> dict[str, Any]:
     return out
 
 
-def _label_under_review(value: Any, taxonomy: Taxonomy) -> dict[str, Any]:
+def _label_under_review(value: Any, taxonomy: Taxonomy, sources: tuple[str, ...] = SOURCES) -> dict[str, Any]:
     if not isinstance(value, Mapping):
         raise MalformedLineError("bad-label-under-review", "label-under-review must be an object")
     label = value.get("label")
@@ -86,9 +89,9 @@ def _label_under_review(value: Any, taxonomy: Taxonomy) -> dict[str, Any]:
             "bad-label-under-review", f"label-under-review.confidence must be a number in 0..1, got {confidence_raw!r}"
         )
     source = value.get("source")
-    if source not in SOURCES:
+    if source not in sources:
         raise MalformedLineError(
-            "bad-label-under-review", f"label-under-review.source must be one of {SOURCES}, got {source!r:.50}"
+            "bad-label-under-review", f"label-under-review.source must be one of {sources}, got {source!r:.50}"
         )
     return {
         "label": label,
@@ -98,6 +101,42 @@ def _label_under_review(value: Any, taxonomy: Taxonomy) -> dict[str, Any]:
         # A label outside the current taxonomy can still be reviewed (and corrected); the template says so.
         "inTaxonomy": taxonomy.is_known(label),
     }
+
+
+def is_labeling_line(data_object: Any) -> bool:
+    """True for a line of the engine's labeling job (``"task": "label"``); review lines have no ``task``."""
+    return isinstance(data_object, Mapping) and data_object.get("task") == LABELING_TASK
+
+
+def build_labeling_task_input(
+    data_object: Any,
+    taxonomy: Taxonomy,
+    *,
+    field_lookup: Callable[[str], Mapping[str, Any] | None] | None = None,
+) -> dict[str, Any]:
+    """Turn one line of the engine's labeling manifest into the template's task input (its "suggestion" mode).
+
+    The line's ``label-under-review`` is the model's suggestion ``{label, confidence, source: "model"}``, shown for
+    the taxonomist to confirm; without one (no model yet, or a photo it could not score) ``labelUnderReview`` is
+    null and the taxonomist picks from the searchable list. The answer format is the review one, so the same
+    post-annotation Lambda consolidates both jobs.
+
+    Returns:
+        As :func:`build_review_task_input`, plus ``"task": "label"``.
+
+    Raises:
+        MalformedLineError: as :func:`build_review_task_input`; a suggestion, when present, must be well formed.
+    """
+    if not isinstance(data_object, Mapping):
+        raise MalformedLineError("not-an-object", "dataObject must be a JSON object")
+    suggestion = data_object.get("label-under-review")
+    line = dict(data_object)
+    line.pop("label-under-review", None)
+    task = _task_input(line, taxonomy, field_lookup=field_lookup, label_under_review=None)
+    if suggestion is not None:
+        task["labelUnderReview"] = _label_under_review(suggestion, taxonomy, SUGGESTION_SOURCES)
+    task["task"] = LABELING_TASK
+    return task
 
 
 def build_review_task_input(
@@ -125,11 +164,28 @@ def build_review_task_input(
     """
     if not isinstance(data_object, Mapping):
         raise MalformedLineError("not-an-object", "dataObject must be a JSON object")
-    task_object = _s3_uri(data_object.get("source-ref"))
+    _s3_uri(data_object.get("source-ref"))
+    _photo_id(data_object)
+    label_under_review = _label_under_review(data_object.get("label-under-review"), taxonomy)
+    return _task_input(data_object, taxonomy, field_lookup=field_lookup, label_under_review=label_under_review)
+
+
+def _photo_id(data_object: Mapping[str, Any]) -> str:
     photo_id = data_object.get("photo-id")
     if not isinstance(photo_id, str) or not photo_id.strip() or len(photo_id) > 256:
         raise MalformedLineError("bad-photo-id", "photo-id must be a non-empty string of at most 256 characters")
-    label_under_review = _label_under_review(data_object.get("label-under-review"), taxonomy)
+    return photo_id
+
+
+def _task_input(
+    data_object: Mapping[str, Any],
+    taxonomy: Taxonomy,
+    *,
+    field_lookup: Callable[[str], Mapping[str, Any] | None] | None,
+    label_under_review: dict[str, Any] | None,
+) -> dict[str, Any]:
+    task_object = _s3_uri(data_object.get("source-ref"))
+    photo_id = _photo_id(data_object)
 
     raw_field = data_object.get("field")
     if not isinstance(raw_field, Mapping) and field_lookup is not None:
