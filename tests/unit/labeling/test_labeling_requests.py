@@ -60,6 +60,7 @@ def all_requests(region: str) -> dict[str, dict[str, Any]]:
                                                  initial_model_arn=MODEL_ARN.format(region=region)),
         "human-only": b.build_job_request(batch_id=BATCH, kind="human_only", manifest_uri=manifest),
         "review": b.build_review_request(batch_id=BATCH, manifest_uri=manifest.replace("input", "review")),
+        "engine-labeling": b.build_job_request(batch_id=BATCH, kind="model", manifest_uri=manifest),
     }
 
 
@@ -82,7 +83,8 @@ def pattern_violations(value: Any, shape: Any, path: str = "") -> list[str]:
 
 
 @pytest.mark.parametrize("region", ["us-east-1", "eu-west-1", "ap-southeast-2"])
-@pytest.mark.parametrize("which", ["automated-first", "automated-chained", "human-only", "review"])
+@pytest.mark.parametrize("which", ["automated-first", "automated-chained", "human-only", "review",
+                                   "engine-labeling"])
 def test_request_is_valid_for_the_sagemaker_api(region: str, which: str) -> None:
     # Given the request the workflow would send
     request = all_requests(region)[which]
@@ -203,3 +205,35 @@ def test_deployed_label_category_file_has_ground_truths_format(env: str) -> None
     assert all(0 < len(x) <= 256 for x in labels)
     assert labels[-1] == config.taxonomy.unknown_label
     assert config.region in SUPPORTED_REGIONS
+
+
+def test_engine_labeling_job_is_a_custom_job_on_the_taxonomists_team() -> None:
+    # labeling.engine: model -> our template (suggestion mode) and Lambdas, the taxonomists, no automated labeling
+    b = backend()
+    request = b.build_job_request(batch_id=BATCH, kind="model", manifest_uri="s3://b/jobs/x/input.manifest")
+    htc = request["HumanTaskConfig"]
+    assert request["LabelAttributeName"] == "species" and "LabelingJobAlgorithmsConfig" not in request
+    assert htc["WorkteamArn"].endswith("/taxonomists")
+    assert htc["UiConfig"]["UiTemplateS3Uri"] == "s3://cdk-assets/expert-review.liquid.html"
+    assert htc["PreHumanTaskLambdaArn"].endswith("ReviewPreAnnotation")
+    assert htc["AnnotationConsolidationConfig"]["AnnotationConsolidationLambdaArn"].endswith("ReviewPostAnnotation")
+    assert htc["NumberOfHumanWorkersPerDataObject"] == 3
+    assert {"Key": "job-kind", "Value": "model"} in request["Tags"]
+    with pytest.raises(ValueError, match="no active-learning model"):
+        b.build_job_request(batch_id=BATCH, kind="model", manifest_uri="s3://b/k", initial_model_arn="arn:x")
+    with pytest.raises(ValueError, match="custom-task settings"):
+        backend(review=False).build_job_request(batch_id=BATCH, kind="model", manifest_uri="s3://b/k")
+
+
+def test_custom_output_lines_are_read_from_the_consolidated_annotation() -> None:
+    # The engine's labeling job writes our post-annotation Lambda's content under "species" (facts §4)
+    b = backend()
+    meta = {"job_name": "labeling-job/treelabel-dev-x", "type": "groundTruth/custom", "human-annotated": "yes",
+            "creation_date": "2026-11-26T06:30:00.000000"}
+    photo = b.parse_output_line({"photo-id": "sha256:a", "source-ref": "s3://i/a.jpg", "species-metadata": meta,
+                                 "species": {"label": "quercus-robur", "confidence": 0.93, "answers": 3}})
+    assert (photo.label, photo.confidence, photo.human_annotated, photo.job_name) == (
+        "quercus-robur", 0.93, True, "treelabel-dev-x")
+    failed = b.parse_output_line({"photo-id": "sha256:b", "species-metadata": meta,
+                                  "species": {"label": None, "confidence": 0.0, "needs_adjudication": True}})
+    assert failed.failed and failed.failure_reason == "no valid answer from the taxonomists"

@@ -11,6 +11,8 @@ import boto3
 import pytest
 from fieldlabel.ui.answer import AnswerError, answer_label, parse_review_answer
 from fieldlabel.ui.task_input import (
+    build_labeling_task_input,
+    is_labeling_line,
     MalformedLineError,
     build_review_task_input,
     error_task_input,
@@ -272,3 +274,48 @@ def test_preview_cli_writes_a_rendered_page(tmp_path, template: str) -> None:
     page = out.read_text()
     assert fake_presign("s3://example-intake/labeling-copies/sha256-0a1b2c.jpg").replace("&", "&amp;") in page
     assert "{{" not in page and "<!--fieldlabel:" not in page
+
+
+# ------------------------------------------------------------------------------------ the engine's labeling lines
+
+
+def test_labeling_line_with_the_models_suggestion(taxonomy) -> None:
+    # Given a line of the engine's labeling manifest with the model's suggestion
+    line = {**review_line("quercus-robur"), "task": "label",
+            "label-under-review": {"label": "quercus-robur", "confidence": 0.71, "source": "model"},
+            "engine": {"priority": 0, "calibration": False, "model": "v000001-b"}}
+    line.pop("review-reason", None)
+    assert is_labeling_line(line) and not is_labeling_line(review_line("quercus-robur"))
+
+    # When it becomes a task input
+    task = build_labeling_task_input(line, taxonomy)
+
+    # Then it is the review shape with the suggestion to confirm
+    assert task["task"] == "label"
+    assert task["labelUnderReview"] == {"label": "quercus-robur", "displayName": "Quercus robur (pedunculate oak)",
+                                        "confidence": 0.71, "source": "model", "inTaxonomy": True}
+    assert len(task["taxonomy"]) == 40 and task["photoId"] == line["photo-id"]
+
+
+def test_labeling_line_without_a_suggestion_asks_to_pick_from_the_list(taxonomy) -> None:
+    line = {k: v for k, v in review_line("quercus-robur").items() if k != "label-under-review"}
+    task = build_labeling_task_input({**line, "task": "label"}, taxonomy)
+    assert task["labelUnderReview"] is None and task["taskObject"] == line["source-ref"]
+
+
+@pytest.mark.parametrize("suggestion", [
+    {"label": "quercus-robur", "confidence": 0.7, "source": "machine"},  # a review source, not the model
+    {"label": "", "source": "model"},
+    {"label": "quercus-robur", "confidence": 1.5, "source": "model"},
+])
+def test_a_malformed_suggestion_is_rejected(taxonomy, suggestion) -> None:
+    line = {**review_line("quercus-robur"), "task": "label", "label-under-review": suggestion}
+    with pytest.raises(MalformedLineError, match="bad-label-under-review"):
+        build_labeling_task_input(line, taxonomy)
+
+
+def test_review_lines_still_refuse_the_models_source(taxonomy) -> None:
+    line = {**review_line("quercus-robur"),
+            "label-under-review": {"label": "quercus-robur", "confidence": 0.7, "source": "model"}}
+    with pytest.raises(MalformedLineError, match="bad-label-under-review"):
+        build_review_task_input(line, taxonomy)
