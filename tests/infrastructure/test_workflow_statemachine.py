@@ -114,14 +114,59 @@ def test_failures_release_the_batch_and_notify(definition: dict) -> None:
     assert choice["Default"] == "Release the batch's photos"
 
 
-def test_review_stage_sits_between_recording_and_publishing(definition: dict) -> None:
+def test_review_stage_sits_between_recording_and_publishing(definition: dict, prod: Synthesis) -> None:
+    # dev runs the own engine: training sits between the review and publishing
     states = definition["States"]
     assert states["Record the labels"]["Next"] == "Is expert review enabled?"
-    assert states["Apply the expert review"]["Next"] == "Publish the dataset version"
+    assert states["Apply the expert review"]["Next"] == "Train the model"
     anything = states["Is there anything to review?"]
     assert anything["Choices"][0]["Variable"] == "$.review_selection.review_count"
-    # a failed review never blocks publishing
-    assert states["Note that the review did not finish"]["Next"] == "Publish the dataset version"
+    # a failed review never blocks training or publishing
+    assert states["Note that the review did not finish"]["Next"] == "Train the model"
+    # prod (engine groundtruth) publishes right after the review, as before
+    gt_states = _definition(prod.templates["pipeline"])["States"]
+    assert gt_states["Apply the expert review"]["Next"] == "Publish the dataset version"
+    assert gt_states["Note that the review did not finish"]["Next"] == "Publish the dataset version"
+    assert "Train the model" not in gt_states and "Note that the model labeled every photo" not in gt_states
+    assert "training" not in json.dumps(gt_states["Publish the dataset version"]["Parameters"])
+
+
+def test_engine_states_train_after_review_and_skip_an_empty_human_job(definition: dict) -> None:
+    states = definition["States"]
+    # a batch the engine labeled completely needs no taxonomists' job
+    start = states["Does the batch already have a labeling job?"]
+    variables = [c["Variable"] for c in start["Choices"]]
+    assert variables[:2] == ["$.prepared.exists", "$.prepared.human_count"]
+    no_job = states["Note that the model labeled every photo"]
+    assert no_job["Result"] == {"LabelingJobStatus": "NotNeeded"} and no_job["ResultPath"] == "$.job"
+    assert no_job["Next"] == "Record the labels"
+    # training: its own function, its result goes to publishing, a failure is noted and publishing goes on
+    train = states["Train the model"]
+    assert train["Next"] == "Publish the dataset version" and train["ResultPath"] == "$.training"
+    assert train["Parameters"] == {"batch_id.$": "$.batch_id"}
+    (catch,) = train["Catch"]
+    assert catch["ErrorEquals"] == ["States.ALL"] and catch["Next"] == "Note that training failed"
+    noted = states["Note that training failed"]
+    assert noted["Next"] == "Publish the dataset version" and noted["ResultPath"] == "$.training"
+    assert states["Publish the dataset version"]["Parameters"]["training.$"] == "$.training"
+
+
+def test_train_function_is_sized_for_100k_labels_and_holds_least_privilege(dev: Synthesis) -> None:
+    tpl = _pipeline(dev)
+    (lid, fn), = [(k, r) for k, r in tpl["Resources"].items() if r["Type"] == "AWS::Lambda::Function"
+                  and r["Properties"]["Handler"] == "train_model.handler.lambda_handler"]
+    assert (fn["Properties"]["MemorySize"], fn["Properties"]["Timeout"]) == (4096, 900)
+    role = fn["Properties"]["Role"]["Fn::GetAtt"][0]
+    stmts = _policy_statements(tpl, role)
+    actions = {a for st in stmts for a in ([st["Action"]] if isinstance(st["Action"], str) else st["Action"])}
+    assert not [a for a in actions if "*" in a]
+    assert {"s3:GetObject", "s3:PutObject", "s3:ListBucket", "dynamodb:Query", "dynamodb:UpdateItem"} <= actions
+    assert not {"s3:DeleteObject", "dynamodb:DeleteTable", "dynamodb:Scan", "sagemaker:CreateLabelingJob"} & actions
+    listing = next(st for st in stmts if st["Action"] == "s3:ListBucket")
+    assert listing["Condition"] == {"StringLike": {"s3:prefix": ["models/*"]}}
+    writes = next(st for st in stmts if "s3:PutObject" in st["Action"])
+    resources = writes["Resource"] if isinstance(writes["Resource"], list) else [writes["Resource"]]
+    assert all(json.dumps(r).endswith('/models/*"]]}') or str(r).endswith("/models/*") for r in resources), resources
 
 
 def _policy_statements(tpl: dict[str, Any], role_prefix: str) -> list[dict[str, Any]]:
