@@ -90,6 +90,15 @@ def synth_templates(context: dict[str, Any] | None = None, outdir: str | None = 
     return {name: assembly.get_stack_by_name(stack.stack_name).template for name, stack in stacks.items()}
 
 
+def context_with(labeling_engine: str, env: str = "dev") -> dict[str, Any]:
+    """cdk.json's context with ``labeling.engine`` of environment ``env`` set (``groundtruth`` or ``model``)."""
+    import copy
+
+    environments = copy.deepcopy(cdk_context()["environments"])
+    environments[env].setdefault("labeling", {})["engine"] = labeling_engine
+    return {"environments": environments}
+
+
 def config_from_context(context: dict[str, Any] | None = None) -> Any:
     """The frozen AppConfig of the default environment."""
     from stacks.config import load_config
@@ -575,8 +584,13 @@ def call_handler(handler: str, env: dict[str, str], event: Any, function_name: s
         spec = importlib.util.spec_from_file_location(f"e2e_handler_{module_dir}_{uuid.uuid4().hex}", path)
         assert spec and spec.loader
         module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        return module.lambda_handler(event, LambdaContextStub(function_name))
+        # dataclasses (with postponed annotations) look their module up in sys.modules while it executes
+        sys.modules[spec.name] = module
+        try:
+            spec.loader.exec_module(module)
+            return module.lambda_handler(event, LambdaContextStub(function_name))
+        finally:
+            sys.modules.pop(spec.name, None)
 
 
 def _sync_labeling_task_class() -> type:
@@ -919,6 +933,8 @@ class WorkflowHarness:
                 spec = importlib.util.spec_from_file_location(f"warm_handler_{name}", path)
                 assert spec and spec.loader
                 module = importlib.util.module_from_spec(spec)
+                # dataclasses (with postponed annotations) look their module up in sys.modules while it executes
+                sys.modules[spec.name] = module
                 spec.loader.exec_module(module)
                 self._warm[name] = module
             return module.lambda_handler(event, LambdaContextStub(name))

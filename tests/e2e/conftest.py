@@ -8,14 +8,21 @@ from typing import Any
 
 import pytest
 
-from localrun.harness import WorkflowHarness, synth_templates
+from localrun.harness import WorkflowHarness, context_with, synth_templates
 from localrun.iamcheck import session as iam_session
 from localrun.iamcheck.check import IamCheck
 
 
 @pytest.fixture(scope="session")
 def templates() -> dict[str, dict[str, Any]]:
-    """The dev environment's templates, synthesized once per test session."""
+    """The dev environment with Ground Truth's automated labeling (``labeling.engine: groundtruth``), synthesized
+    once per test session."""
+    return synth_templates(context_with("groundtruth"))
+
+
+@pytest.fixture(scope="session")
+def engine_templates() -> dict[str, dict[str, Any]]:
+    """The dev environment as shipped: the own engine (``labeling.engine: model``)."""
     return synth_templates()
 
 
@@ -27,14 +34,27 @@ def iam_check(templates: dict[str, dict[str, Any]]) -> IamCheck:
     return check
 
 
+@pytest.fixture(scope="session")
+def engine_iam_check(engine_templates: dict[str, dict[str, Any]]) -> IamCheck:
+    """The IAM of the engine's templates (``labeling.engine: model``)."""
+    check = IamCheck(engine_templates, WorkflowHarness(engine_templates).account)
+    iam_session.CHECKS.append(check)
+    return check
+
+
 @pytest.fixture(autouse=True)
 def executed_iam(request: pytest.FixtureRequest) -> Iterator[None]:
-    """Record every AWS call of a test that runs the pipeline (it uses ``harness`` or ``templates``) and fail it
-    when the deployed IAM would deny one: with the caller, the action, the resource and the statement to add."""
-    if not {"harness", "templates"} & set(request.fixturenames):
+    """Record every AWS call of a test that runs the pipeline (it uses ``harness``, ``templates`` or
+    ``engine_templates``) and fail it when the deployed IAM would deny one: with the caller, the action, the
+    resource and the statement to add."""
+    names = set(request.fixturenames)
+    if "engine_templates" in names:
+        check: IamCheck = request.getfixturevalue("engine_iam_check")
+    elif {"harness", "templates"} & names:
+        check = request.getfixturevalue("iam_check")
+    else:
         yield
         return
-    check: IamCheck = request.getfixturevalue("iam_check")
     with check.recorder() as rec:
         yield
     result = check.evaluate(rec)

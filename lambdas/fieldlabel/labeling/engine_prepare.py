@@ -60,19 +60,23 @@ def _embedding_bytes(item: dict[str, Any]) -> bytes | None:
     return bytes(raw) if isinstance(raw, bytes | bytearray) and raw else None
 
 
-def _load_image(s3: Any, uri: str) -> Any:
+def pil_open(data: bytes) -> Any:
+    """Bytes -> RGB image with Pillow (used when the embedding package brings no decoder of its own)."""
     from PIL import Image
 
-    bucket, key = parse_s3_uri(uri)
-    body = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
-    img = Image.open(io.BytesIO(body))
+    img = Image.open(io.BytesIO(data))
     img.load()
     return img.convert("RGB")
 
 
+def _load_image(s3: Any, uri: str, open_image: Callable[[bytes], Any]) -> Any:
+    bucket, key = parse_s3_uri(uri)
+    return open_image(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
+
+
 def compute_missing_embeddings(
     *, dynamodb: Any, s3: Any, photos_table: str, photos: list[BatchPhoto], embedder: Any, model_id: str,
-    encode: Callable[[np.ndarray], bytes],
+    encode: Callable[[np.ndarray], bytes], open_image: Callable[[bytes], Any] = pil_open,
 ) -> tuple[dict[str, np.ndarray], dict[str, str]]:
     """Embed photos intake left without a (current) embedding and store it on the photo item.
 
@@ -87,7 +91,7 @@ def compute_missing_embeddings(
         images, ids = [], []
         for photo in chunk:
             try:
-                images.append(_load_image(s3, photo.labeling_ref))
+                images.append(_load_image(s3, photo.labeling_ref, open_image))
                 ids.append(photo.photo_id)
             except Exception as exc:  # noqa: BLE001 - one unreadable copy must not stop the batch
                 problems[photo.photo_id] = f"{type(exc).__name__}: {str(exc)[:200]}"
@@ -166,8 +170,8 @@ def prepare_engine_job(
         tables: registry tables and artifacts bucket.
         batch_id: the batch.
         context: taxonomy hash, labels and ``EngineSettings``.
-        embedding: the ``fieldlabel.embedding`` module (``EMBEDDING_MODEL_ID``, ``load_embedder``,
-            ``encode_embedding``, ``decode_embedding``).
+        embedding: the ``fieldlabel.embedding`` module (``EMBEDDING_MODEL_ID``, ``EMBEDDING_DIM``,
+            ``load_embedder``, ``encode_embedding``, ``decode_embedding``, ``open_image``).
         engine: the ``fieldlabel.engine`` module (``decide_batch``).
         load_model: model URI -> ``TrainedModel``.
         read_pointer: embedding model id -> the chain's ``ModelPointer`` or None.
@@ -218,7 +222,9 @@ def prepare_engine_job(
     if missing:
         computed, problems = compute_missing_embeddings(
             dynamodb=dynamodb, s3=s3, photos_table=tables.photos_table, photos=missing,
-            embedder=embedding.load_embedder(), model_id=model_id, encode=embedding.encode_embedding)
+            embedder=embedding.load_embedder(), model_id=model_id, encode=embedding.encode_embedding,
+            # The same decoding as intake's (the embedding package's), so both paths give the same vectors.
+            open_image=getattr(embedding, "open_image", pil_open))
         stored.update(computed)
 
     photos.sort(key=lambda p: p.photo_id)
