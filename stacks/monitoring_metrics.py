@@ -99,5 +99,10 @@ class AppMetrics:
         return self.metric("apply_review", "MachineLabelAccuracy", statistic="Average", period=period,
                            label="machine-label accuracy (%)")
 
+    def audit_contradicts_bound(self, period: Duration | None = None) -> cw.Metric:
+        """1 for a batch whose audit's lower bound on the machine-label error exceeds alpha (own engine only)."""
+        return self.metric("publish_dataset", "MachineLabelAuditContradictsBound", statistic="Maximum",
+                           period=period, label="audit contradicts the certified bound")
+
     def review_corrections(self) -> cw.Metric:
         return self.metric("apply_review", "ReviewCorrections", label="corrections by experts")

@@ -386,6 +386,27 @@ class MonitoringStack(Stack):
     def _labels_section(self) -> None:
         m = self.metrics
         day = Duration.days(1)
+        if self._config.labeling.engine == "model":
+            contradicted = self._alarm(
+                "audit_contradicts_bound",
+                m.audit_contradicts_bound(Duration.hours(1)).create_alarm(
+                    self,
+                    "AuditContradictsBound",
+                    alarm_name=f"{self._config.project}-audit-contradicts-engine-bound",
+                    alarm_description=(
+                        "The expert audit of a batch's machine labels measured an error whose lower 95 % bound is "
+                        f"above the engine's target alpha ({self._config.engine.alpha:g}): the certified bound did "
+                        "not hold. Read the batch's statistics (engine, review); docs/operations.md, "
+                        "'Audit contradicts the engine's bound'."
+                    ),
+                    threshold=1,
+                    comparison_operator=cw.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+                    evaluation_periods=1,
+                    treat_missing_data=cw.TreatMissingData.NOT_BREACHING,
+                ),
+            )
+            self.facade.add_widget(cw.AlarmWidget(title="Audit contradicts the engine's bound (alarm)",
+                                                  alarm=contradicted, width=12))
         self.facade.monitor_custom(
             alarm_friendly_name="Labels",
             human_readable_name="Labels: human vs machine, measured machine-label accuracy",

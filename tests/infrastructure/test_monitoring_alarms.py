@@ -134,11 +134,27 @@ def test_batch_waiting_too_long_alarm(syn: tuple[str, Synthesis]) -> None:
     _notifies_topic_only(s, alarm)
 
 
+def test_audit_contradicting_the_engines_bound_alarms_with_the_own_engine_only(syn: tuple[str, Synthesis]) -> None:
+    env, s = syn
+    config = config_of(env)
+    found = alarms_on(s, "FieldLabel", "MachineLabelAuditContradictsBound", service=service_of(s, "publish_dataset"))
+    if config.labeling.engine != "model":
+        assert found == []
+        return
+    alarm = _sole(found)
+    # publish emits 1 when the audit's lower bound on the error exceeds alpha, 0 when it does not
+    assert alarm.threshold == 1 and alarm.comparison == "GreaterThanOrEqualToThreshold"
+    assert alarm.metrics[0].stat == "Maximum"
+    assert alarm.props["TreatMissingData"] == "notBreaching"
+    _notifies_topic_only(s, alarm)
+
+
 def test_no_other_alarms_and_all_notify_the_topic(syn: tuple[str, Synthesis]) -> None:
-    _, s = syn
+    env, s = syn
     every = alarms(s)
-    # DLQ + failed + timed out + quarantine rate + waiting too long + one per function
-    assert len(every) == 5 + len(pipeline_functions(s))
+    # DLQ + failed + timed out + quarantine rate + waiting too long + one per function (+ the engine's audit)
+    engine = config_of(env).labeling.engine == "model"
+    assert len(every) == 5 + len(pipeline_functions(s)) + engine
     for a in every:
         _notifies_topic_only(s, a)
         assert a.props["AlarmDescription"].strip(), a.logical_id
