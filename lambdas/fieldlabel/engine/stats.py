@@ -1,7 +1,7 @@
 """Exact binomial tails, Clopper-Pearson bounds and fixed-sequence (Learn-then-Test) threshold selection.
 
 Pure Python/numpy: scipy does not fit in the Lambda layer beside onnxruntime, so the binomial tail is summed in log
-space with ``math.lgamma`` (exact up to floating point; n is at most a few hundred thousand calibration items).
+space from a log-binomial-coefficient recurrence (exact up to rounding, stable for n in the hundreds of thousands).
 """
 
 from __future__ import annotations
@@ -13,13 +13,9 @@ from dataclasses import dataclass
 import numpy as np
 
 
-def _log_pmf(k: int, n: int, p: float) -> float:
-    return (math.lgamma(n + 1) - math.lgamma(k + 1) - math.lgamma(n - k + 1)
-            + k * math.log(p) + (n - k) * math.log1p(-p))
-
-
 def binom_cdf(k: int, n: int, p: float) -> float:
-    """P(Bin(n, p) <= k), exact (log-sum-exp over the pmf terms)."""
+    """P(Bin(n, p) <= k), exact up to rounding: log pmf terms from the recurrence
+    log C(n, i) = log C(n, i - 1) + log(n - i + 1) - log(i), summed with log-sum-exp."""
     if n < 0 or not 0.0 <= p <= 1.0:
         raise ValueError("need n >= 0 and 0 <= p <= 1")
     if k < 0:
@@ -28,9 +24,12 @@ def binom_cdf(k: int, n: int, p: float) -> float:
         return 1.0
     if p == 1.0:
         return 0.0
-    logs = [_log_pmf(i, n, p) for i in range(k + 1)]
-    top = max(logs)
-    return min(1.0, math.exp(top) * math.fsum(math.exp(v - top) for v in logs))
+    i = np.arange(1, k + 1, dtype=np.float64)
+    log_comb = np.concatenate([[0.0], np.cumsum(np.log(n - i + 1) - np.log(i))])
+    j = np.arange(k + 1, dtype=np.float64)
+    logs = log_comb + j * math.log(p) + (n - j) * math.log1p(-p)
+    top = float(logs.max())
+    return min(1.0, math.exp(top) * float(np.sum(np.exp(logs - top))))
 
 
 def clopper_pearson_upper(k: int, n: int, delta: float) -> float:
@@ -114,7 +113,7 @@ def fixed_sequence_threshold(scores: np.ndarray, errors: np.ndarray, *, alpha: f
     order = np.argsort(-scores, kind="stable")
     s_sorted = scores[order]
     cum_err = np.cumsum(errs[order])
-    best: FixedSequenceResult = FixedSequenceResult(None, 0, 0, 1.0, 0)
+    best: tuple[float, int, int] | None = None
     tested = 0
     for k in candidate_counts(n, first, steps):
         t = s_sorted[k - 1]
@@ -124,8 +123,10 @@ def fixed_sequence_threshold(scores: np.ndarray, errors: np.ndarray, *, alpha: f
         tested += 1
         if binom_cdf(e, m, alpha) > delta:
             break
-        best = FixedSequenceResult(float(t), m, e, clopper_pearson_upper(e, m, delta), tested)
-    return FixedSequenceResult(best.threshold, best.accepted, best.errors, best.bound, tested)
+        best = (float(t), m, e)
+    if best is None:
+        return FixedSequenceResult(None, 0, 0, 1.0, tested)
+    return FixedSequenceResult(best[0], best[1], best[2], clopper_pearson_upper(best[2], best[1], delta), tested)
 
 
 def point_estimate_threshold(scores: np.ndarray, correct: np.ndarray, *, target: float = 0.95,

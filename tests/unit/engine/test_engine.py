@@ -1,0 +1,196 @@
+"""train_model and decide_batch on synthetic embeddings: the guards, the calibration slice, priorities,
+serialisation and determinism."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from fieldlabel.engine import EngineSettings, TrainedModel, decide_batch, train_model
+from fieldlabel.engine.classifier import fit_softmax, near_duplicate_groups
+from fieldlabel.engine.decide import calibration_slice
+
+
+def blobs(n_per: dict[str, int], *, dim: int = 64, spread: float = 0.35, seed: int = 0,
+          same: tuple[str, str] | None = None) -> tuple[np.ndarray, list[str]]:
+    """Gaussian clusters, one per label; labels in ``same`` share one centre (a confusable pair)."""
+    rng = np.random.default_rng(seed)
+    centres = {lab: rng.standard_normal(dim) for lab in n_per}
+    if same is not None:
+        centres[same[1]] = centres[same[0]]
+    X, y = [], []
+    for lab, k in n_per.items():
+        X.append(centres[lab] + spread * rng.standard_normal((k, dim)))
+        y += [lab] * k
+    return np.vstack(X).astype(np.float32), y
+
+
+LINEAGE = {"taxonomy_hash": "t1", "embedding_model": "test"}
+
+
+def test_fit_softmax_reaches_the_optimum() -> None:
+    """First-order optimality of the penalised loss (gradient ~ 0) and separable data classified."""
+    X, y = blobs({"a": 40, "b": 40, "c": 40}, dim=8, seed=3)
+    yi = np.array([{"a": 0, "b": 1, "c": 2}[v] for v in y])
+    W, b, _ = fit_softmax(X, yi, 3, l2_c=1.0, max_iter=500)
+    Z = X @ W + b
+    P = np.exp(Z - Z.max(1, keepdims=True))
+    P /= P.sum(1, keepdims=True)
+    Y = np.eye(3)[yi]
+    grad_w = X.T @ (P - Y) / len(y) + W / (1.0 * len(y))
+    assert np.abs(grad_w).max() < 1e-4
+    assert np.abs((P - Y).sum(0)).max() / len(y) < 1e-4
+    assert np.mean(P.argmax(1) == yi) == 1.0
+
+
+def test_near_duplicate_groups() -> None:
+    X = np.array([[1, 0, 0], [0.999, 0.01, 0], [0, 1, 0], [0, 0, 1], [0.01, 0, 0.999]], dtype=np.float32)
+    assert near_duplicate_groups(X, 0.97).tolist() == [0, 0, 1, 2, 2]
+
+
+def test_first_batch_goes_to_humans() -> None:
+    d = decide_batch(None, np.zeros((5, 4)), [f"p{i}" for i in range(5)], settings=EngineSettings())
+    assert not any(i.auto for i in d.items)
+    assert d.summary["auto_count"] == 0 and d.summary["coverage"] == 0.0
+    assert sorted(i.priority for i in d.items) == list(range(5))
+
+
+def test_easy_species_are_auto_labeled_and_the_summary_is_complete() -> None:
+    X, y = blobs({f"s{i}": 40 for i in range(5)}, seed=1)
+    s = EngineSettings()
+    model = train_model(X, y, classes=[f"s{i}" for i in range(5)] + ["unknown"], random_slice=None, settings=s,
+                        lineage=LINEAGE)
+    Xn, yn = blobs({f"s{i}": 20 for i in range(5)}, seed=1)  # same centres, new draws
+    Xn = Xn + 0.35 * np.random.default_rng(9).standard_normal(Xn.shape).astype(np.float32)
+    d = decide_batch(model, Xn, [f"n{i}" for i in range(len(yn))], settings=s)
+    auto = [it for it in d.items if it.auto]
+    assert len(auto) > 0.8 * len(yn)
+    assert all(it.suggestion == yn[i] for i, it in enumerate(d.items) if it.auto)
+    for key in ("method", "alpha", "delta", "threshold", "coverage", "auto_count", "human_count",
+                "calibration_size", "certified_bound", "blocked_species"):
+        assert key in d.summary
+    assert d.summary["certified_bound"] <= 0.05
+    assert d.summary["calibration_size"] == 200
+    assert model.metadata["lineage"] == LINEAGE
+    assert model.predict_proba(Xn).shape == (100, 6)
+    assert np.allclose(model.predict_proba(Xn)[:, 5], 0.0)  # no example of 'unknown': probability 0
+
+
+def test_nothing_is_auto_labeled_when_the_bound_cannot_be_met() -> None:
+    """Perfectly separable species, but 40 calibration items: 59 error-free ones are needed for 5 % at 95 %."""
+    X, y = blobs({"a": 20, "b": 20}, seed=2, spread=0.3)
+    s = EngineSettings(min_examples_per_species=5)
+    model = train_model(X, y, classes=["a", "b"], random_slice=None, settings=s, lineage=LINEAGE)
+    assert model.metadata["validation"]["out_of_fold_accuracy"] == 1.0
+    d = decide_batch(model, X, [f"p{i}" for i in range(40)], settings=s)
+    assert d.summary["auto_count"] == 0 and d.summary["threshold"] is None and d.summary["certified_bound"] is None
+    # with 60 error-free items it certifies
+    X2, y2 = blobs({"a": 30, "b": 30}, seed=2, spread=0.3)
+    model2 = train_model(X2, y2, classes=["a", "b"], random_slice=None, settings=s, lineage=LINEAGE)
+    assert decide_batch(model2, X2, [f"p{i}" for i in range(60)], settings=s).summary["auto_count"] > 0
+
+
+def test_a_species_with_too_few_examples_is_never_auto_labeled() -> None:
+    X, y = blobs({"a": 60, "b": 60, "rare": 6}, seed=4, spread=0.3)
+    s = EngineSettings(min_examples_per_species=10)
+    model = train_model(X, y, classes=["a", "b", "rare"], random_slice=None, settings=s, lineage=LINEAGE)
+    d = decide_batch(model, X, [f"p{i}" for i in range(len(y))], settings=s)
+    rare = [it for it, lab in zip(d.items, y, strict=True) if lab == "rare"]
+    assert all(it.suggestion == "rare" and not it.auto for it in rare)  # suggested to humans, never auto
+    assert any(it.auto for it in d.items)
+    assert {"species": "rare", "reason": "6 human-confirmed examples, fewer than 10"} in d.summary["blocked_species"]
+    # lowering the minimum lets it through
+    s5 = EngineSettings(min_examples_per_species=5)
+    d5 = decide_batch(model, X, [f"p{i}" for i in range(len(y))], settings=s5)
+    assert "rare" not in [b["species"] for b in d5.summary["blocked_species"]]
+
+
+def test_never_auto_labels_are_blocked() -> None:
+    X, y = blobs({"a": 60, "unknown": 60}, seed=5, spread=0.3)
+    s = EngineSettings(never_auto=("unknown",))
+    model = train_model(X, y, classes=["a", "unknown"], random_slice=None, settings=s, lineage=LINEAGE)
+    d = decide_batch(model, X, [f"p{i}" for i in range(len(y))], settings=s)
+    assert not any(it.auto and it.suggestion == "unknown" for it in d.items)
+    assert any(it.auto and it.suggestion == "a" for it in d.items)
+
+
+def test_a_confusable_pair_stops_being_auto_labeled_while_the_rest_continues() -> None:
+    """'vad' and 'banyan' are one tree under two names: machine labels into either would be ~50 % wrong."""
+    counts = {f"s{i}": 50 for i in range(6)} | {"vad": 60, "banyan": 60}
+    X, y = blobs(counts, seed=6, spread=0.3, same=("vad", "banyan"))
+    s = EngineSettings()
+    model = train_model(X, y, classes=list(counts), random_slice=None, settings=s, lineage=LINEAGE)
+    Xn, yn = blobs(counts, seed=6, spread=0.3, same=("vad", "banyan"))
+    Xn = Xn + 0.3 * np.random.default_rng(1).standard_normal(Xn.shape).astype(np.float32)
+    d = decide_batch(model, Xn, [f"n{i}" for i in range(len(yn))], settings=s)
+    pair_auto = [(it, t) for it, t in zip(d.items, yn, strict=True) if it.auto and it.suggestion in ("vad", "banyan")]
+    wrong = sum(it.suggestion != t for it, t in pair_auto)
+    assert wrong <= 0.1 * max(1, len(pair_auto))
+    others = [it for it, t in zip(d.items, yn, strict=True) if t not in ("vad", "banyan")]
+    assert sum(it.auto for it in others) > 0.7 * len(others)
+
+
+def test_the_calibration_slice_goes_to_humans_whatever_its_score() -> None:
+    X, y = blobs({f"s{i}": 40 for i in range(4)}, seed=7, spread=0.3)
+    s = EngineSettings(calibration_fraction=0.1)
+    model = train_model(X, y, classes=[f"s{i}" for i in range(4)], random_slice=None, settings=s, lineage=LINEAGE)
+    ids = [f"p{i}" for i in range(len(y))]
+    d = decide_batch(model, X, ids, settings=s)
+    flagged = [it for it in d.items if it.calibration]
+    assert len(flagged) == 16  # ceil(0.1 x 160)
+    assert not any(it.auto for it in flagged)
+    assert np.array_equal(calibration_slice(ids, 0.1, 0), np.array([it.calibration for it in d.items]))
+    assert calibration_slice(ids, 0.0, 0).sum() == 0
+
+
+def test_humans_get_the_least_certain_photos_first() -> None:
+    X, y = blobs({"a": 50, "b": 50, "c": 50}, seed=8, spread=0.9)
+    s = EngineSettings()
+    model = train_model(X, y, classes=["a", "b", "c"], random_slice=None, settings=s, lineage=LINEAGE)
+    d = decide_batch(model, X, [f"p{i}" for i in range(len(y))], settings=s)
+    ranked = sorted(d.items, key=lambda it: it.priority)
+    assert [it.priority for it in ranked] == list(range(len(y)))
+    human = [it for it in ranked if not it.auto]
+    margins = [it.margin for it in human]
+    assert margins == sorted(margins)
+    assert all(not it.auto for it in ranked[:len(human)])  # every human photo before any machine-labeled one
+
+
+def test_model_round_trip_and_determinism() -> None:
+    X, y = blobs({"a": 30, "b": 30, "c": 30}, seed=9, spread=0.6)
+    s = EngineSettings(seed=3)
+    rs = np.zeros(len(y), dtype=bool)
+    rs[::10] = True
+    m1 = train_model(X, y, classes=["a", "b", "c"], random_slice=rs, settings=s, lineage=LINEAGE, refit=True)
+    m2 = train_model(X, y, classes=["a", "b", "c"], random_slice=rs, settings=s, lineage=LINEAGE, refit=True)
+    assert m1.to_bytes() == m2.to_bytes()
+    back = TrainedModel.from_bytes(m1.to_bytes())
+    assert back.classes == m1.classes and back.metadata == m1.metadata
+    assert np.array_equal(back.predict_proba(X), m1.predict_proba(X))
+    assert np.array_equal(back.predict_proba(X, refit=True), m1.predict_proba(X, refit=True))
+    assert np.array_equal(back.calibration.random_slice, rs)
+    ids = [f"p{i}" for i in range(len(y))]
+    assert decide_batch(back, X, ids, settings=s) == decide_batch(m1, X, ids, settings=s)
+    # another seed changes the folds, so the calibration sample's scores
+    m3 = train_model(X, y, classes=["a", "b", "c"], random_slice=rs, settings=EngineSettings(seed=4),
+                     lineage=LINEAGE)
+    assert not np.array_equal(m3.calibration.margin, m1.calibration.margin)
+
+
+def test_bad_inputs_fail_with_a_message() -> None:
+    X, y = blobs({"a": 5, "b": 5}, seed=10)
+    with pytest.raises(ValueError, match="not one of the model's classes"):
+        train_model(X, y[:-1] + ["zz"], classes=["a", "b"], random_slice=None, settings=EngineSettings(),
+                    lineage={})
+    with pytest.raises(ValueError, match="invalid alpha"):
+        EngineSettings(alpha=0)
+    with pytest.raises(ValueError, match="not an engine model"):
+        TrainedModel.from_bytes(_npz_with_header({"format": "other"}))
+
+
+def _npz_with_header(header: dict[str, str]) -> bytes:
+    import io
+    import json
+
+    buf = io.BytesIO()
+    np.savez(buf, header=np.frombuffer(json.dumps(header).encode(), dtype=np.uint8))
+    return buf.getvalue()

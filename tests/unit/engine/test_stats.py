@@ -1,0 +1,134 @@
+"""Binomial tail, Clopper-Pearson bounds and the fixed-sequence threshold rule on synthetic scores of known error."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from fieldlabel.engine.stats import (
+    binom_cdf,
+    candidate_counts,
+    clopper_pearson_lower,
+    clopper_pearson_upper,
+    fixed_sequence_threshold,
+    min_items_to_certify,
+    point_estimate_threshold,
+    wilson_interval,
+)
+
+
+def _cdf_by_comb(k: int, n: int, p: float) -> float:
+    return sum(math.comb(n, i) * p**i * (1 - p) ** (n - i) for i in range(k + 1))
+
+
+@pytest.mark.parametrize(("k", "n", "p"), [(0, 10, 0.1), (3, 10, 0.3), (5, 40, 0.05), (12, 60, 0.2), (0, 1, 0.5)])
+def test_binom_cdf_matches_the_direct_sum(k: int, n: int, p: float) -> None:
+    assert binom_cdf(k, n, p) == pytest.approx(_cdf_by_comb(k, n, p), rel=1e-10)
+
+
+def test_binom_cdf_edges_and_large_n() -> None:
+    assert binom_cdf(-1, 5, 0.3) == 0.0
+    assert binom_cdf(5, 5, 0.3) == 1.0
+    assert binom_cdf(0, 5, 0.0) == 1.0
+    assert binom_cdf(2, 5, 1.0) == 0.0
+    # n = 100,000 without overflow: the median of Bin(100000, 0.05) is 5000
+    assert 0.45 < binom_cdf(5000, 100_000, 0.05) < 0.55
+
+
+def test_clopper_pearson_known_values() -> None:
+    # zero errors: the bound solves (1 - p)^n = delta
+    assert clopper_pearson_upper(0, 59, 0.05) == pytest.approx(1 - 0.05 ** (1 / 59), abs=1e-9)
+    assert clopper_pearson_upper(0, 59, 0.05) < 0.05 < clopper_pearson_upper(0, 58, 0.05)
+    assert min_items_to_certify(0.05, 0.05) == 59
+    assert clopper_pearson_upper(3, 0, 0.05) == 1.0
+    up = clopper_pearson_upper(4, 100, 0.05)
+    assert binom_cdf(4, 100, up) == pytest.approx(0.05, abs=1e-9)
+    assert clopper_pearson_lower(0, 10, 0.05) == 0.0
+    assert clopper_pearson_lower(10, 10, 0.05) == pytest.approx(0.05 ** (1 / 10), abs=1e-9)
+
+
+@pytest.mark.parametrize("p", [0.01, 0.05, 0.2])
+def test_clopper_pearson_covers_at_least_one_minus_delta_exactly(p: float) -> None:
+    """Exact coverage: summing the pmf over the k whose upper bound is >= p gives >= 1 - delta."""
+    n, delta = 80, 0.1
+    coverage = sum(math.comb(n, k) * p**k * (1 - p) ** (n - k)
+                   for k in range(n + 1) if clopper_pearson_upper(k, n, delta) >= p)
+    assert coverage >= 1 - delta
+
+
+def test_candidate_counts() -> None:
+    assert candidate_counts(50, 59, 10) == []
+    assert candidate_counts(59, 59, 10) == [59]
+    assert candidate_counts(159, 59, 10) == list(range(59, 160, 10))
+
+
+# Synthetic scores with a known error curve: s ~ U(0, 1), P(wrong | s) = 0.6 (1 - s)^2. The error among items
+# with s >= t is 0.6 (1 - t)^2 / 3, which is <= 0.05 exactly when t >= 0.5.
+def _draw(rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndarray]:
+    s = rng.random(n)
+    return s, rng.random(n) < 0.6 * (1 - s) ** 2
+
+
+def _true_error_above(t: float) -> float:
+    return 0.6 * (1 - t) ** 2 / 3
+
+
+def test_the_bound_holds_at_the_stated_rate_over_many_draws() -> None:
+    rng = np.random.default_rng(2026)
+    draws, held, certified = 200, 0, 0
+    for _ in range(draws):
+        s, wrong = _draw(rng, 800)
+        res = fixed_sequence_threshold(s, wrong, alpha=0.05, delta=0.05)
+        if res.threshold is None:
+            held += 1  # nothing auto-labeled: no error
+            continue
+        certified += 1
+        held += _true_error_above(res.threshold) <= 0.05
+        assert res.bound <= 0.05
+    # the rule must actually certify something most of the time (a rule that never labels would pass trivially)
+    assert certified >= 180
+    # >= 1 - delta = 95 % expected; 0.92 leaves room for sampling noise of 200 draws (sd ~ 1.5 points)
+    assert held / draws >= 0.92
+
+
+def test_the_same_check_fails_a_point_estimate_rule() -> None:
+    """Negative control: the check above is able to fail. A point estimate at 95 % misses about half the time."""
+    rng = np.random.default_rng(2026)
+    draws, held = 200, 0
+    for _ in range(draws):
+        s, wrong = _draw(rng, 800)
+        t = point_estimate_threshold(s, ~wrong, target=0.95)
+        held += t is None or _true_error_above(t) <= 0.05
+    assert held / draws < 0.92
+
+
+def test_nothing_is_certified_with_too_few_calibration_items() -> None:
+    s = np.linspace(1.0, 0.9, 58)
+    res = fixed_sequence_threshold(s, np.zeros(58, dtype=bool), alpha=0.05, delta=0.05)
+    assert res.threshold is None and res.bound == 1.0 and res.tested == 0 and res.accepted == 0
+    res = fixed_sequence_threshold(np.linspace(1.0, 0.9, 59), np.zeros(59, dtype=bool), alpha=0.05, delta=0.05)
+    assert res.threshold == pytest.approx(0.9) and res.accepted == 59 and res.bound < 0.05
+
+
+def test_fixed_sequence_stops_at_the_first_failure() -> None:
+    # 100 clean items, then a run of errors, then clean items again: the later clean run must not be reached
+    s = np.linspace(1.0, 0.0, 400)
+    wrong = np.zeros(400, dtype=bool)
+    wrong[100:140] = True
+    res = fixed_sequence_threshold(s, wrong, alpha=0.05, delta=0.05, steps=400)
+    assert res.threshold is not None and res.threshold >= s[110]
+    assert res.errors / res.accepted <= 0.05
+
+
+def test_ties_are_admitted_together() -> None:
+    s = np.array([1.0] * 70 + [0.5] * 30)
+    wrong = np.array([False] * 70 + [True] * 30)
+    res = fixed_sequence_threshold(s, wrong, alpha=0.05, delta=0.05)
+    assert res.threshold == 1.0 and res.accepted == 70
+
+
+def test_wilson_interval() -> None:
+    lo, hi = wilson_interval(95, 100)
+    assert lo < 0.95 < hi and 0.88 < lo and hi < 0.98
+    assert wilson_interval(0, 0) == (0.0, 1.0)
