@@ -11,12 +11,12 @@ import boto3
 import pytest
 from fieldlabel.ui.answer import AnswerError, answer_label, parse_review_answer
 from fieldlabel.ui.task_input import (
-    build_labeling_task_input,
-    is_labeling_line,
     MalformedLineError,
+    build_labeling_task_input,
     build_review_task_input,
     error_task_input,
     field_from_registry,
+    is_labeling_line,
     load_taxonomy,
     normalize_field,
 )
