@@ -148,3 +148,77 @@ def test_apply_review_emits_measured_machine_accuracy(aws, monkeypatch, capsys):
     assert [m.unit for m in metrics if m.name == "MachineLabelAccuracy"] == ["Percent"]
     assert only(metrics, "ReviewCorrections", service=SERVICE) == out["corrections"] == 4
     assert only(metrics, "ReviewNeedsAdjudication", service=SERVICE) == 1
+
+
+@pytest.mark.parametrize(("ci_high", "expected"), [(0.90, 1), (0.99, 0)])
+def test_publish_emits_whether_the_audit_contradicts_the_engines_bound(env, monkeypatch, capsys, ci_high, expected):
+    # Given a labeled batch of the own engine whose audit measured the machine labels
+    batch_id, ids = _claimed_batch(env, 3, monkeypatch)
+    for pid in ids:
+        env.ddb.update_item(TableName=PHOTOS, Key={"photo_id": {"S": pid}},
+                            UpdateExpression="SET #s = :l, #lab = :q, human_annotated = :f, label_source = :m",
+                            ExpressionAttributeNames={"#s": "status", "#lab": "label"},
+                            ExpressionAttributeValues={":l": {"S": "LABELED"}, ":q": {"S": "quercus-robur"},
+                                                       ":f": {"BOOL": False}, ":m": {"S": "machine"}})
+    for key, body in (("config/label-categories.json", b'{"labels": [{"label": "quercus-robur"}]}'),
+                      ("config/ui.liquid.html", b"<crowd-form></crowd-form>")):
+        env.s3.put_object(Bucket=BUCKET, Key=key, Body=body)
+    monkeypatch.setenv("LABEL_CATEGORIES_URI", f"s3://{BUCKET}/config/label-categories.json")
+    monkeypatch.setenv("UI_TEMPLATE_URI", f"s3://{BUCKET}/config/ui.liquid.html")
+    monkeypatch.setenv("CONFIG_JSON", json.dumps({"project": PROJECT, "labels": ["quercus-robur"],
+                                                  "engine": "model"}))
+    labeling = {"labeled": 3, "human_labeled": 0, "machine_labeled": 3, "kind": "model",
+                "engine": {"method": "ltt", "alpha": 0.05, "delta": 0.05, "threshold": 0.9, "coverage": 1.0,
+                           "certified_bound": 0.04, "calibration_size": 400, "blocked_species": []}}
+    review = {"reviewed": 3, "corrections": 0,
+              "machine_accuracy": {"overall": {"accuracy": 0.8, "ci_low": 0.5, "ci_high": ci_high, "n": 3}}}
+
+    from publish_dataset import handler
+
+    handler._env.cache_clear()
+    monkeypatch.setattr(handler, "_clients", lambda: (env.ddb, env.s3))
+    capsys.readouterr()
+    out = handler.lambda_handler({"batch_id": batch_id, "labeling": labeling, "review": review,
+                                  "training": {"trained": True, "model": "v000002-x", "labels_used": 9}},
+                                 FakeContext())
+    metrics = emf_metrics(capsys.readouterr().out)
+    handler._env.cache_clear()
+
+    # Then the alarm's metric says whether the audit's lower error bound (1 - ci_high) exceeds alpha
+    assert only(metrics, "MachineLabelAuditContradictsBound", service=SERVICE) == expected
+    assert out["figures"]["engine"]["audit_contradicts_bound"] is bool(expected)
+    stats = json.loads(env.s3.get_object(Bucket=BUCKET, Key=out["dataset"]["statistics_uri"].split("/", 3)[3])
+                       ["Body"].read())
+    assert stats["engine"]["decision"]["certified_bound"] == 0.04
+    assert stats["engine"]["audit"]["error_ci_low"] == pytest.approx(1 - ci_high)
+    assert stats["engine"]["training"]["model"] == "v000002-x"
+
+
+def test_process_output_counts_the_engines_machine_labels_when_no_job_was_needed(env, monkeypatch, capsys):
+    # Given a batch the engine labeled completely at prepare time (no taxonomists' job)
+    batch_id, _ = _claimed_batch(env, 3, monkeypatch)
+    summary = {"method": "ltt", "alpha": 0.05, "threshold": 0.8, "coverage": 1.0, "certified_bound": 0.03,
+               "calibration_size": 300, "blocked_species": []}
+    env.ddb.update_item(TableName=BATCHES, Key={"batch_id": {"S": batch_id}},
+                        UpdateExpression="SET engine_machine_labeled = :n, engine_machine_by_species = :b, "
+                                         "engine_summary = :s, kind = :k",
+                        ExpressionAttributeValues={":n": {"N": "3"}, ":b": {"M": {"quercus-robur": {"N": "3"}}},
+                                                   ":s": {"S": json.dumps(summary)}, ":k": {"S": "model"}})
+    monkeypatch.setenv("CONFIG_JSON", json.dumps({"project": PROJECT, "engine": "model"}))
+
+    from process_output import handler
+
+    handler._env.cache_clear()
+    monkeypatch.setattr(handler, "_backend", _backend)
+    monkeypatch.setattr(handler, "_clients", lambda: (env.ddb, env.s3))
+    capsys.readouterr()
+    stats = handler.lambda_handler({"batch_id": batch_id, "kind": "model",
+                                    "job": {"LabelingJobStatus": handler.NO_JOB_STATUS}}, FakeContext())
+    metrics = emf_metrics(capsys.readouterr().out)
+    handler._env.cache_clear()
+
+    # Then the machine labels count, the decision is carried on, and nothing was released
+    assert (stats["labeled"], stats["machine_labeled"], stats["human_labeled"], stats["released"]) == (3, 3, 0, 0)
+    assert stats["automation_share"] == 1.0 and stats["by_species"] == {"quercus-robur": 3}
+    assert stats["engine"]["certified_bound"] == 0.03
+    assert only(metrics, "PhotosLabeledByMachine", service=SERVICE) == 3
