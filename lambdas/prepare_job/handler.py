@@ -56,7 +56,8 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
         logger.info("review job prepared", extra={"job_name": prepared["job_name"]})
         return prepared
     if env.engine == "model":
-        prepared = _prepare_with_engine(env, dynamodb, s3, sagemaker, tables, batch_id)
+        prepared = _prepare_with_engine(env, dynamodb, s3, sagemaker, tables, batch_id,
+                                        lambda: context.get_remaining_time_in_millis() / 1000.0)
     else:
         prepared = prepare_labeling_job(
             dynamodb=dynamodb, s3=s3, sagemaker=sagemaker, backend=_backend(), tables=tables, batch_id=batch_id,
@@ -74,7 +75,7 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
 
 
 def _prepare_with_engine(env: WorkflowEnv, dynamodb: Any, s3: Any, sagemaker: Any, tables: Tables,
-                         batch_id: str) -> dict[str, Any]:
+                         batch_id: str, time_left: Any) -> dict[str, Any]:
     """``labeling.engine: model``: machine labels for what the engine certifies, a custom job for the rest."""
     from fieldlabel import embedding, engine
 
@@ -83,7 +84,7 @@ def _prepare_with_engine(env: WorkflowEnv, dynamodb: Any, s3: Any, sagemaker: An
         context=EngineContext(taxonomy_hash=taxonomy_hash(env.labels, env.unknown_label), labels=tuple(env.labels),
                               settings=engine_settings(env)),
         embedding=embedding, engine=engine, load_model=model_loader(s3), read_pointer=pointer_reader(dynamodb, env),
-        now_iso=iso(utc_now()),
+        now_iso=iso(utc_now()), time_left=time_left,
     )
     if not prepared["exists"]:
         metrics.add_metric(name="PhotosLabeledByModel", unit=MetricUnit.Count, value=prepared["machine_count"])

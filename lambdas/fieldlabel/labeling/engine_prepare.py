@@ -35,6 +35,8 @@ DECISIONS_KEY = "jobs/{batch_id}/engine-decisions.json"
 # Manifest lines are spooled to /tmp past this size, as for Ground Truth's jobs.
 _SPOOL_BYTES = 8 * 1024 * 1024
 _EMBED_CHUNK = 32
+# Time kept for deciding, labeling and writing the manifest after embedding (100,000 photos: about a minute).
+EMBED_TIME_RESERVE_SECONDS = 180.0
 _UPDATE_CONCURRENCY = 16
 # Marks a labeling-job line for the pre-annotation Lambda (review lines have no ``task``).
 LABELING_TASK = "label"
@@ -77,8 +79,14 @@ def _load_image(s3: Any, uri: str, open_image: Callable[[bytes], Any]) -> Any:
 def compute_missing_embeddings(
     *, dynamodb: Any, s3: Any, photos_table: str, photos: list[BatchPhoto], embedder: Any, model_id: str,
     encode: Callable[[np.ndarray], bytes], open_image: Callable[[bytes], Any] = pil_open,
+    time_left: Callable[[], float] | None = None,
 ) -> tuple[dict[str, np.ndarray], dict[str, str]]:
     """Embed photos intake left without a (current) embedding and store it on the photo item.
+
+    Each vector is stored as soon as it is computed, so work done before a timeout is never lost. When
+    ``time_left()`` (seconds) drops below :data:`EMBED_TIME_RESERVE_SECONDS` the remaining photos are left for the
+    taxonomists without a suggestion: a batch whose photos all lack embeddings (say, after a change of embedding
+    model) is still labeled, by people, instead of timing out.
 
     Returns:
         ``({photo_id: vector}, {photo_id: why it could not be embedded})``; a photo whose labeling copy cannot be
@@ -88,6 +96,9 @@ def compute_missing_embeddings(
     problems: dict[str, str] = {}
     for start in range(0, len(photos), _EMBED_CHUNK):
         chunk = photos[start:start + _EMBED_CHUNK]
+        if time_left is not None and time_left() < EMBED_TIME_RESERVE_SECONDS:
+            problems.update({p.photo_id: "no time left in this step to embed it" for p in photos[start:]})
+            break
         images, ids = [], []
         for photo in chunk:
             try:
@@ -161,6 +172,7 @@ def prepare_engine_job(
     load_model: Callable[[str], Any],
     read_pointer: Callable[[str], Any],
     now_iso: str,
+    time_left: Callable[[], float] | None = None,
 ) -> dict[str, Any]:
     """Decide the batch with the chain's model and prepare the taxonomists' job for the rest.
 
@@ -176,6 +188,7 @@ def prepare_engine_job(
         load_model: model URI -> ``TrainedModel``.
         read_pointer: embedding model id -> the chain's ``ModelPointer`` or None.
         now_iso: ISO-8601 UTC timestamp.
+        time_left: seconds left in the invocation (bounds the embedding of photos intake did not embed).
 
     Returns:
         As ``prepare_labeling_job`` plus ``human_count``, ``machine_count``, ``engine`` (the decision summary) and
@@ -213,7 +226,7 @@ def prepare_engine_job(
         photos.append(photo)
         raw = _embedding_bytes(item)
         if raw is not None and item.get("embedding_model") == model_id:
-            stored[photo.photo_id] = embedding.decode_embedding(raw)
+            stored[photo.photo_id] = embedding.decode_embedding(raw).astype(np.float16)
         else:
             missing.append(photo)
     if not photos:
@@ -224,16 +237,18 @@ def prepare_engine_job(
             dynamodb=dynamodb, s3=s3, photos_table=tables.photos_table, photos=missing,
             embedder=embedding.load_embedder(), model_id=model_id, encode=embedding.encode_embedding,
             # The same decoding as intake's (the embedding package's), so both paths give the same vectors.
-            open_image=getattr(embedding, "open_image", pil_open))
-        stored.update(computed)
+            open_image=getattr(embedding, "open_image", pil_open), time_left=time_left)
+        stored.update({pid: vec.astype(np.float16) for pid, vec in computed.items()})
 
     photos.sort(key=lambda p: p.photo_id)
     scored = [p for p in photos if p.photo_id in stored]
     pointer = read_pointer(model_id)
     model = load_model(pointer.model_uri) if pointer is not None else None
     settings = dataclasses.replace(context.settings, seed=batch_seed(batch_id, int(context.settings.seed)))
-    dim = int(embedding.EMBEDDING_DIM)
-    x = np.stack([stored[p.photo_id] for p in scored]).astype(np.float32) if scored else np.zeros((0, dim), np.float32)
+    # Filled row by row (float16 vectors in, one float32 matrix out): 100,000 x 2,560 stays near 1.5 GB at peak.
+    x = np.empty((len(scored), int(embedding.EMBEDDING_DIM)), dtype=np.float32)
+    for i, p in enumerate(scored):
+        x[i] = stored.pop(p.photo_id)
     decision = engine.decide_batch(model, x, [p.photo_id for p in scored], settings=settings)
     by_id = {d.photo_id: d for d in decision.items}
 

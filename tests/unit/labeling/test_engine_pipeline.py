@@ -363,3 +363,30 @@ def test_the_audit_contradicts_the_bound_when_its_error_lower_bound_exceeds_alph
     # without an audit there is nothing to contradict, and a Ground Truth batch has no engine block
     assert engine_statistics(labeling, {"skipped": "nothing to review"}, None)["audit_contradicts_bound"] is None
     assert engine_statistics({"machine_labeled": 3}, review, None) is None
+
+
+def test_photos_left_without_an_embedding_for_lack_of_time_go_to_the_taxonomists(world: World) -> None:
+    # Given a batch without embeddings and an invocation that is almost out of time
+    rng = np.random.default_rng(5)
+    ids = world.seed(BATCH_1, 5)
+    for pid in ids:
+        _write_photo(world, pid, rng)
+    calls: list[int] = []
+    module = _embedding_module(calls)
+    chain = _chain(module)
+
+    # When the batch is prepared
+    prepared = prepare_engine_job(
+        dynamodb=world.ddb, s3=world.s3, sagemaker=NoJobs(), backend=_backend(), tables=world.tables,
+        batch_id=BATCH_1, context=EngineContext(taxonomy_hash=chain.taxonomy_hash, labels=tuple(LABELS),
+                                                settings=SETTINGS),
+        embedding=module, engine=engine, load_model=lambda uri: None, read_pointer=lambda model_id: None,
+        now_iso=NOW, time_left=lambda: 30.0)
+
+    # Then nothing is embedded, every photo is a task without a suggestion, and the summary says why
+    assert prepared["human_count"] == 5 and prepared["engine"]["not_embedded"] == 5
+    assert all("embedding" not in world.photo(pid) for pid in ids)
+    assert all("label-under-review" not in x for x in _manifest(world, BATCH_1))
+    decisions = json.loads(world.s3.get_object(Bucket="artifacts-bucket",
+                                               Key=DECISIONS_KEY.format(batch_id=BATCH_1))["Body"].read())
+    assert set(decisions["not_embedded"]) == set(ids)
