@@ -36,7 +36,7 @@ LEAVES = {
     "betula-pendula": ((150, 200, 60), 1.2, 0, 0.25),
     "pinus-sylvestris": ((30, 90, 60), 6.0, 0, 0.0),
 }
-PER_BATCH = 36
+PER_BATCH = 30
 
 
 def leaf_photo(species: str, rng: np.random.Generator) -> bytes:
