@@ -20,6 +20,7 @@ from botocore.exceptions import ClientError
 from pydantic import ValidationError
 
 from fieldlabel.costs import cost_settings, estimated_cost, load_assumptions, load_price_book, usage_from_counts
+from fieldlabel.labeling.backend import KIND_MODEL
 from fieldlabel.registry.model import error_code
 
 MONTH_PREFIX = "#objects-month#"
@@ -100,6 +101,9 @@ def batch_estimated_cost(
     earlier = month_position(dynamodb, batches_table, batch_id=batch_id, month=published_at[:7], objects=objects)
     usage = usage_from_counts(human_labeled=human_labeled, machine_labeled=machine_labeled, kind=kind,
                               reviewed=reviewed, objects_labeled_earlier_this_month=earlier)
+    if kind == KIND_MODEL:
+        # The own engine trains in a Lambda, not on Ground Truth's automated-labeling instances (as in evaluate).
+        usage = usage.model_copy(update={"iterations": 0})
     block = estimated_cost(usage, prices, assumptions, prices_from=prices_from)
     block["workers_per_object"] = assumptions.workers_per_object
     return block

@@ -117,3 +117,17 @@ def test_a_broken_cost_config_never_stops_the_publish(world: World, bad: Any) ->
     assert cost["prices_from"].startswith("fieldlabel.costs defaults (CONFIG_JSON costs ignored: ")
     default = estimate_batch_cost(BatchUsage(photos=4, automated=False))
     assert cost["total_usd"] == round(default.total_usd, 2)
+
+
+def test_an_engine_batch_pays_no_automated_labeling_instances(world: World) -> None:
+    # Given a batch the own engine labeled (kind model): 12 machine labels, 8 by taxonomists
+    _, stats = _publish(world, B1, n=20, human=8, kind="model", configuration={"jobs": {"workers_per_photo": 3}})
+    cost = stats["estimated_cost"]
+    keys = {i["key"] for i in cost["line_items"]}
+    # Then the estimate has no Ground Truth training or transform instance, and the machine labels save people's time
+    assert not {"al-training", "al-transform"} & keys
+    assert (cost["machine_labeled"], cost["human_labeled"]) == (12, 8)
+    expected = estimate_batch_cost(BatchUsage(photos=20, machine_labeled=12, iterations=0),
+                                   load_price_book(), load_assumptions({"workers_per_object": 3}))
+    assert cost["total_usd"] == pytest.approx(expected.total_usd, abs=0.01)
+    assert cost["savings_usd"] > 0
