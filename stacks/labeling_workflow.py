@@ -229,7 +229,7 @@ class LabelingWorkflow(Construct):
         prepare = kit.function(self, "PrepareJob", handler_dir="prepare_job", timeout=minutes(15),
                                memory_size=ENGINE_PREPARE_MEMORY_MB if engine else 1024,
                                description="Writes a batch's input manifest and builds its labeling-job request",
-                               environment=job_env)
+                               environment=job_env, embedding_models=engine)
         process = kit.function(self, "ProcessOutput", handler_dir="process_output", timeout=minutes(15),
                                memory_size=1024, description="Records a finished labeling job's labels",
                                environment=job_env)

@@ -95,7 +95,7 @@ def test_human_only_config_reaches_the_dispatcher(prod: Synthesis) -> None:
     assert fn["Environment"]["Variables"]["MAX_WAIT_SECONDS"] == str(72 * 3600)
 
 
-def test_only_the_register_function_gets_the_embedding_models_layer(dev: Synthesis) -> None:
+def test_only_the_functions_that_embed_get_the_embedding_models_layer(dev: Synthesis) -> None:
     (models,) = [(lid, r["Properties"]) for _, lid, r in dev.resources("AWS::Lambda::LayerVersion")
                  if "ONNX" in r["Properties"].get("Description", "")]
     models_id, props = models
@@ -106,4 +106,5 @@ def test_only_the_register_function_gets_the_embedding_models_layer(dev: Synthes
         if {"Ref": models_id} in layers:
             with_models.append(r["Properties"]["Handler"])
             assert len(layers) == 2
-    assert with_models == ["register.handler.lambda_handler"]
+    # register embeds every photo; with the own engine (dev), prepare embeds what intake could not
+    assert sorted(with_models) == ["prepare_job.handler.lambda_handler", "register.handler.lambda_handler"]
