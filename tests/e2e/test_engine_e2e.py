@@ -115,6 +115,8 @@ def test_two_batches_the_second_scored_by_the_first_batchs_model(engine_template
         out1 = run1["output"]
         assert "Run the human labeling job" in run1["states"] and "Train the model" in run1["states"]
         assert out1["prepared"]["model"] is None and out1["prepared"]["machine_count"] == 0
+        # intake (the real register Lambda) embedded every photo; the workflow had nothing left to embed
+        assert (out1["prepared"]["engine"]["embedded_now"], out1["prepared"]["engine"]["not_embedded"]) == (0, 0)
         request1 = h.ground_truth.jobs[f"treelabel-dev-{first}"].request
         assert "LabelingJobAlgorithmsConfig" not in request1
         htc = request1["HumanTaskConfig"]
@@ -129,7 +131,7 @@ def test_two_batches_the_second_scored_by_the_first_batchs_model(engine_template
                                                                                                "expert_review"}
         correct = sum(p["label"] == truth[pid] for pid, p in photos1.items())
         assert correct / PER_BATCH >= 0.8  # three taxonomists of ~92 % each, consolidated
-        # the registry holds every photo's embedding (computed by the workflow if intake had none)
+        # the registry holds every photo's embedding, made by the configured spec
         from fieldlabel import embedding
 
         assert {p["embedding_model"] for p in photos1.values()} == {embedding.model_id("lite0")}

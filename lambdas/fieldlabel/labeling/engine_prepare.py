@@ -282,6 +282,8 @@ def prepare_engine_job(
     summary = dict(decision.summary)
     summary["model"] = model_name
     summary["not_embedded"] = len(problems)
+    # Embedded here because intake had not (0 when intake's embedding step did its job).
+    summary["embedded_now"] = len(missing) - len(problems)
     decisions = {
         "batch_id": batch_id, "model": pointer.as_dict() if pointer is not None else None,
         "embedding_model": model_id, "taxonomy_hash": context.taxonomy_hash, "summary": summary,

@@ -152,10 +152,11 @@ def test_first_batch_embeds_what_intake_did_not_and_sends_every_photo_to_the_tax
     assert calls == [1]
     for pid in ids:
         item = world.photo(pid)
-        assert item["embedding_model"] == "colour-stats-v1" and len(item["embedding"].value) == 6 * 2
+        assert item["embedding_model"] == "colour-stats-v1" and len(item["embedding"]) == 6 * 2
         assert item["status"] == "BATCHED"
     assert (prepared["kind"], prepared["human_count"], prepared["machine_count"], prepared["model"]) == (
         "model", 40, 0, None)
+    assert (prepared["engine"]["embedded_now"], prepared["engine"]["not_embedded"]) == (40, 0)
     lines = _manifest(world, BATCH_1)
     assert sorted(x["photo-id"] for x in lines) == sorted(ids)
     assert all(x["task"] == "label" and "label-under-review" not in x for x in lines)
