@@ -15,7 +15,8 @@ from typing import Any
 
 # The decision summary's keys shown in the statistics and the summary (the rest stays in engine-decisions.json).
 SUMMARY_KEYS = ("method", "alpha", "delta", "threshold", "thresholds", "coverage", "auto_count", "human_count",
-                "calibration_size", "calibration_slice", "certified_bound", "blocked_species", "model", "not_embedded", "embedded_now")
+                "calibration_size", "calibration_slice", "certified_bound", "blocked_species", "model", "not_embedded",
+                "embedded_now")
 
 
 def add_machine_labels(stats: Mapping[str, Any], batch: Mapping[str, Any]) -> dict[str, Any]:
