@@ -1,10 +1,14 @@
 """Sample field photos made on the spot (no download, no licence question), each with its true species.
 
-Every photo is a small JPEG (160x120) with EXIF capture time, GPS and camera, drawn from a per-photo seed so that
+Every photo is a small JPEG (288x216) of a procedurally drawn leaf whose shape, lobes, serration, veins and colour
+say its species (``localrun.leaves``), with EXIF capture time, GPS and camera, drawn from a per-photo seed so that
 no two photos share bytes (intake dedupes by content). A few are HEIC, a few carry an EXIF rotation, some have a
 sidecar, one folder has a ``_folder.json``; a few are exact duplicates of another photo under a new name, and a few
 are broken on purpose (zero bytes, not an image, a truncated JPEG) to show quarantine. The generator records the
 truth of each photo by its content hash, which is the photo id intake gives it (docs/contracts.md, dedupe rule).
+
+:func:`from_folder` builds the same kind of set from a labeled folder instead (one sub-folder per species): its
+photos are uploaded as they are, and the sub-folder names are the truth.
 """
 
 from __future__ import annotations
@@ -13,6 +17,8 @@ import hashlib
 import io
 import json
 import random
+import re
+import unicodedata
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -20,11 +26,13 @@ from pathlib import Path
 from typing import Any
 
 import pillow_heif
-from PIL import Image, ImageDraw
+from PIL import Image
+
+from localrun.leaves import archetype, draw_leaf
 
 pillow_heif.register_heif_opener()
 
-WIDTH, HEIGHT = 160, 120
+WIDTH, HEIGHT = 288, 216
 SITES = ("S01-beech-wood", "S02-riverside", "S03-upland-pine")
 # The EXIF tags intake reads (fieldlabel.intake.exif); Pillow writes them through Image.Exif.
 _ORIENTATION, _MAKE, _MODEL, _EXIF_IFD, _GPS_IFD, _DATETIME_ORIGINAL = 0x0112, 0x010F, 0x0110, 0x8769, 0x8825, 0x9003
@@ -40,7 +48,7 @@ class SamplePhoto:
     rel: str  # path under the sample folder, POSIX
     data: bytes
     species: str | None  # true species; None for broken files
-    kind: str  # jpeg, heic, rotated, duplicate, or a BROKEN_KINDS key
+    kind: str  # jpeg, heic, rotated, folder (as found in a labeled folder), duplicate, or a BROKEN_KINDS key
 
     @property
     def photo_id(self) -> str:
@@ -98,30 +106,21 @@ def _exif(rng: random.Random, taken: datetime, site: int, orientation: int) -> I
     return exif
 
 
-def _draw(rng: random.Random, species_index: int, n_species: int) -> Image.Image:
-    """A crude tree: trunk and crown whose hue says the species (a taxonomist could tell; the demo never needs to)."""
-    img = Image.new("RGB", (WIDTH, HEIGHT), (rng.randint(150, 200), rng.randint(190, 230), 255))
-    d = ImageDraw.Draw(img)
-    d.rectangle((0, 95, WIDTH, HEIGHT), fill=(60 + rng.randint(0, 40), 110, 40))
-    cx = rng.randint(50, 110)
-    d.rectangle((cx - 5, 60, cx + 5, 100), fill=(90, 60, 30))
-    hue = int(255 * species_index / max(n_species, 1))
-    crown = (hue, 200 - hue // 2, (hue * 7) % 255)
-    r = rng.randint(22, 38)
-    d.ellipse((cx - r, 60 - r, cx + r, 60 + r // 2), fill=crown)
-    for _ in range(12):  # per-photo speckle, so every photo has its own bytes
-        x, y = rng.randrange(WIDTH), rng.randrange(HEIGHT)
-        d.point((x, y), fill=(rng.randrange(256), rng.randrange(256), rng.randrange(256)))
-    return img
-
-
-def _encode(img: Image.Image, fmt: str, exif: Image.Exif) -> bytes:
+def _encode(img: Image.Image, fmt: str, exif: Image.Exif, quality: int) -> bytes:
     out = io.BytesIO()
     if fmt == "HEIF":
-        img.save(out, format="HEIF", quality=50, exif=exif.tobytes())
+        img.save(out, format="HEIF", quality=quality, exif=exif.tobytes())
     else:
-        img.save(out, format="JPEG", quality=70, exif=exif.tobytes())
+        img.save(out, format="JPEG", quality=quality, exif=exif.tobytes())
     return out.getvalue()
+
+
+def _add_broken(photos: list[SamplePhoto], good: bytes) -> None:
+    """One file of each :data:`BROKEN_KINDS` (``good`` is a decodable photo to truncate)."""
+    photos.append(SamplePhoto("S02-riverside/IMG_EMPTY.jpg", b"", None, "empty"))
+    photos.append(SamplePhoto("S02-riverside/notes-not-a-photo.jpg", b"field notes, typed on the phone\n", None,
+                              "text"))
+    photos.append(SamplePhoto("S02-riverside/IMG_CUT.jpg", good[: len(good) * 4 // 5], None, "truncated"))
 
 
 def generate(
@@ -147,6 +146,7 @@ def generate(
     if count < 1 or not species:
         raise ValueError("need at least one photo and one species")
     rng = random.Random(seed)
+    archetypes = [archetype(label, i, len(species)) for i, label in enumerate(species)]
     start = datetime(2026, 5, 4, 8, 0, tzinfo=UTC)
     photos: list[SamplePhoto] = []
     for i in range(count):
@@ -159,7 +159,11 @@ def generate(
             kind, fmt, orientation, ext = "rotated", "JPEG", 6, "jpg"
         else:
             kind, fmt, orientation, ext = "jpeg", "JPEG", 1, "jpg"
-        data = _encode(_draw(rng, sp, len(species)), fmt, _exif(rng, taken, site, orientation))
+        # Each photo draws from its own generator, so a photo does not change when another one's drawing does.
+        photo_rng = random.Random(rng.getrandbits(64))
+        img = draw_leaf(archetypes[sp], photo_rng, WIDTH, HEIGHT)
+        quality = photo_rng.randint(55, 90)  # compression noise varies from camera to camera
+        data = _encode(img, fmt, _exif(rng, taken, site, orientation), quality)
         photos.append(SamplePhoto(f"{SITES[site]}/IMG_{i:05d}.{ext}", data, species[sp], kind))
     for j in range(min(duplicates, count)):
         original = photos[rng.randrange(count)]
@@ -167,11 +171,7 @@ def generate(
         photos.append(SamplePhoto(f"{folder}/copy-of-{j}-{original.rel.rsplit('/', 1)[1]}", original.data,
                                   original.species, "duplicate"))
     if broken:
-        good = photos[-1].data
-        photos.append(SamplePhoto("S02-riverside/IMG_EMPTY.jpg", b"", None, "empty"))
-        photos.append(SamplePhoto("S02-riverside/notes-not-a-photo.jpg", b"field notes, typed on the phone\n", None,
-                                  "text"))
-        photos.append(SamplePhoto("S02-riverside/IMG_CUT.jpg", good[: len(good) * 4 // 5], None, "truncated"))
+        _add_broken(photos, photos[-1].data)
 
     sidecars: dict[str, bytes] = {
         f"{SITES[0]}/_folder.json": json.dumps({"site_id": "S01", "collector": "Demo Field Team",
@@ -182,3 +182,93 @@ def generate(
         sidecars[f"{stem}.json"] = json.dumps({"notes": "sampled at breast height", "specimen_part": "habit",
                                                "suspected_species": p.species}).encode()
     return SampleSet(photos, sidecars)
+
+
+# ------------------------------------------------------------------------------------------------ labeled folder
+
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".heic", ".heif", ".webp", ".tif", ".tiff", ".gif", ".bmp"})
+# A sub-folder with one of these names holds photos of no species in the list: its truth is the unknown label.
+UNKNOWN_FOLDER_NAMES = frozenset({"other", "unknown", "not-a-tree"})
+_NOT_LABEL = re.compile(r"[^a-z0-9]+")
+
+
+@dataclass(frozen=True)
+class FolderSpecies:
+    """One sub-folder of a labeled folder: the taxonomy label made from its name, and how many photos it holds."""
+
+    label: str
+    name: str  # the sub-folder's name, shown as the scientific name
+    photos: int
+
+
+def species_label(name: str) -> str:
+    """A taxonomy label (lowercase letters, digits and hyphens, <= 64 characters) from a sub-folder's name."""
+    folded = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode().lower()
+    label = _NOT_LABEL.sub("-", folded).strip("-")[:64].strip("-")
+    if not label:
+        raise ValueError(f"sub-folder {name!r}: its name has no letters or digits to make a species label from")
+    return label
+
+
+def from_folder(folder: Path, *, unknown_label: str, seed: int = 7, limit: int | None = None,
+                duplicates: int = 3, broken: bool = True) -> tuple[SampleSet, list[FolderSpecies]]:
+    """The photos of a labeled folder (one sub-folder per species), uploaded as they are, with their truth.
+
+    The photos are shuffled with ``seed`` (a folder read in order would put one species in each batch) and renamed
+    ``<site>/IMG_<n>.<ext>`` so that nothing in the upload path tells the species. A sub-folder named in
+    :data:`UNKNOWN_FOLDER_NAMES` or like ``unknown_label`` holds photos of no listed species; their truth is
+    ``unknown_label``. Byte-identical files stay in (intake folds them): the first one's folder is the truth.
+
+    Args:
+        folder: the labeled folder.
+        unknown_label: the taxonomy's "not a tree / cannot tell" label.
+        seed: the shuffle.
+        limit: take at most this many photos (after shuffling), e.g. for a quick run.
+        duplicates, broken: as :func:`generate`, added to show dedupe and quarantine.
+
+    Returns:
+        The sample set and the species found (sorted by label; the unknown sub-folder is not among them).
+
+    Raises:
+        ValueError: no sub-folder with photos, fewer than two species, or two sub-folders with the same label.
+    """
+    if not folder.is_dir():
+        raise ValueError(f"{folder}: not a folder")
+    found: list[tuple[str, Path]] = []
+    species: dict[str, FolderSpecies] = {}
+    for sub in sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        files = sorted(f for f in sub.rglob("*") if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES)
+        if not files:
+            continue
+        is_unknown = sub.name.lower() in UNKNOWN_FOLDER_NAMES or species_label(sub.name) == unknown_label
+        label = unknown_label if is_unknown else species_label(sub.name)
+        if not is_unknown:
+            if label in species:
+                raise ValueError(f"sub-folders {species[label].name!r} and {sub.name!r} both make label {label!r}")
+            species[label] = FolderSpecies(label, sub.name, len(files))
+        found.extend((label, f) for f in files)
+    if len(species) < 2:
+        raise ValueError(f"{folder}: needs at least two sub-folders of photos (one per species), found "
+                         f"{len(species)}")
+    rng = random.Random(seed)
+    rng.shuffle(found)
+    if limit is not None:
+        found = found[:limit]
+    photos: list[SamplePhoto] = []
+    first_label: dict[bytes, str] = {}
+    for i, (label, path) in enumerate(found):
+        data = path.read_bytes()
+        digest = hashlib.sha256(data).digest()
+        kind = "duplicate" if digest in first_label else "folder"
+        truth = first_label.setdefault(digest, label)
+        photos.append(SamplePhoto(f"{SITES[i % len(SITES)]}/IMG_{i:05d}{path.suffix.lower()}", data, truth, kind))
+    count = len(photos)
+    for j in range(min(duplicates, count)):
+        original = photos[rng.randrange(count)]
+        site, name = original.rel.split("/", 1)
+        photos.append(SamplePhoto(f"{site}/copy-of-{j}-{name}", original.data, original.species, "duplicate"))
+    if broken:
+        # The truncated file is cut from a generated JPEG: a folder's own files may be of any format.
+        leaf = draw_leaf(archetype("broken", 0, 1), random.Random(seed), WIDTH, HEIGHT)
+        _add_broken(photos, _encode(leaf, "JPEG", Image.Exif(), 80))
+    return SampleSet(photos), sorted(species.values(), key=lambda s: s.label)

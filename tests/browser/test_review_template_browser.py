@@ -23,6 +23,7 @@ from fieldlabel.ui.render import build_review_template
 from fieldlabel.ui.task_input import build_review_task_input
 from fieldlabel.ui.taxonomy import parse_taxonomy
 
+from tests.unit.ui.test_ui_labeling_template import labeling_task_input
 from tests.unit.ui.ui_fixtures import HOSTILE_NOTE, UNKNOWN, review_line, taxonomy_document
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -95,13 +96,14 @@ def browser() -> Iterator[Any]:
 
 
 def _open_review_page(
-    browser: Any, site: str, tmp_path: Path, taxonomy_doc: dict[str, Any], line: dict[str, Any], *, photo: bool = True
+    browser: Any, site: str, tmp_path: Path, taxonomy_doc: dict[str, Any], line: dict[str, Any], *, photo: bool = True,
+    task_input: dict[str, Any] | None = None,
 ):
     from fieldlabel.ui.preview import render_task
 
     taxonomy = parse_taxonomy(taxonomy_doc)
     built = build_review_template((ROOT / "ui_templates" / "expert-review.liquid.html").read_text(), taxonomy)
-    task_input = build_review_task_input(line, taxonomy)
+    task_input = task_input or build_review_task_input(line, taxonomy)
     if photo:
         (tmp_path / "photo.jpg").write_bytes(_photo_jpeg())
 
@@ -294,3 +296,88 @@ def test_submitted_answer_consolidates_to_the_chosen_species(browser: Any, site:
 
     # Then the consolidated review label is the species the reviewer chose
     assert consolidated["species-review"]["label"] == "quercus-petraea"
+
+
+# ---------------------------------------------------------------------------------------- the engine's labeling job
+
+
+def test_taxonomist_confirms_the_model_suggestion_in_one_click(browser: Any, site: str, tmp_path: Path) -> None:
+    # Given the labeling job's task: the model suggests one of 400 species at 0.874
+    doc = taxonomy_document(400)
+    label = doc["labels"][21]["label"]
+    task = labeling_task_input(doc, {"label": label, "confidence": 0.874})
+    page, outside, errors = _open_review_page(browser, site, tmp_path, doc, review_line(), task_input=task)
+    assert errors == [] and all(url.startswith("https://herbarium.example.org/ref/") for url in outside)
+    assert "Model suggestion: " + doc["labels"][21]["display_name"] in page.inner_text("#fl-suggestion")
+    assert "(87 % confident)" in page.inner_text("#fl-suggestion")
+    assert page.evaluate("window.flReview.mode") == "suggestion"
+    page.screenshot(path="/tmp/labeling-suggestion-ui.png", full_page=True)
+
+    # When the taxonomist clicks "Confirm and submit"
+    page.click("#fl-confirm-suggestion")
+
+    # Then one answer in the review format was submitted, confirming the suggested species
+    (submission,) = _submissions(page)
+    (answer,) = submission
+    assert set(answer) == {"review"}
+    assert json.loads(answer["review"]) == {"decision": "confirm", "species": label, "comment": ""}
+    page.close()
+
+
+def test_taxonomist_corrects_the_suggestion_with_the_picker(browser: Any, site: str, tmp_path: Path) -> None:
+    # Given a suggestion of Quercus robur among 400 species
+    doc = taxonomy_document(400)
+    task = labeling_task_input(doc, {"label": "quercus-robur", "confidence": 0.55})
+    page, _, errors = _open_review_page(browser, site, tmp_path, doc, review_line(), task_input=task)
+
+    # When the taxonomist searches by common name and picks another species, with a comment
+    page.fill("#fl-search", "sessile oak")
+    assert page.locator("#fl-options li").count() == 1
+    page.press("#fl-search", "Enter")
+    page.fill("#fl-comment", "acorns sessile")
+    page.click("#fl-submit")
+
+    # Then the answer corrects the suggestion to the picked species
+    (answer,) = _submissions(page)[0]
+    assert json.loads(answer["review"]) == {"decision": "correct", "species": "quercus-petraea",
+                                            "comment": "acorns sessile"}
+    assert errors == []
+    page.close()
+
+
+def test_without_suggestion_the_picker_is_the_task(browser: Any, site: str, tmp_path: Path) -> None:
+    # Given a photo the model has no suggestion for, and 400 species
+    doc = taxonomy_document(400)
+    page, _, errors = _open_review_page(browser, site, tmp_path, doc, review_line(),
+                                        task_input=labeling_task_input(doc, None))
+    assert page.evaluate("window.flReview.mode") == "pick"
+    assert page.locator("#fl-confirm-suggestion").count() == 0
+    assert page.locator("#fl-decision-confirm").count() == 0
+    assert page.get_attribute("#fl-picker", "aria-disabled") == "false"
+    assert "of 400" in page.inner_text("#fl-count")
+
+    # When the taxonomist submits without picking, the form refuses and says why
+    page.click("#fl-submit")
+    assert "Pick the species from the list" in page.inner_text("#fl-error")
+    assert _submissions(page) == []
+
+    # When they search a genus, move down with the keyboard and pick
+    page.focus("#fl-search")
+    page.keyboard.type("Fraxinus")
+    labels = page.eval_on_selector_all("#fl-options li", "els => els.map(e => e.dataset.label)")
+    assert labels and all(x.startswith("fraxinus-") for x in labels)
+    page.keyboard.press("ArrowDown")
+    page.keyboard.press("Enter")
+    page.screenshot(path="/tmp/labeling-pick-ui.png", full_page=True)
+    page.click("#fl-submit")
+
+    # Then the answer names the picked species (decision "correct": the species is the taxonomist's own)
+    (answer,) = _submissions(page)[0]
+    assert json.loads(answer["review"]) == {"decision": "correct", "species": labels[1], "comment": ""}
+
+    # And Cannot tell is still possible
+    page.check("#fl-decision-cannot-tell")
+    page.click("#fl-submit")
+    assert json.loads(_submissions(page)[1][0]["review"]) == {"decision": "cannot_tell", "species": "", "comment": ""}
+    assert errors == []
+    page.close()
