@@ -296,8 +296,11 @@ def _draw_blade(c: _Canvas, outline: list[Point], veins: list[list[Point]], colo
         c.line(vein, vein_colour, (0.012 if i == 0 else 0.006) * size, **kw)
 
 
-def draw_leaf(a: LeafArchetype, rng: random.Random, width: int, height: int) -> Image.Image:
-    """One photo of a leaf of archetype ``a``: RGB, ``width`` x ``height``, drawn from ``rng``."""
+def draw_leaf(a: LeafArchetype, rng: random.Random, width: int, height: int, *, leaves: bool = True) -> Image.Image:
+    """One photo of a leaf of archetype ``a``: RGB, ``width`` x ``height``, drawn from ``rng``.
+
+    ``leaves=False`` draws the same photo without its leaves (the photo-level draws come first), for tests.
+    """
     ss = SUPERSAMPLE
     W, H = width * ss, height * ss
     nprng = np.random.default_rng(rng.getrandbits(64))
@@ -312,29 +315,34 @@ def draw_leaf(a: LeafArchetype, rng: random.Random, width: int, height: int) -> 
     cx = W / 2 + rng.uniform(-0.12, 0.12) * W
     cy = H / 2 + rng.uniform(-0.12, 0.12) * H
     angle = rng.uniform(0, 2 * math.pi)
-
-    # The leaves are drawn on a transparent layer at SUPERSAMPLE x and reduced (antialiased edges), then laid on
-    # the background at the photo's size.
-    layer = Image.new("RGBA", (W, H), (0, 0, 0, 0))
-    # A second leaf of the same species, partly out of frame, in some photos (a real photo rarely shows one leaf).
-    if rng.random() < 0.35:
-        other = _Canvas(layer, rng.choice((0.05, 0.95)) * W, rng.uniform(0.1, 0.9) * H,
-                        scale * rng.uniform(0.6, 0.9), rng.uniform(0, 2 * math.pi))
-        _draw_family(other, a, rng, _rgb(hue, sat * 0.9, val * 0.85), vein_colour, stalk_colour)
-    canvas = _Canvas(layer, cx, cy, scale, angle)
-    _draw_family(canvas, a, rng, colour, vein_colour, stalk_colour)
-    leaf = np.asarray(layer.reduce(ss), dtype=np.float32)
-    alpha = leaf[..., 3:4] / 255.0
-    arr = background * (1 - alpha) + leaf[..., :3] * alpha
-
-    # Lighting: a brightness gradient across the frame (sun from one side), an exposure and a white balance.
-    gx, gy = np.meshgrid(np.linspace(-1, 1, width, dtype=np.float32), np.linspace(-1, 1, height, dtype=np.float32))
+    # Lighting: a brightness gradient across the frame (sun from one side), an exposure and a white balance; and
+    # focus. Drawn before the leaves so that the leaves' own draws never change them.
     direction = rng.uniform(0, 2 * math.pi)
-    light = 1 + rng.uniform(0.0, 0.30) * (gx * math.cos(direction) + gy * math.sin(direction))
+    gradient = rng.uniform(0.0, 0.30)
     tint = np.array([rng.uniform(0.93, 1.07) for _ in range(3)], dtype=np.float32) * rng.uniform(0.80, 1.15)
+    blur = rng.choice((0.0, 0.0, rng.uniform(0.3, 1.2)))
+    second = rng.random() < 0.35  # a second leaf of the same species, partly out of frame, as in many real photos
+    leaf_rng = random.Random(rng.getrandbits(64))
+
+    arr = background
+    if leaves:
+        # The leaves are drawn on a transparent layer at SUPERSAMPLE x and reduced (antialiased edges), then laid
+        # on the background at the photo's size.
+        layer = Image.new("RGBA", (W, H), (0, 0, 0, 0))
+        if second:
+            other = _Canvas(layer, leaf_rng.choice((0.05, 0.95)) * W, leaf_rng.uniform(0.1, 0.9) * H,
+                            scale * leaf_rng.uniform(0.6, 0.9), leaf_rng.uniform(0, 2 * math.pi))
+            _draw_family(other, a, leaf_rng, _rgb(hue, sat * 0.9, val * 0.85), vein_colour, stalk_colour)
+        canvas = _Canvas(layer, cx, cy, scale, angle)
+        _draw_family(canvas, a, leaf_rng, colour, vein_colour, stalk_colour)
+        leaf = np.asarray(layer.reduce(ss), dtype=np.float32)
+        alpha = leaf[..., 3:4] / 255.0
+        arr = background * (1 - alpha) + leaf[..., :3] * alpha
+
+    gx, gy = np.meshgrid(np.linspace(-1, 1, width, dtype=np.float32), np.linspace(-1, 1, height, dtype=np.float32))
+    light = 1 + gradient * (gx * math.cos(direction) + gy * math.sin(direction))
     arr = arr * light[..., None] * tint
     out = Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8))
-    blur = rng.choice((0.0, 0.0, rng.uniform(0.3, 1.2)))
     return out.filter(ImageFilter.GaussianBlur(blur)) if blur else out
 
 
