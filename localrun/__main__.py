@@ -23,6 +23,16 @@ def _positive(text: str) -> int:
     return value
 
 
+def _photos(text: str) -> int | Path:
+    """A count of photos to generate, or a labeled folder (one sub-folder per species)."""
+    if text.isdigit():
+        return _positive(text)
+    path = Path(text)
+    if not path.is_dir():
+        raise argparse.ArgumentTypeError(f"neither a number of photos nor a folder: {text}")
+    return path
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Options of ``python -m localrun``."""
     p = argparse.ArgumentParser(
@@ -30,8 +40,16 @@ def build_parser() -> argparse.ArgumentParser:
         description="Run the real pipeline end to end in an embedded AWS emulator (moto). Only Ground Truth and "
                     "its workers are simulated. See docs/demo.md.",
     )
-    p.add_argument("--photos", type=_positive, default=1300,
-                   help="sample photos to generate (default 1300: one automated batch of >= 1250 and a small one)")
+    p.add_argument("--photos", type=_photos, default=1300, metavar="N|DIR",
+                   help="N: leaf photos to generate (default 1300); DIR: a labeled folder, one sub-folder per "
+                        "species, whose sub-folder names become the taxonomy and whose labels are the truth the "
+                        "simulated taxonomists answer from (the app is synthesized again with that taxonomy)")
+    p.add_argument("--limit", type=_positive, default=None,
+                   help="with --photos DIR: take at most this many of the folder's photos (a random sample)")
+    p.add_argument("--batches", type=_positive, default=None,
+                   help="upload the photos in this many daily instalments, each labeled as its own batch once "
+                        "the age threshold passes (default: 5 with labeling.engine 'model', so the engine can "
+                        "learn from batch to batch; 1 with 'groundtruth')")
     p.add_argument("--seed", type=int, default=7, help="seed of the sample photos and the simulated panel")
     p.add_argument("--output", type=Path, default=Path("demo-output"), help="where photos, dataset and report go")
     p.add_argument("--cdk-out", type=Path, default=Path("cdk.out"), help="synthesized templates (make synth)")
@@ -46,8 +64,10 @@ def build_parser() -> argparse.ArgumentParser:
     panel.add_argument("--taxonomist-accuracy", type=_share, default=d.taxonomist_accuracy)
     panel.add_argument("--taxonomists-per-photo", type=_positive, default=d.taxonomists_per_photo)
     panel.add_argument("--machine-share", type=_share, default=d.machine_share,
-                       help="share of an automated job's photos the model labels")
-    panel.add_argument("--machine-accuracy", type=_share, default=d.machine_accuracy)
+                       help="labeling.engine 'groundtruth' only: share of an automated job's photos the simulated "
+                            "Ground Truth model labels (with 'model' the real engine decides)")
+    panel.add_argument("--machine-accuracy", type=_share, default=d.machine_accuracy,
+                       help="labeling.engine 'groundtruth' only: how often that simulated model is right")
     panel.add_argument("--reviewer-accuracy", type=_share, default=d.reviewer_accuracy)
     return p
 
@@ -59,6 +79,7 @@ def main(argv: list[str] | None = None) -> int:
                           taxonomist_accuracy=args.taxonomist_accuracy, machine_share=args.machine_share,
                           machine_accuracy=args.machine_accuracy, reviewer_accuracy=args.reviewer_accuracy,
                           seed=args.seed)
+    from localrun.samples import FolderError
     from localrun.wiring import TemplatesMissing
 
     try:
@@ -70,10 +91,16 @@ def main(argv: list[str] | None = None) -> int:
                                       log_file=args.output / "lambda.log"))
         from localrun.demo import DemoOptions, run_demo
 
-        run_demo(DemoOptions(photos=args.photos, seed=args.seed, output=args.output, cdk_out=args.cdk_out,
-                             panel=panel, log_file=args.output / "lambda.log"))
+        folder = args.photos if isinstance(args.photos, Path) else None
+        count = args.limit if folder is not None else args.photos
+        run_demo(DemoOptions(photos=count, photos_dir=folder, batches=args.batches, seed=args.seed,
+                             output=args.output, cdk_out=args.cdk_out, panel=panel,
+                             log_file=args.output / "lambda.log"))
     except TemplatesMissing as exc:
         sys.stderr.write(f"localrun: {exc}\n")
+        return 2
+    except FolderError as exc:
+        sys.stderr.write(f"localrun: --photos: {exc}\n")
         return 2
     except KeyboardInterrupt:
         return 130

@@ -1,14 +1,17 @@
 """The offline demo: the real pipeline, end to end, in moto, from the synthesized templates in cdk.out.
 
-Stages: create the resources the templates define -> generate sample photos -> upload them under ``uploads/`` (the
-intake bucket's notification puts an event on the intake queue for each) -> the event pump feeds the queue to the
-real register function and runs the real dispatcher on a compressed schedule -> the dispatcher starts the real state
-machine, whose Lambdas prepare the job, record the stand-in Ground Truth's output, select and apply the expert review
-and publish a dataset version -> the dataset is copied to a local folder -> the report. See docs/demo.md.
+Stages: create the resources the templates define -> generate sample photos (or read a labeled folder) -> upload
+them under ``uploads/`` in daily instalments (the intake bucket's notification puts an event on the intake queue for
+each) -> the event pump feeds the queue to the real register function and runs the real dispatcher on a compressed
+schedule -> the dispatcher starts the real state machine, whose Lambdas prepare the job (with ``labeling.engine:
+model``: the engine labels what it can certify, the rest goes to the taxonomists), record the stand-in Ground
+Truth's output, select and apply the expert review, train the next model and publish a dataset version -> the
+dataset is copied to a local folder -> the report. See docs/demo.md.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 import sys
@@ -22,12 +25,19 @@ import boto3
 from fieldlabel.registry.model import PENDING
 from fieldlabel.registry.photos import count_status
 
-from localrun.harness import REGION, WorkflowHarness
+from localrun.harness import REGION, WorkflowHarness, cdk_context, synth_templates
 from localrun.iamcheck.principals import UPLOADER, acting_as
-from localrun.panel import PanelSettings, labeling_plan, review_plan
+from localrun.panel import PanelSettings, custom_job_workers, labeling_plan, review_plan
 from localrun.pump import EventPump
-from localrun.report import Report, dataset_figures, registry_figures, scan_table
-from localrun.samples import SampleSet, generate
+from localrun.report import (
+    Report,
+    batch_figures,
+    dataset_figures,
+    read_statistics,
+    registry_figures,
+    scan_table,
+)
+from localrun.samples import FolderSpecies, SampleSet, from_folder, generate
 from localrun.wiring import IntakeWiring, create_intake, load_templates
 
 UPLOAD_PREFIX = "uploads/demo/"
@@ -40,7 +50,9 @@ ENV_OVERRIDES = {"POWERTOOLS_TRACE_DISABLED": "true", "POWERTOOLS_LOG_LEVEL": "E
 class DemoOptions:
     """What ``python -m localrun`` takes."""
 
-    photos: int = 1300
+    photos: int | None = 1300  # photos to generate; with ``photos_dir``, at most this many of the folder's (None: all)
+    photos_dir: Path | None = None  # a labeled folder (one sub-folder per species) instead of generated photos
+    batches: int | None = None  # upload in this many daily instalments (None: 5 with engine "model", else 1)
     seed: int = 7
     output: Path = Path("demo-output")
     cdk_out: Path = Path("cdk.out")
@@ -101,6 +113,11 @@ class Demo:
         self._reported: set[str] = set()
         self._saved_streams: tuple[TextIO, TextIO] | None = None
         self._log: TextIO | None = None
+        self.engine = "groundtruth"  # labeling.engine of the synthesized config
+        self.unknown_label = ""
+        self.folder_species: list[FolderSpecies] = []
+        self._reported_upload = False
+        self._folder_samples: SampleSet | None = None
 
     # -- lifecycle -------------------------------------------------------------------------------------------
 
@@ -115,10 +132,14 @@ class Demo:
             sys.stdout = sys.stderr = self._log
         templates = self._templates
         assets_dir = None
-        if templates is None:
+        source = str(self.options.cdk_out)
+        if templates is None and self.options.photos_dir is not None:
+            templates, assets_dir = self._synth_for_folder(self.options.photos_dir)
+            source = f"{assets_dir}, synthesized for {self.options.photos_dir}"
+        elif templates is None:
             templates = load_templates(self.options.cdk_out)
             assets_dir = self.options.cdk_out
-        p.stage(f"Synthesized templates: {', '.join(sorted(templates))} (from {self.options.cdk_out})")
+        p.stage(f"Synthesized templates: {', '.join(sorted(templates))} (from {source})")
         # Warm handlers: each function keeps its module between calls, as a warm Lambda container does.
         self.harness = WorkflowHarness(templates, env_overrides=ENV_OVERRIDES, assets_dir=assets_dir,
                                        warm_handlers=True).__enter__()
@@ -128,6 +149,7 @@ class Demo:
             self.harness.__exit__(*sys.exc_info())
             raise
         h = self.harness
+        self.engine, self.unknown_label = self._labeling_settings()
         p.stage(f"Created in moto: buckets {h.intake_bucket}, {h.artifacts_bucket}; tables {h.photos_table}, "
                 f"{h.batches_table}, {h.reviewers_table}; {len(h.functions)} functions; the state machine; "
                 f"the intake queue and the S3 -> SQS notification")
@@ -146,6 +168,47 @@ class Demo:
                 self._log.close()
                 self._log = None
 
+    def _synth_for_folder(self, folder: Path) -> tuple[dict[str, dict[str, Any]], Path]:
+        """Synthesize the app with the dev config, its taxonomy replaced by the folder's sub-folders.
+
+        ``cdk.json`` stays untouched: the taxonomy goes in as a context override of the environment block, and the
+        app is synthesized in this process (the same ``app.build`` as ``cdk synth``, bundling skipped because the
+        handlers run here) into ``<output>/cdk.out``, which is read back like the CLI's cloud assembly.
+        """
+        context = cdk_context()
+        env_name = str(context.get("env") or "dev")
+        environments = json.loads(json.dumps(context["environments"]))
+        block = environments[env_name]
+        unknown = str(block.get("taxonomy", {}).get("unknown_label") or "not-a-tree-or-cannot-tell")
+        samples, species = from_folder(folder, unknown_label=unknown, seed=self.options.seed,
+                                       limit=self.options.photos)
+        block["taxonomy"] = {"species": [{"label": s.label, "scientific_name": s.name} for s in species],
+                             "unknown_label": unknown}
+        outdir = self.options.output / "cdk.out"
+        shutil.rmtree(outdir, ignore_errors=True)
+        outdir.parent.mkdir(parents=True, exist_ok=True)
+        self.progress.stage(f"Synthesizing the {env_name} config with the {len(species)} species of {folder} "
+                            f"(sub-folder names) into {outdir}")
+        synth_templates({"environments": environments, "env": env_name}, outdir=str(outdir))
+        self.folder_species = species
+        self._folder_samples = samples
+        return load_templates(outdir), outdir
+
+    def _labeling_settings(self) -> tuple[str, str]:
+        """``labeling.engine`` and the unknown label of the synthesized config (the workflow functions' config)."""
+        assert self.harness is not None
+        for fn in self.harness.functions.values():
+            raw = fn["env"].get("CONFIG_JSON")
+            if raw:
+                config = json.loads(raw)
+                return str(config.get("engine") or "groundtruth"), str(config.get("unknown_label") or "")
+        return "groundtruth", ""
+
+    @property
+    def uses_engine(self) -> bool:
+        """True when the synthesized config labels with the own engine (``labeling.engine: model``)."""
+        return self.engine == "model"
+
     @property
     def clients(self) -> dict[str, Any]:
         """boto3 clients on the embedded moto."""
@@ -162,33 +225,61 @@ class Demo:
         return [x["label"] for x in doc["labels"]]
 
     def generate_samples(self) -> SampleSet:
-        """Make the sample photos (species drawn from the taxonomy, not the unknown label) and save them."""
+        """Make the sample photos (leaves of the taxonomy's species, not the unknown label), or take the labeled
+        folder's, and save them under ``<output>/photos``."""
         o = self.options
         self.labels = self._taxonomy()
         species = self.labels[:-1]  # the last category is "not a tree / cannot tell"
-        self.samples = generate(o.photos, species, seed=o.seed)
         folder = o.output / "photos"
+        if self._folder_samples is not None:
+            self.samples = self._folder_samples
+            described = (f"{sum(1 for p in self.samples.photos if p.kind == 'folder')} distinct photos of "
+                         f"{o.photos_dir} over {len(self.folder_species)} species")
+        else:
+            self.samples = generate(o.photos or 1300, species, seed=o.seed)
+            described = f"{o.photos} generated leaf photos over {len(species)} species"
         shutil.rmtree(folder, ignore_errors=True)
         self.samples.write(folder)
-        self.progress.stage(f"Generated {len(self.samples.photos)} sample files in {folder} ({o.photos} photos over "
-                            f"{len(species)} species, {self.samples.duplicates} duplicates, "
+        self.progress.stage(f"{len(self.samples.photos)} sample files in {folder} ({described}, "
+                            f"{self.samples.duplicates} duplicates, "
                             f"{sum(self.samples.expected_quarantine.values())} broken on purpose) "
                             f"+ {len(self.samples.sidecars)} sidecars")
         return self.samples
 
-    def configure_ground_truth(self) -> None:
-        """Put the simulated panel behind the Ground Truth stand-in."""
-        assert self.harness is not None and self.samples is not None
+    def configure_ground_truth(self, truth: dict[str, str] | None = None) -> None:
+        """Put the simulated people behind the Ground Truth stand-in.
+
+        Custom jobs (the engine's labeling job and the review job) run through the real pre- and post-annotation
+        Lambdas, with simulated taxonomists and reviewers answering the task in the template's answer format. With
+        ``labeling.engine: model`` every machine label comes from the engine: the simulated panel labels nothing
+        as "machine". Only with ``groundtruth`` does the stand-in play Ground Truth's automated labeling, a
+        simulated coin with the panel's machine share and accuracy.
+        """
+        assert self.harness is not None
+        if truth is None:
+            assert self.samples is not None
+            truth = self.samples.truth
         gt = self.harness.ground_truth
-        truth = self.samples.truth
-        gt.plan = labeling_plan(truth, self.labels, self.options.panel)
-        gt.review_plan = review_plan(truth, self.labels, self.options.panel)
         panel = self.options.panel
-        self.progress.stage(
-            f"Simulated Ground Truth: model labels {panel.machine_share:.0%} of an automated job's photos "
-            f"({panel.machine_accuracy:.0%} accurate); {panel.taxonomists_per_photo} taxonomists per photo "
-            f"({panel.taxonomist_accuracy:.0%} accurate each); {panel.reviewers_per_photo} senior reviewers "
-            f"({panel.reviewer_accuracy:.0%})")
+        unknown = self.unknown_label or self.labels[-1]
+        gt.workers = custom_job_workers(truth, self.labels, panel, unknown_label=unknown)
+        gt.review_plan = review_plan(truth, self.labels, panel)
+        if self.uses_engine:
+            # The built-in job path is not used with the engine; if it were, it would label nothing by "machine".
+            gt.plan = labeling_plan(truth, self.labels, dataclasses.replace(panel, machine_share=0.0))
+            self.progress.stage(
+                "Labeling: the engine (labeling.engine: model) labels what it can certify, REAL; the rest go to "
+                f"SIMULATED taxonomists ({panel.taxonomists_per_photo} per photo, about "
+                f"{panel.taxonomist_accuracy:.0%} accurate each) through the real annotation Lambdas; "
+                f"{panel.reviewers_per_photo} SIMULATED senior reviewers ({panel.reviewer_accuracy:.0%})")
+        else:
+            gt.plan = labeling_plan(truth, self.labels, panel)
+            self.progress.stage(
+                f"Simulated Ground Truth (labeling.engine: groundtruth): a SIMULATED model labels "
+                f"{panel.machine_share:.0%} of an automated job's photos ({panel.machine_accuracy:.0%} accurate, a "
+                f"coin, not a model); {panel.taxonomists_per_photo} taxonomists per photo "
+                f"({panel.taxonomist_accuracy:.0%} accurate each); {panel.reviewers_per_photo} senior reviewers "
+                f"({panel.reviewer_accuracy:.0%})")
 
     def make_pump(self) -> EventPump:
         """The event pump on the intake queue."""
@@ -203,8 +294,21 @@ class Demo:
         )
         return self.pump
 
-    def upload_and_register(self, chunk: int = 100) -> tuple[int, int]:
-        """PUT every sample file under ``uploads/demo/`` (sidecars first) while the event pump feeds the intake queue
+    def instalments(self) -> list[list[tuple[str, bytes]]]:
+        """The sample files split into the days they are uploaded on (sidecars on the first day, before any photo;
+        the photos in equal parts, in their order)."""
+        assert self.samples is not None
+        days = self.options.batches or (5 if self.uses_engine else 1)
+        sidecars = list(self.samples.sidecars.items())
+        photos = [(p.rel, p.data) for p in self.samples.photos]
+        size = -(-len(photos) // days)
+        parts = [photos[i:i + size] for i in range(0, len(photos), size)] or [[]]
+        parts[0] = sidecars + parts[0]
+        return parts
+
+    def upload_and_register(self, files: list[tuple[str, bytes]] | None = None, chunk: int = 100,
+                            label: str = "") -> tuple[int, int]:
+        """PUT sample files under ``uploads/demo/`` (sidecars first) while the event pump feeds the intake queue
         to the register function, as Lambda's poller would while an upload is under way. Returns (photos, sidecars).
 
         Plain PutObject, as a script or the console would: the ``fieldlabel upload`` CLI checks files before sending
@@ -212,25 +316,29 @@ class Demo:
         """
         assert self.harness is not None and self.samples is not None
         pump = self.pump or self.make_pump()
-        self.progress.stage(f"Uploading to s3://{self.harness.intake_bucket}/{UPLOAD_PREFIX}; event pump: intake "
-                            f"queue -> register function, {pump.batch_size} messages per invocation (the event "
-                            f"source mapping's batch size), dispatcher every {pump.dispatch_every:g} s "
-                            "(compressed schedule)")
+        if files is None:
+            files = list(self.samples.files().items())
+        if not self._reported_upload:
+            self.progress.stage(f"Uploading to s3://{self.harness.intake_bucket}/{UPLOAD_PREFIX}; event pump: "
+                                f"intake queue -> register function, {pump.batch_size} messages per invocation (the "
+                                f"event source mapping's batch size), dispatcher every {pump.dispatch_every:g} s "
+                                "(compressed schedule)")
+            self._reported_upload = True
         s3 = boto3.client("s3", region_name=REGION)
-        files = list(self.samples.files().items())
-        sidecars = len(self.samples.sidecars)
+        sidecars = sum(1 for rel, _ in files if rel in self.samples.sidecars)
         handled = 0
+        invocations = pump.stats.invocations
         for start in range(0, len(files), chunk):
             with acting_as(UPLOADER):  # a scientist, with the upload policy docs/uploader-policy.json gives
                 for rel, data in files[start:start + chunk]:
                     s3.put_object(Bucket=self.harness.intake_bucket, Key=UPLOAD_PREFIX + rel, Body=data)
             handled += pump.drain(idle_rounds=1)
-            self.progress.count("uploaded and registered", min(start + chunk, len(files)), len(files))
+            self.progress.count(f"{label}uploaded and registered", min(start + chunk, len(files)), len(files))
         handled += pump.drain()
-        self.progress.stage(f"Uploaded {len(files) - sidecars} photos and {sidecars} sidecars; register ran "
-                            f"{pump.stats.invocations} times on {handled} upload events "
-                            f"({pump.stats.failed_messages} left for redelivery); dispatcher ran "
-                            f"{pump.stats.dispatch_runs} times on schedule")
+        self.progress.stage(f"{label}uploaded {len(files) - sidecars} photos and {sidecars} sidecars; register ran "
+                            f"{pump.stats.invocations - invocations} times on {handled} upload events "
+                            f"({pump.stats.failed_messages} left for redelivery so far); dispatcher ran "
+                            f"{pump.stats.dispatch_runs} times on schedule so far")
         return len(files) - sidecars, sidecars
 
     def pending_count(self) -> int:
@@ -313,15 +421,20 @@ class Demo:
         o.output.mkdir(parents=True, exist_ok=True)
         self.generate_samples()
         self.configure_ground_truth()
-        photos_in, sidecars = self.upload_and_register()
-        self.wait_for_executions(deadline)
-        pending = self.pending_count()
-        if pending:
-            self.progress.stage(f"{pending} photos pending, fewer than the batch size: they wait for the age "
-                                "threshold (batching.max_wait_hours)")
-        if o.age_out_leftovers and pending:
-            self.age_out_leftovers()
+        photos_in = sidecars = 0
+        days = self.instalments()
+        for day, files in enumerate(days, start=1):
+            label = f"Day {day}/{len(days)}: " if len(days) > 1 else ""
+            photos, cars = self.upload_and_register(files, label=label)
+            photos_in, sidecars = photos_in + photos, sidecars + cars
             self.wait_for_executions(deadline)
+            pending = self.pending_count()
+            if pending:
+                self.progress.stage(f"{pending} photos pending, fewer than the batch size: they wait for the age "
+                                    "threshold (batching.max_wait_hours)")
+            if o.age_out_leftovers and pending:
+                self.age_out_leftovers()
+                self.wait_for_executions(deadline)
         dest, versions, manifests = self.copy_datasets()
         report = self.build_report(photos_in, sidecars, dest, versions, manifests)
         (o.output / "report.json").write_text(json.dumps(report.to_dict(), indent=1, default=str))
@@ -335,9 +448,13 @@ class Demo:
         """The report, from the registry, the stand-in's job records and the local dataset copy."""
         assert self.harness is not None and self.samples is not None
         ddb = boto3.client("dynamodb", region_name=REGION)
-        report = Report(files_uploaded=photos_in, sidecars_uploaded=sidecars)
-        registry_figures(report, scan_table(ddb, self.harness.photos_table),
-                         scan_table(ddb, self.harness.batches_table))
+        report = Report(files_uploaded=photos_in, sidecars_uploaded=sidecars, engine=self.engine)
+        if self.options.photos_dir is not None:
+            report.taxonomy_source = f"the sub-folders of {self.options.photos_dir}"
+        photos = scan_table(ddb, self.harness.photos_table)
+        batches = scan_table(ddb, self.harness.batches_table)
+        registry_figures(report, photos, batches)
+        batch_figures(report, photos, batches, {v: read_statistics(dest, v) for v in versions}, self.samples.truth)
         for name, job in self.harness.ground_truth.jobs.items():
             kind = "review" if job.request["LabelAttributeName"].endswith("-review") else (
                 "automated" if "LabelingJobAlgorithmsConfig" in job.request else "human")

@@ -23,6 +23,7 @@ import hashlib
 import math
 import random
 from dataclasses import dataclass, replace
+from typing import Any
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
@@ -250,10 +251,10 @@ class _Canvas:
         return (self.cx + self.scale * (x * self.cos - y * self.sin),
                 self.cy - self.scale * (x * self.sin + y * self.cos))
 
-    def polygon(self, pts: list[Point], fill: tuple[int, int, int], **kw: float) -> None:
-        self.draw.polygon([self.px(p, **kw) for p in pts], fill=(*fill, 255))  # type: ignore[arg-type]
+    def polygon(self, pts: list[Point], fill: tuple[int, int, int], **kw: Any) -> None:
+        self.draw.polygon([self.px(p, **kw) for p in pts], fill=(*fill, 255))
 
-    def line(self, pts: list[Point], fill: tuple[int, int, int], width: float, **kw: float) -> None:
+    def line(self, pts: list[Point], fill: tuple[int, int, int], width: float, **kw: Any) -> None:
         w = max(int(round(width * self.scale)), 1)
         self.draw.line([self.px(p, **kw) for p in pts], fill=(*fill, 255), width=w, joint="curve")
 
@@ -289,7 +290,7 @@ def _background(rng: random.Random, nprng: np.random.Generator, w: int, h: int) 
 
 
 def _draw_blade(c: _Canvas, outline: list[Point], veins: list[list[Point]], colour: tuple[int, int, int],
-                vein_colour: tuple[int, int, int], **kw: float) -> None:
+                vein_colour: tuple[int, int, int], **kw: Any) -> None:
     c.polygon(outline, colour, **kw)
     size = kw.get("size", 1.0)
     for i, vein in enumerate(veins):

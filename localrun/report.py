@@ -16,11 +16,22 @@ from typing import Any
 from boto3.dynamodb.types import TypeDeserializer
 
 SIMULATED = (
-    "Simulated: Ground Truth itself (a stand-in writes the labeling job's output manifest in the real format, "
-    "labels a share of photos by 'machine' with confidences, and answers for a panel of simulated taxonomists and "
-    "senior reviewers of configurable accuracy), and the AWS APIs (moto, in this process). "
+    "Simulated: Ground Truth itself (a stand-in writes the labeling job's output manifest in the real format and "
+    "answers for a panel of simulated taxonomists and senior reviewers, who answer from the photos' truth with a "
+    "configurable per-person accuracy), and the AWS APIs (moto, in this process). "
     "Real: the synthesized templates (cdk.out) the resources were made from, the S3 -> SQS notification, the "
-    "register, dispatch and workflow Lambda handlers, and the state machine definition."
+    "register, dispatch and workflow Lambda handlers (the pre- and post-annotation Lambdas of custom jobs included), "
+    "and the state machine definition."
+)
+ENGINE_REAL = (
+    "labeling.engine 'model': every machine label comes from the REAL engine (fieldlabel.engine): embeddings "
+    "computed at intake by the ONNX image model, a classifier trained after each batch on the expert labels so far, "
+    "and a certified threshold. Its accuracy against the photos' true species is MEASURED."
+)
+GROUNDTRUTH_SIMULATED = (
+    "labeling.engine 'groundtruth': Ground Truth's automated labeling cannot run offline, so its machine labels are "
+    "SIMULATED by a coin (the panel's --machine-share and --machine-accuracy); their accuracy is those settings "
+    "coming back, not a measurement."
 )
 
 _deser = TypeDeserializer()
@@ -48,13 +59,32 @@ def scan_table(ddb: Any, table: str) -> list[dict[str, Any]]:
 
 @dataclass
 class BatchLine:
-    """One labeling batch as the batches table holds it."""
+    """One labeling batch as the batches table holds it, with what the engine decided and what its labels were
+    worth (filled by :func:`batch_figures`)."""
 
     batch_id: str
     kind: str
     photo_count: int
     status: str
     dataset_version: str | None
+    machine_labeled: int = 0  # labels the model set (before any reviewer's correction)
+    human_labeled: int = 0  # labels the taxonomists set
+    machine_right: int = 0  # model labels equal to the photo's true species (MEASURED)
+    machine_known: int = 0  # model labels whose photo has a known truth
+    engine: dict[str, Any] | None = None  # the engine's decision summary (threshold, bound, calibration, ...)
+    audit: dict[str, Any] | None = None  # the expert audit of the machine labels (dataset statistics)
+    cost: dict[str, Any] | None = None  # the published cost estimate (total, all-human, savings)
+
+    @property
+    def automation_share(self) -> float | None:
+        """Model labels over the batch's labels."""
+        n = self.machine_labeled + self.human_labeled
+        return self.machine_labeled / n if n else None
+
+    @property
+    def machine_accuracy(self) -> float | None:
+        """Model labels that name the true species, over the model labels with a known truth."""
+        return self.machine_right / self.machine_known if self.machine_known else None
 
 
 @dataclass
@@ -82,6 +112,8 @@ class Report:
     dataset_versions: list[str] = field(default_factory=list)
     dataset_dir: str | None = None
     elapsed_seconds: float = 0.0
+    engine: str = "groundtruth"  # labeling.engine of the run's config
+    taxonomy_source: str = "the dev config"
     simulated: str = SIMULATED
 
     @property
@@ -93,7 +125,21 @@ class Report:
         """JSON-ready form (written to ``report.json``)."""
         d = asdict(self)
         d["automation_share"] = self.automation_share
+        for line, b in zip(d["batches"], self.batches, strict=True):
+            line["automation_share"] = b.automation_share
+            line["machine_accuracy"] = b.machine_accuracy
+        d["cost"] = self.cost_totals()
         return d
+
+    def cost_totals(self) -> dict[str, float] | None:
+        """The published cost estimates summed over the batches, with the all-human figure and the share saved."""
+        costs = [b.cost for b in self.batches if b.cost]
+        if not costs:
+            return None
+        total = sum(float(c.get("total_usd") or 0) for c in costs)
+        human = sum(float(c.get("all_human_total_usd") or 0) for c in costs)
+        return {"total_usd": round(total, 2), "all_human_total_usd": round(human, 2),
+                "savings_share": round((human - total) / human, 4) if human else 0.0}
 
     def render(self) -> str:
         """The human report."""
@@ -114,6 +160,7 @@ class Report:
         for b in self.batches:
             lines.append(f"  {b.batch_id}  {b.kind:10} {b.photo_count:6d} photos  {b.status}"
                          + (f"  -> {b.dataset_version}" if b.dataset_version else ""))
+        lines += self._engine_lines(pct)
         lines.append(f"Ground Truth jobs:  {len(self.jobs)} (simulated)")
         for j in self.jobs:
             lines.append(f"  {j['name']}  {j['kind']:9} {j['objects']:6d} objects")
@@ -129,14 +176,60 @@ class Report:
                          "the dataset")
         else:
             lines.append("Expert review:      no labels audited in this run")
+        cost = self.cost_totals()
+        if cost:
+            lines.append(f"Cost (estimate):    ${cost['total_usd']:.2f} for these batches vs "
+                         f"${cost['all_human_total_usd']:.2f} human-only ({pct(cost['savings_share'])} saved; "
+                         "docs/costs.md, from each version's statistics.json)")
         lines += [
             f"Dataset:            {', '.join(self.dataset_versions) or 'none published'}",
             f"Local copy:         {self.dataset_dir or '-'}",
             f"Elapsed:            {self.elapsed_seconds:.1f} s",
             "",
+            ENGINE_REAL if self.engine == "model" else GROUNDTRUTH_SIMULATED,
+            "SIMULATED: the taxonomists' and senior reviewers' answers (the truth, or with the panel's per-person "
+            "error rate another label): their accuracy above is a setting coming back, not a measurement.",
             self.simulated,
         ]
         return "\n".join(lines)
+
+    def _engine_lines(self, pct: Any) -> list[str]:
+        """Per batch: who labeled what, the engine's certified figures and its MEASURED accuracy vs the truth."""
+        source = "the REAL engine" if self.engine == "model" else "SIMULATED automated labeling (a coin)"
+        out = [f"Who labeled what, per batch (machine labels: {source}; human labels: SIMULATED taxonomists):",
+               "  batch                               machine  human  automated  machine acc. vs truth   certified "
+               "bound  threshold       calib.  audit"]
+        for b in self.batches:
+            e = b.engine or {}
+            threshold = e.get("threshold")
+            if isinstance(threshold, int | float):
+                shown_threshold = f"{threshold:.3f}"
+            elif e.get("thresholds"):
+                shown_threshold = f"per species ({len(e['thresholds'])})"
+            else:
+                shown_threshold = "-" if not e else "none"
+            accuracy = (f"{pct(b.machine_accuracy)} ({b.machine_right}/{b.machine_known})"
+                        if b.machine_known else "n/a")
+            bound = e.get("certified_bound")
+            audit = b.audit or {}
+            audit_text = (f"{pct(audit.get('accuracy'))} of {audit.get('n')}" if audit.get("n") else "-")
+            out.append(f"  {b.batch_id:35} {b.machine_labeled:7d} {b.human_labeled:6d}  {pct(b.automation_share):>9}"
+                       f"  {accuracy:22} {pct(bound) if isinstance(bound, int | float) else '-':>16}  "
+                       f"{shown_threshold:15} {str(e.get('calibration_size', '-')):>6}  {audit_text}")
+            blocked = e.get("blocked_species") or []
+            if blocked:
+                names = [x.get("label", x) if isinstance(x, dict) else x for x in blocked]
+                out.append(f"      blocked species ({len(names)}): {', '.join(map(str, names[:8]))}"
+                           + (" ..." if len(names) > 8 else ""))
+        if self.engine == "model":
+            alpha = next((b.engine.get("alpha") for b in self.batches if b.engine and b.engine.get("alpha")), None)
+            delta = next((b.engine.get("delta") for b in self.batches if b.engine and b.engine.get("delta")), None)
+            out.append(f"  MEASURED: the engine's decisions and its labels against the photos' true species. The "
+                       f"certified bound is the engine's own upper bound on its error (target {pct(alpha)} at "
+                       f"{pct(1 - delta) if isinstance(delta, int | float) else 'n/a'} confidence), computed before "
+                       "the batch; 'calib.' is the number of expert labels behind it; 'audit' is the expert review's "
+                       "check of the machine labels.")
+        return out
 
 
 def registry_figures(report: Report, photos: list[dict[str, Any]], batches: list[dict[str, Any]]) -> None:
@@ -155,6 +248,51 @@ def registry_figures(report: Report, photos: list[dict[str, Any]], batches: list
                    b.get("dataset_version")) for b in batches if not str(b["batch_id"]).startswith("#")),
         key=lambda b: b.batch_id,
     )
+
+
+def read_statistics(dataset_dir: Path, version: str) -> dict[str, Any]:
+    """A dataset version's ``statistics.json`` from the local copy (empty when it has none)."""
+    path = dataset_dir / version / "statistics.json"
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+
+
+def batch_figures(report: Report, photos: list[dict[str, Any]], batches: list[dict[str, Any]],
+                  statistics: dict[str, dict[str, Any]], truth: dict[str, str]) -> None:
+    """Fill each batch line's engine figures: who labeled what (the registry), the model's labels against the truth,
+    the engine's decision summary (the batch item), the audit and the cost estimate (the published statistics).
+
+    The model's label of a photo is its label when ``label_source`` is ``machine``, or the ``machine_label`` a
+    reviewer's correction kept: the engine's accuracy is measured on what it said, not on what the review fixed.
+    """
+    items = {str(b["batch_id"]): b for b in batches}
+    for line in report.batches:
+        item = items.get(line.batch_id, {})
+        raw = item.get("engine_summary")
+        if isinstance(raw, str) and raw:
+            line.engine = json.loads(raw)
+        stats = statistics.get(line.dataset_version or "", {})
+        engine_block = stats.get("engine") if isinstance(stats.get("engine"), dict) else None
+        if engine_block and line.engine is None:
+            line.engine = engine_block.get("decision")
+        line.audit = (engine_block or {}).get("audit")
+        line.cost = stats.get("estimated_cost") if isinstance(stats.get("estimated_cost"), dict) else None
+    by_id = {b.batch_id: b for b in report.batches}
+    for p in photos:
+        if p.get("status") != "LABELED":
+            continue
+        batch = by_id.get(str(p.get("batch_id") or p.get("last_batch_id") or ""))
+        if batch is None:
+            continue
+        source = p.get("label_source") or ("human" if p.get("human_annotated") else "machine")
+        model_label = p.get("label") if source == "machine" else p.get("machine_label")
+        if model_label is None:
+            batch.human_labeled += 1
+            continue
+        batch.machine_labeled += 1
+        true = truth.get(str(p.get("photo_id")))
+        if true is not None:
+            batch.machine_known += 1
+            batch.machine_right += int(model_label == true)
 
 
 def read_manifest(path: Path) -> list[dict[str, Any]]:

@@ -192,6 +192,10 @@ UNKNOWN_FOLDER_NAMES = frozenset({"other", "unknown", "not-a-tree"})
 _NOT_LABEL = re.compile(r"[^a-z0-9]+")
 
 
+class FolderError(ValueError):
+    """A labeled folder the demo cannot use (the message says why)."""
+
+
 @dataclass(frozen=True)
 class FolderSpecies:
     """One sub-folder of a labeled folder: the taxonomy label made from its name, and how many photos it holds."""
@@ -206,7 +210,7 @@ def species_label(name: str) -> str:
     folded = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode().lower()
     label = _NOT_LABEL.sub("-", folded).strip("-")[:64].strip("-")
     if not label:
-        raise ValueError(f"sub-folder {name!r}: its name has no letters or digits to make a species label from")
+        raise FolderError(f"sub-folder {name!r}: its name has no letters or digits to make a species label from")
     return label
 
 
@@ -230,10 +234,10 @@ def from_folder(folder: Path, *, unknown_label: str, seed: int = 7, limit: int |
         The sample set and the species found (sorted by label; the unknown sub-folder is not among them).
 
     Raises:
-        ValueError: no sub-folder with photos, fewer than two species, or two sub-folders with the same label.
+        FolderError: no sub-folder with photos, fewer than two species, or two sub-folders with the same label.
     """
     if not folder.is_dir():
-        raise ValueError(f"{folder}: not a folder")
+        raise FolderError(f"{folder}: not a folder")
     found: list[tuple[str, Path]] = []
     species: dict[str, FolderSpecies] = {}
     for sub in sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")):
@@ -244,11 +248,11 @@ def from_folder(folder: Path, *, unknown_label: str, seed: int = 7, limit: int |
         label = unknown_label if is_unknown else species_label(sub.name)
         if not is_unknown:
             if label in species:
-                raise ValueError(f"sub-folders {species[label].name!r} and {sub.name!r} both make label {label!r}")
+                raise FolderError(f"sub-folders {species[label].name!r} and {sub.name!r} both make label {label!r}")
             species[label] = FolderSpecies(label, sub.name, len(files))
         found.extend((label, f) for f in files)
     if len(species) < 2:
-        raise ValueError(f"{folder}: needs at least two sub-folders of photos (one per species), found "
+        raise FolderError(f"{folder}: needs at least two sub-folders of photos (one per species), found "
                          f"{len(species)}")
     rng = random.Random(seed)
     rng.shuffle(found)

@@ -22,7 +22,7 @@ import boto3
 
 from localrun.demo import Demo, DemoOptions
 from localrun.harness import REGION
-from localrun.panel import PanelSettings, labeling_plan, review_plan
+from localrun.panel import PanelSettings
 from localrun.samples import generate
 
 TRY_FOLDER = "try-me"
@@ -73,8 +73,7 @@ class Server:
             self.endpoint = f"http://{host}:{port}"
             # Photos uploaded by hand have no known truth: the panel answers as for an unfamiliar photo.
             demo.labels = demo._taxonomy()
-            h.ground_truth.plan = labeling_plan({}, demo.labels, self.options.panel)
-            h.ground_truth.review_plan = review_plan({}, demo.labels, self.options.panel)
+            demo.configure_ground_truth({})
             h.functions[demo.intake.dispatch_function]["env"]["MAX_WAIT_SECONDS"] = str(
                 int(self.options.batch_age_seconds))
             h.cold_start(demo.intake.dispatch_function)
