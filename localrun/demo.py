@@ -456,8 +456,10 @@ class Demo:
         registry_figures(report, photos, batches)
         batch_figures(report, photos, batches, {v: read_statistics(dest, v) for v in versions}, self.samples.truth)
         for name, job in self.harness.ground_truth.jobs.items():
+            custom = not job.request["HumanTaskConfig"]["PreHumanTaskLambdaArn"].split(":")[-1].startswith("PRE-")
             kind = "review" if job.request["LabelAttributeName"].endswith("-review") else (
-                "automated" if "LabelingJobAlgorithmsConfig" in job.request else "human")
+                "automated" if "LabelingJobAlgorithmsConfig" in job.request else
+                "taxonomists" if custom else "human")
             c = job.counters
             report.jobs.append({"name": name, "kind": kind, "status": job.status,
                                 "objects": sum(c.get(k, 0) for k in ("TotalLabeled", "FailedNonRetryableError",

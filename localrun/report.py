@@ -163,7 +163,7 @@ class Report:
         lines += self._engine_lines(pct)
         lines.append(f"Ground Truth jobs:  {len(self.jobs)} (simulated)")
         for j in self.jobs:
-            lines.append(f"  {j['name']}  {j['kind']:9} {j['objects']:6d} objects")
+            lines.append(f"  {j['name']}  {j['kind']:11} {j['objects']:6d} objects")
         lines += [
             f"Labels:             {self.labeled} in the dataset: {self.machine_labeled} machine, "
             f"{self.human_labeled} human (automation share {pct(self.automation_share)})",
@@ -218,9 +218,13 @@ class Report:
                        f"{shown_threshold:15} {str(e.get('calibration_size', '-')):>6}  {audit_text}")
             blocked = e.get("blocked_species") or []
             if blocked:
-                names = [x.get("label", x) if isinstance(x, dict) else x for x in blocked]
-                out.append(f"      blocked species ({len(names)}): {', '.join(map(str, names[:8]))}"
-                           + (" ..." if len(names) > 8 else ""))
+                # Entries are {"species", "reason"} (or plain labels); the reasons are in the dataset statistics.
+                names = [str(x.get("species") or x.get("label") or x) if isinstance(x, dict) else str(x)
+                         for x in blocked]
+                out.append(f"      not auto-labeled into {len(names)} species: {', '.join(names[:8])}"
+                           + (f" and {len(names) - 8} more" if len(names) > 8 else "")
+                           + " (too few human-confirmed examples, failed their own bound, or never: the unknown "
+                             "label)")
         if self.engine == "model":
             alpha = next((b.engine.get("alpha") for b in self.batches if b.engine and b.engine.get("alpha")), None)
             delta = next((b.engine.get("delta") for b in self.batches if b.engine and b.engine.get("delta")), None)

@@ -16,7 +16,7 @@ import pytest
 
 from localrun.demo import Demo, DemoOptions
 from localrun.harness import REGION
-from localrun.report import SIMULATED, read_manifest
+from localrun.report import ENGINE_REAL, GROUNDTRUTH_SIMULATED, SIMULATED, read_manifest
 
 pytestmark = pytest.mark.slow
 
@@ -30,8 +30,8 @@ def _keys(s3, bucket: str, prefix: str) -> list[str]:
 
 def test_demo_report_matches_registry_and_dataset(templates, tmp_path: Path) -> None:
     out = io.StringIO()
-    options = DemoOptions(photos=30, seed=11, output=tmp_path / "demo-output", dispatch_every_seconds=1.0,
-                          timeout_seconds=240)
+    options = DemoOptions(photos=30, batches=2, seed=11, output=tmp_path / "demo-output",
+                          dispatch_every_seconds=1.0, timeout_seconds=400)
     with Demo(options, out=out, templates=templates) as demo:
         report = demo.run()
         h = demo.harness
@@ -71,11 +71,33 @@ def test_demo_report_matches_registry_and_dataset(templates, tmp_path: Path) -> 
                 item["kind"], int(item["photo_count"]), item["status"], item.get("dataset_version"))
             assert item["status"] == "PUBLISHED"
             assert sum(1 for p in photos.values() if p.get("batch_id") == b.batch_id) == b.photo_count
-        # Jobs: one labeling job per batch (its objects = the batch's photos), plus review jobs.
+        # Jobs: one labeling job per batch (its objects = the photos the engine left to the taxonomists; all of
+        # them with Ground Truth), plus review jobs.
         labeling_jobs = {j["name"]: j for j in report.jobs if j["kind"] != "review"}
         assert set(labeling_jobs) == {h.batch(b.batch_id)["job_name"] for b in report.batches}
         for b in report.batches:
-            assert labeling_jobs[h.batch(b.batch_id)["job_name"]]["objects"] == b.photo_count
+            item = h.batch(b.batch_id)
+            sent = int(item.get("labeling_photo_count", item["photo_count"])) if demo.uses_engine else b.photo_count
+            assert labeling_jobs[item["job_name"]]["objects"] == sent
+
+        # Who labeled what, per batch: recounted from the registry. A machine label is the model's (kept as
+        # machine_label when a reviewer corrected it), and with the engine it names the engine's model.
+        for b in report.batches:
+            item = h.batch(b.batch_id)
+            mine = [p for p in photos.values() if p.get("batch_id") == b.batch_id and p["status"] == "LABELED"]
+            model_labels = [(p, p["label"] if p.get("label_source") == "machine" else p.get("machine_label"))
+                            for p in mine]
+            machine = [(p, label) for p, label in model_labels if label is not None]
+            assert (b.machine_labeled, b.human_labeled) == (len(machine), len(mine) - len(machine))
+            assert b.machine_right == sum(demo.samples.truth[p["photo_id"]] == label for p, label in machine)
+            if demo.uses_engine:
+                assert b.engine == json.loads(item["engine_summary"])
+                assert b.machine_labeled == int(item.get("engine_machine_labeled", 0))
+                assert all(p.get("machine_model") == item.get("engine_model") for p, _ in machine)
+        if demo.uses_engine:
+            # The first batch has no model yet: nothing is machine-labeled, and the simulated panel never is.
+            assert report.batches[0].machine_labeled == 0
+            assert report.batches[0].engine is not None
 
         # The dataset: the local copy is byte for byte what the pipeline published.
         dataset_keys = _keys(s3, h.artifacts_bucket, "datasets/")
@@ -100,5 +122,6 @@ def test_demo_report_matches_registry_and_dataset(templates, tmp_path: Path) -> 
 
     text = out.getvalue()
     assert SIMULATED in text and str(local) in text
+    assert (ENGINE_REAL if report.engine == "model" else GROUNDTRUTH_SIMULATED) in text
     saved = json.loads((options.output / "report.json").read_text())
     assert saved["registered"] == report.registered and saved["labeled"] == report.labeled
