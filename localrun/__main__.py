@@ -81,6 +81,7 @@ def main(argv: list[str] | None = None) -> int:
                           seed=args.seed)
     from localrun.samples import FolderError
     from localrun.wiring import TemplatesMissing
+    from stacks.config import ConfigError
 
     try:
         if args.serve:
@@ -101,6 +102,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except FolderError as exc:
         sys.stderr.write(f"localrun: --photos: {exc}\n")
+        return 2
+    except ConfigError as exc:  # the folder's taxonomy did not make a valid configuration
+        sys.stderr.write(f"localrun: {exc}\n")
         return 2
     except KeyboardInterrupt:
         return 130

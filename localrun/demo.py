@@ -133,12 +133,16 @@ class Demo:
         templates = self._templates
         assets_dir = None
         source = str(self.options.cdk_out)
-        if templates is None and self.options.photos_dir is not None:
-            templates, assets_dir = self._synth_for_folder(self.options.photos_dir)
-            source = f"{assets_dir}, synthesized for {self.options.photos_dir}"
-        elif templates is None:
-            templates = load_templates(self.options.cdk_out)
-            assets_dir = self.options.cdk_out
+        try:
+            if templates is None and self.options.photos_dir is not None:
+                templates, assets_dir = self._synth_for_folder(self.options.photos_dir)
+                source = f"{assets_dir}, synthesized for {self.options.photos_dir}"
+            elif templates is None:
+                templates = load_templates(self.options.cdk_out)
+                assets_dir = self.options.cdk_out
+        except BaseException:
+            self.__exit__(*sys.exc_info())  # give the terminal back before the error is reported
+            raise
         p.stage(f"Synthesized templates: {', '.join(sorted(templates))} (from {source})")
         # Warm handlers: each function keeps its module between calls, as a warm Lambda container does.
         self.harness = WorkflowHarness(templates, env_overrides=ENV_OVERRIDES, assets_dir=assets_dir,
@@ -231,6 +235,9 @@ class Demo:
         self.labels = self._taxonomy()
         species = self.labels[:-1]  # the last category is "not a tree / cannot tell"
         folder = o.output / "photos"
+        if o.photos_dir is not None and self._folder_samples is None:  # templates given by the caller
+            self._folder_samples, self.folder_species = from_folder(
+                o.photos_dir, unknown_label=self.unknown_label or self.labels[-1], seed=o.seed, limit=o.photos)
         if self._folder_samples is not None:
             self.samples = self._folder_samples
             described = (f"{sum(1 for p in self.samples.photos if p.kind == 'folder')} distinct photos of "

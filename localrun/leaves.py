@@ -86,7 +86,7 @@ KNOWN: dict[str, LeafArchetype] = {
 }
 
 
-def archetype(label: str, index: int, total: int) -> LeafArchetype:
+def archetype(label: str, index: int) -> LeafArchetype:
     """The archetype of one species: hand-made for a known label, otherwise derived from its index and name.
 
     Derived archetypes take the family by index (so consecutive species differ in kind) and spread the hue over the

@@ -146,7 +146,7 @@ def generate(
     if count < 1 or not species:
         raise ValueError("need at least one photo and one species")
     rng = random.Random(seed)
-    archetypes = [archetype(label, i, len(species)) for i, label in enumerate(species)]
+    archetypes = [archetype(label, i) for i, label in enumerate(species)]
     start = datetime(2026, 5, 4, 8, 0, tzinfo=UTC)
     photos: list[SamplePhoto] = []
     for i in range(count):
@@ -273,6 +273,6 @@ def from_folder(folder: Path, *, unknown_label: str, seed: int = 7, limit: int |
         photos.append(SamplePhoto(f"{site}/copy-of-{j}-{name}", original.data, original.species, "duplicate"))
     if broken:
         # The truncated file is cut from a generated JPEG: a folder's own files may be of any format.
-        leaf = draw_leaf(archetype("broken", 0, 1), random.Random(seed), WIDTH, HEIGHT)
+        leaf = draw_leaf(archetype("broken", 0), random.Random(seed), WIDTH, HEIGHT)
         _add_broken(photos, _encode(leaf, "JPEG", Image.Exif(), 80))
     return SampleSet(photos), sorted(species.values(), key=lambda s: s.label)

@@ -17,11 +17,12 @@ import pytest
 
 from localrun.demo import Demo, DemoOptions
 from localrun.leaves import archetype, draw_leaf
+from localrun.panel import PanelSettings
 from localrun.samples import species_label
 
 pytestmark = pytest.mark.slow
 
-FOLDERS = {"Quercus robur": 50, "Betula pendula": 50, "Pinus sylvestris": 50, "other": 6}
+FOLDERS = {"Quercus robur": 60, "Betula pendula": 60, "Pinus sylvestris": 60, "other": 6}
 
 
 def _labeled_folder(root: Path) -> Path:
@@ -29,7 +30,7 @@ def _labeled_folder(root: Path) -> Path:
     for i, (name, count) in enumerate(FOLDERS.items()):
         sub = root / name
         sub.mkdir(parents=True)
-        kind = archetype(species_label(name), i, len(FOLDERS))
+        kind = archetype(species_label(name), i)
         for j in range(count):
             out = io.BytesIO()
             draw_leaf(kind, random.Random(rng.getrandbits(64)), 224, 168).save(out, "JPEG", quality=80)
@@ -41,15 +42,15 @@ def _labeled_folder(root: Path) -> Path:
 def test_demo_on_a_labeled_folder_learns_and_reports_what_it_measured(tmp_path: Path) -> None:
     folder = _labeled_folder(tmp_path / "labeled")
     out = io.StringIO()
+    # Careful taxonomists: with about 120 expert labels, a few wrong ones would keep the 5 % bound from being
+    # certified at all (the engine is right to refuse), and this test is about the demo learning, not about noise.
     options = DemoOptions(photos=None, photos_dir=folder, batches=3, seed=5, output=tmp_path / "demo-output",
-                          dispatch_every_seconds=1.0, timeout_seconds=900)
+                          panel=PanelSettings(taxonomist_accuracy=0.98, reviewer_accuracy=0.99, seed=5),
+                          dispatch_every_seconds=1.0, timeout_seconds=1200)
     with Demo(options, out=out) as demo:
         # The taxonomy the app was synthesized with is the folder's: its sub-folder names (as labels), "other"
         # being the unknown label; cdk.json was not touched.
-        taxonomy = demo._taxonomy()
-        assert taxonomy == ["quercus-robur", "betula-pendula", "pinus-sylvestris", demo.unknown_label] or \
-            sorted(taxonomy[:-1]) == ["betula-pendula", "pinus-sylvestris", "quercus-robur"]
-        assert taxonomy[-1] == demo.unknown_label
+        assert demo._taxonomy() == ["betula-pendula", "pinus-sylvestris", "quercus-robur", demo.unknown_label]
         assert (options.output / "cdk.out" / "manifest.json").is_file()
 
         report = demo.run()

@@ -21,7 +21,7 @@ DEV_SPECIES = list(KNOWN)  # the dev taxonomy's nine species (cdk.json)
 
 
 def test_leaves_are_deterministic_and_differ_per_photo() -> None:
-    a = archetype("quercus-robur", 0, 9)
+    a = archetype("quercus-robur", 0)
     first = np.asarray(draw_leaf(a, random.Random(5), 96, 72))
     again = np.asarray(draw_leaf(a, random.Random(5), 96, 72))
     other = np.asarray(draw_leaf(a, random.Random(6), 96, 72))
@@ -34,7 +34,7 @@ def test_leaves_are_deterministic_and_differ_per_photo() -> None:
 def test_every_family_draws_a_leaf_that_covers_part_of_the_frame(family: str) -> None:
     # A leaf differs from its background: draw the same photo with the leaf and with the leaf made invisible
     # (the background's own colour range), and check that a real share of the pixels changed.
-    a = with_family(archetype("sp-x", 3, 10), family)
+    a = with_family(archetype("sp-x", 3), family)
     img = np.asarray(draw_leaf(a, random.Random(11), 160, 120), dtype=np.float32)
     assert img.std() > 5  # not a flat image
     leafless = np.asarray(draw_leaf(a, random.Random(11), 160, 120, leaves=False), dtype=np.float32)
@@ -44,10 +44,10 @@ def test_every_family_draws_a_leaf_that_covers_part_of_the_frame(family: str) ->
 
 def test_derived_archetypes_differ_between_neighbouring_species() -> None:
     labels = [f"species-{i}" for i in range(24)]
-    arch = [archetype(label, i, len(labels)) for i, label in enumerate(labels)]
+    arch = [archetype(label, i) for i, label in enumerate(labels)]
     assert all(arch[i].family != arch[i + 1].family for i in range(len(arch) - 1))
     assert len({(a.family, a.hue) for a in arch}) == len(arch)
-    assert archetype("species-3", 3, 24) == arch[3]  # a pure function of the label and its place
+    assert archetype("species-3", 3) == arch[3]  # a pure function of the label and its place
 
 
 @pytest.mark.slow
