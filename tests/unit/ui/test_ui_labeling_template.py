@@ -13,7 +13,7 @@ from typing import Any
 
 from fieldlabel.ui.preview import render_task
 from fieldlabel.ui.render import build_review_template
-from fieldlabel.ui.task_input import build_review_task_input
+from fieldlabel.ui.task_input import build_labeling_task_input, build_review_task_input
 from fieldlabel.ui.taxonomy import parse_taxonomy
 
 from tests.unit.ui.ui_fixtures import by_id, parse_html, review_line, taxonomy_document
@@ -22,19 +22,15 @@ SOURCE = (Path(__file__).resolve().parents[3] / "ui_templates" / "expert-review.
 
 
 def labeling_task_input(doc: dict[str, Any], suggestion: dict[str, Any] | None) -> dict[str, Any]:
-    """The labeling job's task input: a review task input for the photo, marked ``task: label``, whose
-    ``labelUnderReview`` is the model's suggestion (``{label, displayName, confidence, source: "model",
-    inTaxonomy}``) or null."""
-    taxonomy = parse_taxonomy(doc)
-    task = build_review_task_input(review_line("quercus-robur"), taxonomy)
-    task["task"] = "label"
+    """The labeling job's task input as the real pre-annotation code builds it from a labeling manifest line
+    (``"task": "label"``, with the model's suggestion ``{label, confidence, source: "model"}`` or none)."""
+    line = review_line("quercus-robur")
+    line["task"] = "label"
     if suggestion is None:
-        task["labelUnderReview"] = None
+        line.pop("label-under-review")
     else:
-        entry = next(e for e in doc["labels"] if e["label"] == suggestion["label"])
-        task["labelUnderReview"] = {"displayName": entry["display_name"], "inTaxonomy": True, "source": "model",
-                                    **suggestion}
-    return task
+        line["label-under-review"] = {"source": "model", **suggestion}
+    return build_labeling_task_input(line, parse_taxonomy(doc))
 
 
 def _render(doc: dict[str, Any], task: dict[str, Any]) -> str:
