@@ -59,7 +59,7 @@ class DemoOptions:
     panel: PanelSettings = field(default_factory=PanelSettings)
     dispatch_every_seconds: float = 10.0  # the schedule's rate, compressed (AWS: every few minutes)
     age_out_leftovers: bool = True  # let the age threshold pass for photos left under the count threshold
-    timeout_seconds: float = 600.0
+    timeout_seconds: float = 3600.0  # a guard against a hung run, not a target (docs/demo.md, Performance)
     log_file: Path | None = None  # where the functions' logs (and moto's warnings) go instead of the terminal
 
 
