@@ -14,7 +14,7 @@ export AWS_EC2_METADATA_DISABLED := true
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 export AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED := true
 
-.PHONY: setup synth lint test test-fast test-runtime demo demo-serve browser clean
+.PHONY: setup synth lint test test-fast test-runtime demo demo-serve browser clean bootstrap deploy diff destroy
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt lambdas/requirements.txt pyproject.toml package.json package-lock.json
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -74,6 +74,24 @@ demo: setup
 demo-serve: setup
 	$(MAKE) --no-print-directory synth ENV=dev
 	$(PY) -m localrun --serve --cdk-out cdk.out --output demo-output $(DEMO_ARGS)
+
+# Deploying: the pinned CDK CLI on the pinned Node (node_modules, on PATH above) with the venv's Python (cdk.json),
+# so it works from a plain shell. Credentials come from your AWS profile or environment as usual.
+#   make bootstrap ENV=prod ACCOUNT=123456789012     once per account and region
+#   make deploy ENV=prod ACCOUNT=123456789012        ACCOUNT overrides the environment block's account
+ACCOUNT ?=
+CDK_ENV_ARGS = -c env=$(ENV) $(if $(ACCOUNT),-c account=$(ACCOUNT))
+bootstrap: setup
+	npx --no-install cdk bootstrap $(CDK_ENV_ARGS)
+
+deploy: setup
+	npx --no-install cdk deploy --all $(CDK_ENV_ARGS)
+
+diff: setup
+	npx --no-install cdk diff --all $(CDK_ENV_ARGS)
+
+destroy: setup
+	npx --no-install cdk destroy --all $(CDK_ENV_ARGS)
 
 clean:
 	rm -rf cdk.out build .pytest_cache

@@ -1,15 +1,15 @@
 #!/usr/bin/env python3
-"""CDK app: load the environment's config, build the stacks, register the cdk-nag checks. No AWS calls here."""
+"""CDK app: load the environment's config, build the stacks, register the cdk-nag packs. No AWS calls here."""
 
 from __future__ import annotations
 
 import sys
 
 import aws_cdk as cdk
-from cdk_nag import AwsSolutionsChecks
 
 from stacks.config import AppConfig, ConfigError, load_config
 from stacks.monitoring_stack import MonitoringStack
+from stacks.nag import add_nag_packs
 from stacks.pipeline_stack import PipelineStack
 from stacks.storage_stack import StorageStack
 from stacks.workforce_stack import WorkforceStack
@@ -64,7 +64,7 @@ def main() -> None:
         print(f"Configuration error: {err}", file=sys.stderr)
         sys.exit(1)
     build(app, config)
-    cdk.Validations.of(app).add_plugins(AwsSolutionsChecks(app))
+    add_nag_packs(app)
     app.synth()
 
 

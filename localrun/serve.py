@@ -102,7 +102,10 @@ class Server:
         out.mkdir(parents=True, exist_ok=True)
         outputs = {"IntakeBucketName": h.intake_bucket, "ArtifactsBucketName": h.artifacts_bucket,
                    "PhotosTableName": h.photos_table, "BatchesTableName": h.batches_table,
-                   "StateMachineArn": h.state_machine_arn, "EndpointUrl": self.endpoint}
+                   "StateMachineArn": h.state_machine_arn,
+                   # The operator commands (fieldlabel flush) invoke the dispatcher by this name.
+                   "DispatchFunctionName": self.demo.intake.dispatch_function,
+                   "EndpointUrl": self.endpoint}
         self.outputs_path.write_text(json.dumps(outputs, indent=1) + "\n")
         # Any credentials do for moto; these keep a shell's real ones out of the demo's requests.
         (out / "demo.env").write_text(

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from fieldlabel.labeling.groundtruth.regions import SUPPORTED_REGIONS
@@ -29,6 +30,7 @@ _EMAIL = re.compile(
 )
 _LABEL = re.compile(r"^[a-z0-9][a-z0-9-]{0,63}$")
 _PREFIX = re.compile(r"^[a-z][a-z0-9-]{1,19}$")
+LAMBDAS_DIR = Path(__file__).resolve().parent.parent / "lambdas"
 _TAG_KEY = re.compile(r"^[\w.:/=+\-@ ]{1,128}$")
 
 
@@ -283,6 +285,11 @@ class Monitoring(_Frozen):
     alarm_emails: tuple[str, ...] = ()
     quarantine_rate_threshold: float = Field(default=0.2, ge=0.0, le=1.0)
     monthly_budget_usd: float | None = Field(default=None, gt=0)
+    log_execution_data: bool = Field(
+        default=False,
+        description="write each workflow state's input and output (photo keys, labels, job requests) to the "
+        "execution log; off by default so the log holds only the events",
+    )
 
     @field_validator("alarm_emails")
     @classmethod
@@ -291,6 +298,36 @@ class Monitoring(_Frozen):
         if bad:
             raise ValueError(f"malformed e-mail address(es): {', '.join(bad)} (expected name@domain.tld)")
         return v
+
+
+class Concurrency(_Frozen):
+    """Limits on how many copies of a function run at once.
+
+    ``register_max_concurrency`` caps the register function's SQS event source (Lambda's ``MaximumConcurrency``): a
+    burst of uploads is worked off at this pace instead of taking the account's concurrency. ``reserved`` sets
+    reserved concurrency per function folder (``lambdas/<folder>``); it is optional because reserving fails the
+    deploy in an account whose unreserved concurrency would drop below 100 (new accounts often have a limit of 10).
+    """
+
+    register_max_concurrency: int = Field(default=10, ge=2, le=1000)
+    reserved: dict[str, int] = Field(default_factory=dict)
+
+    @field_validator("reserved")
+    @classmethod
+    def _known_functions(cls, v: dict[str, int]) -> dict[str, int]:
+        known = function_folders()
+        unknown = sorted(set(v) - set(known))
+        if unknown:
+            raise ValueError(f"unknown function folder(s) {', '.join(unknown)}; allowed: {', '.join(known)}")
+        bad = sorted(k for k, n in v.items() if not 1 <= n <= 1000)
+        if bad:
+            raise ValueError(f"reserved concurrency must be 1..1000 (0 would stop the function): {', '.join(bad)}")
+        return v
+
+
+def function_folders() -> tuple[str, ...]:
+    """The Lambda handler folders, ``lambdas/<folder>/handler.py``."""
+    return tuple(sorted(p.parent.name for p in LAMBDAS_DIR.glob("*/handler.py")))
 
 
 class Costs(_Frozen):
@@ -336,6 +373,7 @@ class AppConfig(_Frozen):
     intake: Intake = Intake()
     retention: Retention = Retention()
     monitoring: Monitoring = Monitoring()
+    concurrency: Concurrency = Concurrency()
     costs: Costs = Costs()
     tags: Annotated[dict[str, str], Field(default_factory=dict, max_length=40)]
 

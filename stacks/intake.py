@@ -7,16 +7,18 @@ from __future__ import annotations
 
 from aws_cdk import Duration, Stack
 from aws_cdk import aws_iam as iam
+from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_lambda_event_sources as sources
 from aws_cdk import aws_scheduler as scheduler
 from aws_cdk import aws_scheduler_targets as targets
+from aws_cdk import aws_sqs as sqs
 from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
 
 from stacks import grants
 from stacks.config import AppConfig
 from stacks.lambda_code import LambdaKit
-from stacks.nag import BASIC_EXECUTION_POLICY, ack, ack_wildcards, arn_token
+from stacks.nag import ack, ack_wildcards, arn_token
 from stacks.storage_refs import StorageRefs
 from stacks.storage_stack import REGISTER_TIMEOUT_SECONDS
 
@@ -29,7 +31,9 @@ REGISTER_BATCH_SIZE = 20
 class Intake(Construct):
     """The register and dispatch functions and the dispatcher's schedule.
 
-    Exposes ``register_fn``, ``dispatch_fn`` and ``schedule``.
+    Exposes ``register_fn``, ``dispatch_fn`` and ``schedule``. The dispatcher is invoked asynchronously (by the
+    schedule and by the register function); what fails to reach it, or fails in it after retries, lands in
+    ``async_failures``.
     """
 
     def __init__(
@@ -41,6 +45,7 @@ class Intake(Construct):
         kit: LambdaKit,
         storage: StorageRefs,
         state_machine: sfn.IStateMachine,
+        async_failures: sqs.IQueue,
     ) -> None:
         super().__init__(scope, id_)
         b = config.batching
@@ -54,6 +59,7 @@ class Intake(Construct):
             description="Decides when a batch is due, claims its photos and starts the labeling workflow",
             timeout=Duration.minutes(15),
             memory_size=1024,
+            async_failures=async_failures,
             environment={
                 **common,
                 "STATE_MACHINE_ARN": state_machine.state_machine_arn,
@@ -75,6 +81,7 @@ class Intake(Construct):
             self,
             "Register",
             handler_dir="register",
+            invoked_by="its SQS event source (failed messages go to the intake DLQ)",
             description="Validates each upload, writes its labeling copy or quarantines it, registers it once",
             timeout=Duration.seconds(REGISTER_TIMEOUT_SECONDS),
             memory_size=REGISTER_MEMORY_MB,
@@ -97,14 +104,19 @@ class Intake(Construct):
         self.register_fn.add_to_role_policy(
             iam.PolicyStatement(actions=["lambda:InvokeFunction"], resources=[self.dispatch_fn.function_arn])
         )
-        self.register_fn.add_event_source(
-            sources.SqsEventSource(
-                storage.intake_queue,
-                batch_size=REGISTER_BATCH_SIZE,
-                max_batching_window=Duration.seconds(10),
-                report_batch_item_failures=True,
-            )
+        intake_events = sources.SqsEventSource(
+            storage.intake_queue,
+            batch_size=REGISTER_BATCH_SIZE,
+            max_batching_window=Duration.seconds(10),
+            report_batch_item_failures=True,
+            # A burst of uploads is worked off at this pace instead of taking the account's concurrency.
+            max_concurrency=config.concurrency.register_max_concurrency,
         )
+        self.register_fn.add_event_source(intake_events)
+        mapping = next(c for c in self.register_fn.node.children if isinstance(c, lambda_.EventSourceMapping))
+        ack(mapping, "Serverless-LambdaEventSourceMappingDestination",
+            "SQS event sources take no on-failure destination: the intake queue's redrive policy moves a message "
+            "that failed 5 times to the intake DLQ, which is alarmed.")
 
         # Our own role (not the stack-wide singleton CDK would make), so its finding is acknowledged right here.
         schedule_role = iam.Role(self, "ScheduleRole", assumed_by=iam.ServicePrincipal("scheduler.amazonaws.com"))
@@ -119,21 +131,23 @@ class Intake(Construct):
                 role=schedule_role,
                 retry_attempts=2,
                 max_event_age=Duration.minutes(10),
+                # An invocation the scheduler could not deliver; the next run picks the batch up, but an operator
+                # hears about it (monitoring: async failures alarm).
+                dead_letter_queue=async_failures,
             ),
         )
 
         ack_wildcards(schedule_role, [f"{arn_token(self.dispatch_fn)}:*"],
                       "CDK's Scheduler target grants invoke on the dispatcher and its versions.")
         bucket = f"arn:{_partition(self)}:s3:::{storage.names.intake_bucket}"
-        ack_wildcards(self.register_fn, [f"{bucket}/uploads/*", f"{bucket}/labeling-copies/*"],
+        assert self.register_fn.role is not None and self.dispatch_fn.role is not None
+        ack_wildcards(self.register_fn.role, [f"{bucket}/uploads/*", f"{bucket}/labeling-copies/*"],
                       "Any photo may be uploaded under uploads/; copies are named by content hash.")
         for fn in (self.register_fn, self.dispatch_fn):
-            ack_wildcards(fn, [f"{_table_arn(self, storage.names.photos_table)}/index/*",
-                               f"{_table_arn(self, storage.names.batches_table)}/index/*"],
+            assert fn.role is not None
+            ack_wildcards(fn.role, [f"{_table_arn(self, storage.names.photos_table)}/index/*",
+                                    f"{_table_arn(self, storage.names.batches_table)}/index/*"],
                           "Claiming and counting query the registry's status and batch indexes.")
-            ack_wildcards(fn, ["*"], "X-Ray trace segments and telemetry have no resource ARN.")
-            ack(fn, f"AwsSolutions-IAM4[Policy::{BASIC_EXECUTION_POLICY}]",
-                "The managed basic execution role grants only CloudWatch Logs writes for the function's own logs.")
 
 
 def _partition(scope: Construct) -> str:

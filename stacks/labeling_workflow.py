@@ -18,6 +18,7 @@ from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_sns as sns
+from aws_cdk import aws_sqs as sqs
 from aws_cdk import aws_stepfunctions as sfn
 from aws_cdk import aws_stepfunctions_tasks as tasks
 from constructs import Construct
@@ -27,7 +28,7 @@ from stacks.config import AppConfig
 from stacks.labeling_assets import LabelingAssets
 from stacks.labeling_role import JOB_INPUT_PREFIX, JOB_OUTPUT_PREFIX, GroundTruthExecutionRole
 from stacks.lambda_code import LambdaKit, retention_days
-from stacks.nag import BASIC_EXECUTION_POLICY, ack, ack_wildcards, arn_token
+from stacks.nag import ack_wildcards, arn_token, checkov_skip
 from stacks.storage_refs import StorageRefs
 
 # Ground Truth fails a job after 30 days (facts §7); a state that outlives that by a day means something is wrong,
@@ -97,10 +98,12 @@ class LabelingWorkflow(Construct):
         gt_role: GroundTruthExecutionRole,
         taxonomists_workteam_arn: str,
         reviewers_workteam_arn: str,
+        async_failures: sqs.IQueue,
     ) -> None:
         super().__init__(scope, id_)
         stack = Stack.of(self)
         self._config = config
+        self._async_failures = async_failures
         removal = RemovalPolicy.RETAIN if config.removal_retain else RemovalPolicy.DESTROY
         project = config.project
 
@@ -115,10 +118,14 @@ class LabelingWorkflow(Construct):
         gt_role.allow_invoke(self.functions.pre_annotation, self.functions.post_annotation)
         self._gt_role_arn = gt_role.role.role_arn
 
+        # Encrypted with the data key: with monitoring.log_execution_data on, the log holds photo keys and labels.
         self.log_group = logs.LogGroup(
             self, "ExecutionLogs", retention=retention_days(config.retention.log_retention_days),
-            removal_policy=removal,
+            encryption_key=storage.key, removal_policy=removal,
         )
+        if config.retention.log_retention_days < 365:
+            checkov_skip(self.log_group, "CKV_AWS_338", "Retention is retention.log_retention_days in the config; "
+                         f"this environment keeps logs {config.retention.log_retention_days} days.")
         self.state_machine = sfn.StateMachine(
             self,
             "StateMachine",
@@ -127,7 +134,9 @@ class LabelingWorkflow(Construct):
             definition_body=sfn.DefinitionBody.from_chainable(self._definition()),
             timeout=EXECUTION_TIMEOUT,
             tracing_enabled=True,
-            logs=sfn.LogOptions(destination=self.log_group, level=sfn.LogLevel.ALL, include_execution_data=True),
+            # Every event is logged; the states' input and output only when configured (they name photos and labels).
+            logs=sfn.LogOptions(destination=self.log_group, level=sfn.LogLevel.ALL,
+                                include_execution_data=config.monitoring.log_execution_data),
         )
         self._state_machine_permissions(stack, storage, gt_role, labeling_job_arn)
         self._acknowledge(stack, storage, labeling_job_arn)
@@ -160,6 +169,8 @@ class LabelingWorkflow(Construct):
                                   "Cause": "the execution was stopped or timed out before the workflow could finish"},
                     }),
                     retry_attempts=4,
+                    # An event EventBridge could not deliver; the monitoring stack alarms on this queue.
+                    dead_letter_queue=self._async_failures,
                 )
             ],
         )
@@ -212,11 +223,11 @@ class LabelingWorkflow(Construct):
         minutes = Duration.minutes
 
         pre_annotation = kit.function(
-            self, "ReviewPreAnnotation", handler_dir="pre_annotation", timeout=Duration.seconds(60), memory_size=512,
+            self, "ReviewPreAnnotation", handler_dir="pre_annotation", invoked_by="Ground Truth", timeout=Duration.seconds(60), memory_size=512,
             description="Ground Truth pre-annotation of the expert-review job",
             environment={"TAXONOMY_S3_URI": uris["taxonomy.json"], "PHOTOS_TABLE": names.photos_table})
         post_annotation = kit.function(
-            self, "ReviewPostAnnotation", handler_dir="post_annotation", timeout=minutes(5), memory_size=1024,
+            self, "ReviewPostAnnotation", handler_dir="post_annotation", invoked_by="Ground Truth", timeout=minutes(5), memory_size=1024,
             description="Ground Truth consolidation of the expert-review job",
             environment={"REVIEWERS_TABLE": names.reviewers_table, "ARTIFACTS_BUCKET": names.artifacts_bucket,
                          **review_env})
@@ -226,25 +237,26 @@ class LabelingWorkflow(Construct):
         job_env["POST_ANNOTATION_ARN"] = post_annotation.function_arn
         engine = config.labeling.engine == "model"
         # With the own engine, prepare also embeds photos intake left without an embedding and scores the batch.
-        prepare = kit.function(self, "PrepareJob", handler_dir="prepare_job", timeout=minutes(15),
+        prepare = kit.function(self, "PrepareJob", invoked_by="Step Functions", handler_dir="prepare_job", timeout=minutes(15),
                                memory_size=ENGINE_PREPARE_MEMORY_MB if engine else 1024,
                                description="Writes a batch's input manifest and builds its labeling-job request",
                                environment=job_env, embedding_models=engine)
-        process = kit.function(self, "ProcessOutput", handler_dir="process_output", timeout=minutes(15),
+        process = kit.function(self, "ProcessOutput", invoked_by="Step Functions", handler_dir="process_output", timeout=minutes(15),
                                memory_size=1024, description="Records a finished labeling job's labels",
                                environment=job_env)
-        publish = kit.function(self, "PublishDataset", handler_dir="publish_dataset", timeout=minutes(15),
+        publish = kit.function(self, "PublishDataset", invoked_by="Step Functions", handler_dir="publish_dataset", timeout=minutes(15),
                                memory_size=1024, description="Writes a batch's immutable dataset version",
                                environment=job_env)
+        # Also invoked asynchronously by the stopped-execution rule, so it has an on-failure destination.
         fail = kit.function(self, "FailBatch", handler_dir="fail_batch", timeout=minutes(15), memory_size=512,
                             description="Releases a failed batch's photos and marks the batch failed",
-                            environment=common)
+                            environment=common, async_failures=self._async_failures)
         select_review = kit.function(
-            self, "SelectReview", handler_dir="select_review", timeout=minutes(15), memory_size=1024,
+            self, "SelectReview", invoked_by="Step Functions", handler_dir="select_review", timeout=minutes(15), memory_size=1024,
             description="Picks a labeled batch's photos for expert review",
             environment={"PHOTOS_TABLE": names.photos_table, "ARTIFACTS_BUCKET": names.artifacts_bucket, **review_env})
         apply_review = kit.function(
-            self, "ApplyReview", handler_dir="apply_review", timeout=minutes(15), memory_size=1024,
+            self, "ApplyReview", invoked_by="Step Functions", handler_dir="apply_review", timeout=minutes(15), memory_size=1024,
             description="Applies a finished review job to the registry",
             environment={"PHOTOS_TABLE": names.photos_table, "REVIEWERS_TABLE": names.reviewers_table,
                          "ARTIFACTS_BUCKET": names.artifacts_bucket,
@@ -265,7 +277,7 @@ class LabelingWorkflow(Construct):
             grants.s3_read(prepare, art, MODELS_PREFIX)
             grants.s3_read(prepare, storage.intake_bucket)
             train = kit.function(
-                self, "TrainModel", handler_dir="train_model", timeout=minutes(15), memory_size=TRAIN_MEMORY_MB,
+                self, "TrainModel", invoked_by="Step Functions", handler_dir="train_model", timeout=minutes(15), memory_size=TRAIN_MEMORY_MB,
                 description="Trains the auto-labeling engine's next model from every expert label so far",
                 environment=common)
             # train: reads the batch's expert labels, writes its label shard, reads every shard of the chain,
@@ -606,9 +618,6 @@ class LabelingWorkflow(Construct):
         for fn, wildcards in per_function.items():
             role = fn.role
             assert role is not None
-            ack(role, f"AwsSolutions-IAM4[Policy::{BASIC_EXECUTION_POLICY}]",
-                "The managed basic execution role only lets the function write its own CloudWatch logs.")
-            ack_wildcards(role, ["*"], "X-Ray trace segments (active tracing) have no resource ARN.")
             ack_wildcards(role, wildcards,
                           "Batch photos are read through the by_batch index; each prefix holds one kind of per-batch "
                           "or per-job object whose names are made at run time; job names are <project>-<batch id>.")

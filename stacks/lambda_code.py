@@ -17,11 +17,16 @@ from typing import Any
 
 import jsii
 from aws_cdk import AssetHashType, BundlingOptions, DockerImage, Duration, ILocalBundling, RemovalPolicy
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_lambda_destinations as destinations
 from aws_cdk import aws_logs as logs
+from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
 from stacks.config import AppConfig
+from stacks.nag import ack, ack_wildcards, checkov_skip
 
 ROOT = Path(__file__).resolve().parent.parent
 LAMBDAS_DIR = ROOT / "lambdas"
@@ -92,15 +97,48 @@ class _ModelsLayerBundler:
         return True
 
 
+def function_logs(scope: Construct, id_: str, *, config: AppConfig, key: kms.IKey, role: iam.IRole) -> logs.LogGroup:
+    """A function's own log group and the only log permission its role gets: writing to that group.
+
+    Replaces the managed ``AWSLambdaBasicExecutionRole`` policy, which lets a function create and write any log
+    group in the account (``logs:*`` actions on ``*``). The group is explicit so its retention and removal follow
+    the config, and it is encrypted with ``key``, whose policy lets CloudWatch Logs use it
+    (:func:`stacks.kms_policy.allow_cloudwatch_logs`). Use it for every function that is not made by
+    :meth:`LambdaKit.function` (which calls it), e.g. a CDK framework function given its own role.
+    """
+    log_group = logs.LogGroup(
+        scope,
+        f"{id_}Logs",
+        retention=retention_days(config.retention.log_retention_days),
+        encryption_key=key,
+        removal_policy=RemovalPolicy.RETAIN if config.removal_retain else RemovalPolicy.DESTROY,
+    )
+    # The group's Arn attribute ends in ":*", so this covers its log streams and nothing else.
+    role.add_to_principal_policy(
+        iam.PolicyStatement(actions=["logs:CreateLogStream", "logs:PutLogEvents"], resources=[log_group.log_group_arn])
+    )
+    if config.retention.log_retention_days < 365:
+        checkov_skip(log_group, "CKV_AWS_338", "Retention is retention.log_retention_days in the config; "
+                     f"this environment keeps logs {config.retention.log_retention_days} days.")
+    return log_group
+
+
+def lambda_role(scope: Construct, id_: str, *, description: str) -> iam.Role:
+    """A Lambda execution role with no managed policy: :func:`function_logs` and the callers add what it may do."""
+    return iam.Role(scope, id_, assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"), description=description)
+
+
 class LambdaKit(Construct):
     """The shared code asset, the dependency layer and a factory for consistently configured functions.
 
-    Exposes :meth:`function`, which every construct uses to create its Lambdas.
+    Exposes :meth:`function`, which every construct uses to create its Lambdas. ``log_key`` encrypts their log
+    groups.
     """
 
-    def __init__(self, scope: Construct, id_: str, *, config: AppConfig) -> None:
+    def __init__(self, scope: Construct, id_: str, *, config: AppConfig, log_key: kms.IKey) -> None:
         super().__init__(scope, id_)
         self._config = config
+        self.log_key = log_key
         self.code = lambda_.Code.from_asset(str(LAMBDAS_DIR), exclude=_CODE_EXCLUDES)
         requirements = LAMBDAS_DIR / "requirements.txt"
         self.layer = lambda_.LayerVersion(
@@ -156,23 +194,31 @@ class LambdaKit(Construct):
         environment: dict[str, str] | None = None,
         timeout: Duration | None = None,
         memory_size: int = 512,
-        reserved_concurrent_executions: int | None = None,
+        async_failures: sqs.IQueue | None = None,
+        invoked_by: str | None = None,
         embedding_models: bool = False,
     ) -> lambda_.Function:
         """Create a function whose handler is ``lambdas/<handler_dir>/handler.py:lambda_handler``.
 
-        Every function gets X-Ray tracing, an explicit log group with the configured retention, Powertools
-        settings, and the shared code and layer; ``embedding_models`` adds the ONNX models layer (functions that
-        call ``fieldlabel.embedding.load_embedder``).
+        Every function gets its own role (no managed policy) and its own KMS-encrypted log group with the configured
+        retention that only it may write (:func:`function_logs`), X-Ray tracing, Powertools settings, the shared
+        code and layer, and the reserved concurrency ``concurrency.reserved`` gives its folder, if any. A function
+        that is invoked asynchronously (EventBridge, Scheduler, ``InvocationType=Event``) passes
+        ``async_failures``: events that still fail after Lambda's retries are sent there. Every other function names
+        its synchronous caller in ``invoked_by`` (e.g. ``"Step Functions"``), which is the reason it needs no
+        dead-letter target; one of the two is required, so a new function cannot silently lose failed events.
+        ``embedding_models`` adds the ONNX models layer (functions that call ``fieldlabel.embedding.load_embedder``).
         """
         if not (LAMBDAS_DIR / handler_dir / "handler.py").is_file():
             raise FileNotFoundError(f"lambdas/{handler_dir}/handler.py does not exist")
-        log_group = logs.LogGroup(
-            scope,
-            f"{id_}Logs",
-            retention=retention_days(self._config.retention.log_retention_days),
-            removal_policy=RemovalPolicy.RETAIN if self._config.removal_retain else RemovalPolicy.DESTROY,
-        )
+        if (async_failures is None) == (invoked_by is None):
+            raise ValueError(f"function {id_}: pass async_failures=<queue> if anything invokes it asynchronously, "
+                             "otherwise invoked_by='<its synchronous caller>' (e.g. 'Step Functions')")
+        role = lambda_role(scope, f"{id_}ServiceRole", description=f"{self._config.project} {handler_dir} function")
+        log_group = function_logs(scope, id_, config=self._config, key=self.log_key, role=role)
+        ack_wildcards(role, ["*"], "X-Ray PutTraceSegments and PutTelemetryRecords (active tracing) have no "
+                                   "resource ARN.")
+        reserved = self._config.concurrency.reserved.get(handler_dir)
         env = {
             "POWERTOOLS_SERVICE_NAME": f"{self._config.project}-{handler_dir.replace('_', '-')}",
             "POWERTOOLS_METRICS_NAMESPACE": "FieldLabel",
@@ -180,7 +226,7 @@ class LambdaKit(Construct):
             "PROJECT_PREFIX": self._config.project,
             **(environment or {}),
         }
-        return lambda_.Function(
+        fn = lambda_.Function(
             scope,
             id_,
             description=description,
@@ -189,13 +235,38 @@ class LambdaKit(Construct):
             code=self.code,
             handler=f"{handler_dir}.handler.lambda_handler",
             layers=[self.layer, self.models_layer] if embedding_models else [self.layer],
+            role=role,
             environment=env,
             timeout=timeout or Duration.seconds(60),
             memory_size=memory_size,
             tracing=lambda_.Tracing.ACTIVE,
             log_group=log_group,
-            reserved_concurrent_executions=reserved_concurrent_executions,
+            reserved_concurrent_executions=reserved,
         )
+        if async_failures is not None:
+            # Lambda retries an asynchronous event twice; what still fails is kept for an operator, with an alarm.
+            fn.configure_async_invoke(on_failure=destinations.SqsDestination(async_failures), retry_attempts=2)
+        self._scanner_notes(fn, handler_dir, reserved, invoked_by)
+        return fn
+
+    @staticmethod
+    def _scanner_notes(fn: lambda_.Function, handler_dir: str, reserved: int | None, invoked_by: str | None) -> None:
+        """The scanners' Lambda checks that this design answers differently, with the reason, on the function."""
+        if invoked_by is not None:
+            dlq_reason = (f"Invoked synchronously by {invoked_by}: an error returns to the caller, which retries or "
+                          "handles it, so there is no asynchronous event to keep.")
+        else:
+            dlq_reason = ("Invoked asynchronously: an event that fails after Lambda's retries goes to the on-failure "
+                          "destination (the async-failures queue, alarmed), which also records the error.")
+        ack(fn, "Serverless-LambdaDLQ", dlq_reason)
+        checkov_skip(fn, "CKV_AWS_116", dlq_reason)
+        checkov_skip(fn, "CKV_AWS_117", "The functions call only AWS APIs; a VPC would add NAT gateways and "
+                     "endpoints (cost, cold starts) and protect nothing here.")
+        checkov_skip(fn, "CKV_AWS_173", "The environment holds resource names and settings, no secrets; Lambda "
+                     "encrypts it at rest with its service key.")
+        if reserved is None:
+            checkov_skip(fn, "CKV_AWS_115", f"Reserved concurrency is optional (concurrency.reserved.{handler_dir} "
+                         "in the config): reserving fails deploys in accounts with a low concurrency limit.")
 
 
 def retention_days(days: int) -> logs.RetentionDays:

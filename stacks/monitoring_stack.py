@@ -29,6 +29,7 @@ from constructs import Construct
 from stacks.config import AppConfig
 from stacks.kms_policy import account_key_policy
 from stacks.monitoring_metrics import AppMetrics, handler_dir_of
+from stacks.nag import ack
 from stacks.pipeline_stack import PipelineStack
 from stacks.storage_stack import StorageNames
 
@@ -139,6 +140,7 @@ class MonitoringStack(Stack):
         self.facade.add_large_header(f"{config.project}: field photos to labeled datasets")
         self._intake_section()
         self._queues_section(StorageNames.for_config(config))
+        self._async_failures_section(pipeline)
         self._batches_section(pipeline)
         self._labels_section()
         self._functions_section()
@@ -155,8 +157,9 @@ class MonitoringStack(Stack):
             description=f"{config.project}: operations topic (alarms, failed labeling jobs, budget)",
             enable_key_rotation=True,
             policy=account_key_policy(),
-            # Only notifications in flight are encrypted with it; nothing at rest would be lost.
-            removal_policy=RemovalPolicy.DESTROY,
+            # Retained where data is (retention.removal_policy): a notification still queued for delivery, or one
+            # an operator is investigating, cannot be decrypted once its key is gone.
+            removal_policy=RemovalPolicy.RETAIN if config.removal_retain else RemovalPolicy.DESTROY,
         )
         key.add_to_resource_policy(
             iam.PolicyStatement(
@@ -175,7 +178,9 @@ class MonitoringStack(Stack):
             enforce_ssl=True,
         )
         for email in config.monitoring.alarm_emails:
-            topic.add_subscription(subs.EmailSubscription(email))
+            subscription = topic.add_subscription(subs.EmailSubscription(email))
+            ack(subscription, "Serverless-SNSRedrivePolicy",
+                "An alarm e-mail that bounces needs no replay: the alarm stays in ALARM on the dashboard.")
         account = self.account
         # A topic policy replaces SNS's default one, so the services that publish are allowed explicitly, each only
         # on behalf of this account.
@@ -222,6 +227,9 @@ class MonitoringStack(Stack):
         )
         job = events.EventField.from_path("$.resources[0]")
         status = events.EventField.from_path("$.detail.LabelingJobStatus")
+        ack(rule, "Serverless-EventBusDLQ",
+            "An immediate heads-up only: the workflow itself catches the failed job, releases the batch and sends "
+            "the batch summary, and the failed-execution alarm fires.")
         rule.add_target(
             _TopicTarget(
                 self.topic,
@@ -340,6 +348,26 @@ class MonitoringStack(Stack):
                     alarm_description_override=(
                         "Upload events failed registration 5 times and sit in the dead-letter queue. Read the "
                         "register function's errors, fix, then redrive; docs/operations.md, 'Dead-letter messages'."
+                    ),
+                )
+            },
+        )
+
+    def _async_failures_section(self, pipeline: PipelineStack) -> None:
+        queue = getattr(pipeline, "async_failures", None)
+        if queue is None:
+            return
+        self.facade.monitor_sqs_queue(
+            queue=queue,
+            human_readable_name="Failed asynchronous invocations (dispatcher, fail-batch) and undelivered events",
+            alarm_friendly_name="AsyncFailures",
+            add_queue_max_size_alarm={
+                "Failed": mc.MaxMessageCountThreshold(
+                    max_message_count=0,
+                    alarm_description_override=(
+                        "An asynchronous invocation failed for good: the dispatcher (schedule or register) or the "
+                        "stopped-execution release. Read the message's request context and the function's errors; "
+                        "docs/operations.md, 'Failed asynchronous invocations'."
                     ),
                 )
             },

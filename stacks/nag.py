@@ -1,15 +1,21 @@
-"""cdk-nag 3 acknowledgments, always on the narrowest construct and always with the reason.
+"""Scanner acknowledgments: cdk-nag's and checkov's, always on the narrowest construct and always with the reason.
 
 cdk-nag 3 is a CDK Validations plugin: findings are acknowledged with exact ids (no prefix or regex matching), e.g.
-``AwsSolutions-IAM5[Action::s3:List*]``. Registering the pack happens once, in ``app.py``.
+``AwsSolutions-IAM5[Action::s3:List*]``. Registering the packs happens once, in :func:`add_nag_packs` (``app.py``
+and the infrastructure tests). checkov reads ``cdk.out``; a check is skipped in the resource's template metadata
+(:func:`checkov_skip`), which is where checkov looks for ``checkov: skip:`` entries.
 """
 
 from __future__ import annotations
 
-from aws_cdk import Acknowledgment, Stack, Validations
+from aws_cdk import Acknowledgment, App, CfnResource, Stack, Validations
+from cdk_nag import AwsSolutionsChecks, ServerlessChecks
 from constructs import IConstruct
 
-BASIC_EXECUTION_POLICY = "arn:<AWS::Partition>:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole"
+
+def add_nag_packs(app: App) -> None:
+    """Run cdk-nag's AwsSolutions and Serverless packs when ``app`` synthesizes; a finding fails the synth."""
+    Validations.of(app).add_plugins(AwsSolutionsChecks(app), ServerlessChecks(app))
 
 
 def ack(scope: IConstruct, rule_id: str, reason: str) -> None:
@@ -30,3 +36,15 @@ def ack_wildcards(scope: IConstruct, resources: list[str], reason: str) -> None:
     """Acknowledge ``AwsSolutions-IAM5`` for each wildcard resource, exactly as cdk-nag renders it."""
     for resource in resources:
         ack(scope, f"AwsSolutions-IAM5[Resource::{resource}]", reason)
+
+
+def checkov_skip(construct: IConstruct, check_id: str, reason: str) -> None:
+    """Skip checkov's ``check_id`` on ``construct``'s CloudFormation resource, with the reason, in its metadata."""
+    if len(reason) < 20:
+        raise ValueError(f"checkov skip of {check_id} needs a real reason, got {reason!r}")
+    resource = construct if isinstance(construct, CfnResource) else construct.node.default_child
+    if not isinstance(resource, CfnResource):
+        raise TypeError(f"{construct.node.path} has no CloudFormation resource to carry a checkov skip")
+    entry = resource.get_metadata("checkov") or {}
+    skips = [s for s in entry.get("skip", []) if s["id"] != check_id]
+    resource.add_metadata("checkov", {"skip": [*skips, {"id": check_id, "comment": reason}]})

@@ -5,7 +5,8 @@ Reads like the architecture diagram: labeling assets -> Ground Truth execution r
 
 from __future__ import annotations
 
-from aws_cdk import CfnOutput, Stack
+from aws_cdk import CfnOutput, Duration, Stack
+from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
 from stacks.config import AppConfig
@@ -14,6 +15,7 @@ from stacks.labeling_assets import LabelingAssets
 from stacks.labeling_role import GroundTruthExecutionRole
 from stacks.labeling_workflow import LabelingWorkflow
 from stacks.lambda_code import LambdaKit
+from stacks.nag import ack
 from stacks.storage_refs import StorageRefs
 from stacks.storage_stack import StorageStack
 from stacks.workforce_stack import WorkforceStack
@@ -21,7 +23,7 @@ from stacks.workforce_stack import WorkforceStack
 
 class PipelineStack(Stack):
     """Compute of the pipeline. Exposes ``assets``, ``gt_role``, ``functions`` (the one LambdaKit), ``workflow``,
-    ``intake``."""
+    ``intake``, ``async_failures`` (the queue of failed asynchronous invocations)."""
 
     def __init__(
         self,
@@ -59,8 +61,10 @@ class PipelineStack(Stack):
             description="Label-category file of the labeling jobs",
         )
 
-        # The one LambdaKit of this stack: every construct here makes its functions with it.
-        self.functions = LambdaKit(self, "Functions", config=config)
+        # The one LambdaKit of this stack: every construct here makes its functions with it; their log groups are
+        # encrypted with the data key.
+        self.functions = LambdaKit(self, "Functions", config=config, log_key=self.storage.key)
+        self.async_failures = self._async_failures_queue(config.project)
 
         # --- labeling workflow (issue 4) and its review stage (issue 5) -----------------------------------------
         self.workflow = LabelingWorkflow(
@@ -73,6 +77,7 @@ class PipelineStack(Stack):
             gt_role=self.gt_role,
             taxonomists_workteam_arn=workforce.taxonomists_team.attr_workteam_arn,
             reviewers_workteam_arn=workforce.reviewers_team.attr_workteam_arn,
+            async_failures=self.async_failures,
         )
         CfnOutput(self, "StateMachineArn", value=self.workflow.state_machine.state_machine_arn,
                   description="Labeling workflow (start executions named batch-<batch_id>)")
@@ -88,6 +93,30 @@ class PipelineStack(Stack):
             kit=self.functions,
             storage=self.storage,
             state_machine=self.workflow.state_machine,
+            async_failures=self.async_failures,
         )
         CfnOutput(self, "DispatchFunctionName", value=self.intake.dispatch_fn.function_name,
                   description="Dispatcher (the CLI's flush command invokes it)")
+
+    def _async_failures_queue(self, project: str) -> sqs.Queue:
+        """Where asynchronous invocations end when they fail for good: Lambda on-failure destinations (dispatch,
+        fail-batch) and the dead letters of the dispatch schedule and the stopped-execution rule.
+
+        SQS-managed encryption, as for the intake queues: EventBridge and Scheduler deliver to it without a key-policy
+        grant, and the messages hold event metadata (batch and execution names), never photo data.
+        """
+        queue = sqs.Queue(
+            self,
+            "AsyncFailures",
+            queue_name=f"{project}-async-failures",
+            encryption=sqs.QueueEncryption.SQS_MANAGED,
+            enforce_ssl=True,
+            retention_period=Duration.days(14),
+        )
+        reason = ("This queue is itself the dead-letter destination of the asynchronous invocations; the "
+                  "monitoring stack alarms on its first message.")
+        ack(queue, "AwsSolutions-SQS3", reason)
+        ack(queue, "Serverless-SQSRedrivePolicy", reason)
+        CfnOutput(self, "AsyncFailuresQueueUrl", value=queue.queue_url,
+                  description="Failed asynchronous invocations (dispatcher, fail-batch) and undelivered events")
+        return queue

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from aws_cdk import CfnOutput, Duration, RemovalPolicy, Stack
+from aws_cdk import CfnOutput, CfnResource, Duration, RemovalPolicy, Stack
 from aws_cdk import aws_dynamodb as dynamodb
+from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_s3_notifications as s3n
@@ -18,8 +19,9 @@ from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
 from stacks.config import AppConfig
-from stacks.kms_policy import account_key_policy
-from stacks.nag import BASIC_EXECUTION_POLICY, ack
+from stacks.kms_policy import account_key_policy, allow_cloudwatch_logs
+from stacks.lambda_code import function_logs
+from stacks.nag import ack
 
 UPLOAD_PREFIX = "uploads/"
 
@@ -91,6 +93,7 @@ class StorageStack(Stack):
             policy=account_key_policy(),
             removal_policy=removal,
         )
+        allow_cloudwatch_logs(self.key)
 
         self.access_logs = s3.Bucket(
             self,
@@ -128,6 +131,8 @@ class StorageStack(Stack):
             enforce_ssl=True,
             retention_period=Duration.days(14),
         )
+        ack(self.intake_dlq, "Serverless-SQSRedrivePolicy",
+            "This is the intake queue's dead-letter queue; the monitoring stack alarms on its first message.")
         self.intake_queue = sqs.Queue(
             self,
             "IntakeEvents",
@@ -143,13 +148,7 @@ class StorageStack(Stack):
             s3n.SqsDestination(self.intake_queue),
             s3.NotificationKeyFilter(prefix=UPLOAD_PREFIX),
         )
-        notifications_handler = self.node.try_find_child(_NOTIFICATIONS_HANDLER_ID)
-        if notifications_handler is not None:
-            ack(
-                notifications_handler,
-                f"AwsSolutions-IAM4[Policy::{BASIC_EXECUTION_POLICY}]",
-                "CDK's S3 notification handler uses the managed basic execution role for its own logs only.",
-            )
+        self._scope_notifications_handler_logs(config)
 
         table_common = {
             "billing": dynamodb.Billing.on_demand(),
@@ -205,6 +204,23 @@ class StorageStack(Stack):
             ("DataKeyArn", self.key.key_arn, "KMS key for all data at rest"),
         ):
             CfnOutput(self, oid, value=value, description=desc)
+
+    def _scope_notifications_handler_logs(self, config: AppConfig) -> None:
+        """Give CDK's S3 notification handler (a deploy-time singleton) a log group of its own instead of the managed
+        basic execution policy, like every function of the app (:func:`stacks.lambda_code.function_logs`)."""
+        handler = self.node.try_find_child(_NOTIFICATIONS_HANDLER_ID)
+        if handler is None:
+            return
+        role = handler.node.find_child("Role")
+        function = handler.node.find_child("Resource")
+        assert isinstance(role, iam.Role) and isinstance(function, CfnResource)
+        log_group = function_logs(self, "BucketNotificationsHandler", config=config, key=self.key, role=role)
+        # The singleton adds the managed policy itself and has no option to leave it out; its L1 property is replaced.
+        role_resource = role.node.default_child
+        assert isinstance(role_resource, iam.CfnRole)
+        role_resource.managed_policy_arns = None
+        function.add_property_override("LoggingConfig", {"LogGroup": log_group.log_group_name})
+        function.node.add_dependency(log_group)
 
     def _data_bucket(self, id_: str, name: str, config: AppConfig, log_prefix: str, *, cors: bool) -> s3.Bucket:
         retain = config.removal_retain

@@ -21,9 +21,9 @@ from aws_cdk import custom_resources as cr
 from constructs import Construct
 
 from stacks.config import AppConfig
-from stacks.kms_policy import account_key_policy
-from stacks.lambda_code import LambdaKit
-from stacks.nag import BASIC_EXECUTION_POLICY, ack, ack_wildcards, arn_token
+from stacks.kms_policy import account_key_policy, allow_cloudwatch_logs
+from stacks.lambda_code import LambdaKit, function_logs, lambda_role
+from stacks.nag import ack, ack_wildcards, arn_token
 
 TAXONOMISTS_GROUP = "taxonomists"
 REVIEWERS_GROUP = "senior-reviewers"
@@ -99,11 +99,12 @@ class WorkforceStack(Stack):
         notify_key = kms.Key(
             self,
             "NotificationsKey",
-            description=f"{config.project}: work-team notification topics",
+            description=f"{config.project}: work-team notification topics and the portal set-up's logs",
             enable_key_rotation=True,
             policy=account_key_policy(),
             removal_policy=removal,
         )
+        allow_cloudwatch_logs(notify_key)
         # SageMaker publishes new-task notices to the topic, so it must be able to use the topic's key.
         notify_key.add_to_resource_policy(
             iam.PolicyStatement(
@@ -142,7 +143,7 @@ class WorkforceStack(Stack):
             self.taxonomists_team.node.add_dependency(workforce)
             self.reviewers_team.node.add_dependency(workforce)
 
-        self.portal_url = self._portal_setup(config, creating, members)
+        self.portal_url = self._portal_setup(config, creating, members, notify_key)
 
         for oid, value, desc in (
             ("PortalUrl", self.portal_url, "Labeling portal sign-in URL for taxonomists"),
@@ -225,7 +226,9 @@ class WorkforceStack(Stack):
         )
         # Ground Truth subscribes members only for console-made teams, so configured members are subscribed here.
         for email in emails:
-            topic.add_subscription(subs.EmailSubscription(email))
+            subscription = topic.add_subscription(subs.EmailSubscription(email))
+            ack(subscription, "Serverless-SNSRedrivePolicy",
+                "A new-task e-mail that bounces needs no replay: the tasks wait in the labeling portal.")
         team = sagemaker.CfnWorkteam(
             self,
             f"{cid}Team",
@@ -248,12 +251,14 @@ class WorkforceStack(Stack):
         team.add_resource_dependency(groups[group])
         return team
 
-    def _portal_setup(self, config: AppConfig, creating: bool, members: dict[str, list[str]]) -> str:
-        kit = LambdaKit(self, "Code", config=config)
+    def _portal_setup(self, config: AppConfig, creating: bool, members: dict[str, list[str]],
+                      log_key: kms.IKey) -> str:
+        kit = LambdaKit(self, "Code", config=config, log_key=log_key)
         fn = kit.function(
             self,
             "PortalSetupFunction",
             handler_dir="portal_setup",
+            invoked_by="the custom-resource provider framework",
             description="Connects the Cognito pool to the labeling portal and invites configured taxonomists",
             timeout=Duration.minutes(2),
             memory_size=256,
@@ -273,7 +278,13 @@ class WorkforceStack(Stack):
                 actions=["sagemaker:DescribeWorkteam"], resources=[self.taxonomists_team.attr_workteam_arn]
             )
         )
-        provider = cr.Provider(self, "PortalSetupProvider", on_event_handler=fn)
+        # The Provider framework's own function gets our kind of role and log group too (no managed policy).
+        framework_role = lambda_role(self, "PortalSetupProviderRole",
+                                     description=f"{config.project} portal set-up provider framework")
+        provider = cr.Provider(
+            self, "PortalSetupProvider", on_event_handler=fn, framework_on_event_role=framework_role,
+            log_group=function_logs(self, "PortalSetupProvider", config=config, key=log_key, role=framework_role),
+        )
         settings = {
             "Project": config.project,
             "UserPoolId": self.user_pool_id,
@@ -296,18 +307,19 @@ class WorkforceStack(Stack):
             },
         )
         resource.node.add_dependency(self.taxonomists_team, self.reviewers_team)
-        self._acknowledge(fn, provider)
+        self._acknowledge(fn, provider, framework_role)
         return resource.get_att_string("PortalUrl")
 
-    def _acknowledge(self, fn: lambda_.Function, provider: cr.Provider) -> None:
+    def _acknowledge(self, fn: lambda_.Function, provider: cr.Provider, framework_role: iam.IRole) -> None:
         ack(provider, "AwsSolutions-L1", "The CDK Provider framework picks its own Node.js runtime for its handler.")
-        for scope in (fn, provider):
-            ack(
-                scope,
-                f"AwsSolutions-IAM4[Policy::{BASIC_EXECUTION_POLICY}]",
-                "The managed basic execution role grants only CloudWatch Logs writes for the function's own logs.",
-            )
-        ack_wildcards(fn, ["*"], "X-Ray trace segments and telemetry have no resource ARN.")
+        framework_fn = provider.node.find_child("framework-onEvent")
+        ack(framework_fn, "Serverless-LambdaDefaultMemorySize",
+            "CDK's Provider framework function only relays one CloudFormation event; CDK sizes it.")
+        ack(framework_fn, "Serverless-LambdaTracing",
+            "CDK's Provider framework function takes no tracing option; the set-up function it calls is traced.")
+        ack(framework_fn, "Serverless-LambdaDLQ",
+            "The Provider framework reports every error to CloudFormation, which fails the deployment visibly.")
         ack_wildcards(
-            provider, [f"{arn_token(fn)}:*"], "The Provider framework invokes any version of its own on-event handler."
+            framework_role, [f"{arn_token(fn)}:*"],
+            "The Provider framework invokes any version of its own on-event handler.",
         )

@@ -19,6 +19,7 @@ from fieldlabel.labeling.registry_io import MODEL_CONTROL_KEY
 from fieldlabel.registry.model import (
     BATCHED,
     DISPATCH_LEASE_KEY,
+    LABELED,
     PARKED,
     PENDING,
     PENDING_COUNTER_KEY,
@@ -33,7 +34,7 @@ from fieldlabel_cli.errors import CliError, UsageError, error_code, translate_aw
 ACTIVE_STATUSES = ("CLAIMING", "STARTED", "LABELING", "REVIEWING")
 PUBLISHED = "PUBLISHED"
 FAILED = "FAILED"
-COUNTED_PHOTO_STATUSES = (PENDING, BATCHED, PARKED, QUARANTINED)
+COUNTED_PHOTO_STATUSES = (PENDING, BATCHED, LABELED, PARKED, QUARANTINED)
 BATCH_ID_RE = re.compile(r"^b[0-9]{8}t[0-9]{6}z-[0-9a-f]{8}$")
 
 
@@ -203,8 +204,8 @@ def render_status(data: dict[str, Any]) -> str:
                      f"({human_age(p['oldest_age_seconds'])} ago)")
     else:
         lines.append("Pending:    none")
-    lines.append(f"Photos:     {c[PENDING]:,} pending, {c[BATCHED]:,} in batches, {c[PARKED]:,} parked, "
-                 f"{c[QUARANTINED]:,} quarantined")
+    lines.append(f"Photos:     {c[PENDING]:,} pending, {c[BATCHED]:,} in batches, {c[LABELED]:,} labeled, "
+                 f"{c[PARKED]:,} parked, {c[QUARANTINED]:,} quarantined")
     d = data["dispatcher"]
     state = f"running now (lease until {d['lease_expires_at']})" if d["running"] else "idle"
     lines.append(f"Dispatcher: {state}")

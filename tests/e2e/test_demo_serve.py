@@ -36,6 +36,13 @@ def test_upload_through_the_cli_into_the_served_demo_gets_labeled(templates, tmp
             assert h is not None and server.endpoint and server.endpoint.startswith("http://127.0.0.1:")
             outputs = json.loads(server.outputs_path.read_text())
             assert outputs["IntakeBucketName"] == h.intake_bucket
+            # The operator commands find the dispatcher in the same file (flush resolves it before reading the pool).
+            assert outputs["DispatchFunctionName"] == server.demo.intake.dispatch_function
+            demo_args = ["--endpoint-url", server.endpoint, "--outputs", str(server.outputs_path)]
+            stdout, stderr = io.StringIO(), io.StringIO()
+            code = cli_run(["flush", "--yes", *demo_args], ctx=AppContext(stdout=stdout, stderr=stderr))
+            assert code == 0, stderr.getvalue()
+            assert "Nothing is pending" in stdout.getvalue()
 
             folder = tmp_path / "field-day"
             samples = generate(4, ["quercus-robur", "fagus-sylvatica"], seed=5, heic=1, rotated=1, duplicates=0,
@@ -63,6 +70,10 @@ def test_upload_through_the_cli_into_the_served_demo_gets_labeled(templates, tmp
             photos = h.photos()
             assert all(photos[i]["status"] == "LABELED" for i in ids), {i: photos.get(i, {}).get("status")
                                                                           for i in ids}
+            stdout, stderr = io.StringIO(), io.StringIO()
+            code = cli_run(["status", "--json", *demo_args], ctx=AppContext(stdout=stdout, stderr=stderr))
+            assert code == 0, stderr.getvalue()
+            assert json.loads(stdout.getvalue())["photos"]["LABELED"] >= len(ids)
         finally:
             server.stop.set()
             worker.join(30)

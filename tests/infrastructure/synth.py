@@ -9,10 +9,10 @@ from pathlib import Path
 from typing import Any
 
 import aws_cdk as cdk
-from cdk_nag import AwsSolutionsChecks
 
 from app import build
 from stacks.config import load_config
+from stacks.nag import add_nag_packs
 
 ROOT = Path(__file__).resolve().parents[2]
 CDK_CONTEXT: dict[str, Any] = json.loads((ROOT / "cdk.json").read_text())["context"]
@@ -54,21 +54,25 @@ def _merge(into: dict[str, Any], patch: dict[str, Any]) -> None:
 
 
 def synthesize(outdir: Path, env: str = "dev", patch: dict[str, Any] | None = None) -> Synthesis:
-    """Build and synthesize the app into ``outdir`` with cdk-nag's AwsSolutions pack, skipping layer bundling."""
+    """Build and synthesize the app into ``outdir`` with cdk-nag's AwsSolutions and Serverless packs, skipping layer
+    bundling."""
     ctx = context_for(env, patch)
     app = cdk.App(outdir=str(outdir), context={**ctx, "aws:cdk:bundling-stacks": []})
     stacks = build(app, load_config(ctx))
-    cdk.Validations.of(app).add_plugins(AwsSolutionsChecks(app))
+    add_nag_packs(app)
     findings: list[str] = []
     try:
         assembly = app.synth()
     except RuntimeError:
-        report = json.loads((outdir / "policy-validation-report.json").read_text())
+        # aws-cdk-lib names the report validation-report.json (older releases: policy-validation-report.json).
+        path = next(p for p in (outdir / "validation-report.json", outdir / "policy-validation-report.json")
+                    if p.exists())
+        report = json.loads(path.read_text())
         findings = [
             f"{v['ruleName']} @ {r['constructPath']}: {v.get('description', '')}"
             for p in report["pluginReports"]
             for v in p["violations"]
-            for r in v["violatingResources"]
+            for r in v.get("violatingConstructs", v.get("violatingResources", []))
         ]
         return Synthesis(templates={}, findings=findings, outdir=outdir)
     templates = {name: assembly.get_stack_by_name(s.stack_name).template for name, s in stacks.items()}

@@ -52,9 +52,13 @@ def test_standard_state_machine_with_logging_tracing_and_timeout(dev: Synthesis)
     assert props["StateMachineType"] == "STANDARD"
     assert props["TracingConfiguration"] == {"Enabled": True}
     logging = props["LoggingConfiguration"]
-    assert logging["Level"] == "ALL" and logging["IncludeExecutionData"] is True
+    # Every event, but not the states' input and output (photo keys, labels) unless monitoring.log_execution_data.
+    assert logging["Level"] == "ALL" and logging["IncludeExecutionData"] is False
     log_group_id = logging["Destinations"][0]["CloudWatchLogsLogGroup"]["LogGroupArn"]["Fn::GetAtt"][0]
-    assert tpl["Resources"][log_group_id]["Properties"]["RetentionInDays"] == 30
+    log_group = tpl["Resources"][log_group_id]["Properties"]
+    assert log_group["RetentionInDays"] == 30
+    # Under the customer-managed data key (imported from the storage stack), not CloudWatch's own key.
+    assert "DataKey" in json.dumps(log_group["KmsKeyId"])
     definition = _definition(tpl)
     # Ground Truth's 30-day limit, the review job and the steps fit; Standard workflows allow a year.
     assert 35 * DAY <= definition["TimeoutSeconds"] <= 365 * DAY

@@ -35,7 +35,8 @@ EPILOG = """\
 examples:
   fieldlabel upload ./survey --prefix site-12 --dry-run     check everything, send nothing
   fieldlabel upload ./survey --prefix site-12               upload (resumes if interrupted)
-  fieldlabel upload ./survey --outputs demo-outputs.json --endpoint-url http://127.0.0.1:5000"""
+  fieldlabel upload ./survey --endpoint-url http://127.0.0.1:5005 --outputs demo-output/outputs.json
+                                                            into the local demo (make demo-serve)"""
 
 
 def _positive(value: str) -> int:

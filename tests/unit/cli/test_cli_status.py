@@ -24,11 +24,13 @@ B_NEW_FAIL = "b20261124t060000z-0000dddd"
 def world(tmp_path):
     with mock_aws(), frozen(NOW):
         w = make_world(tmp_path)
-        # 3 pending (oldest 2 days old), 2 in a running batch, 1 parked, 1 quarantined
+        # 3 pending (oldest 2 days old), 2 in a running batch, 4 labeled, 1 parked, 1 quarantined
         for i, age_h in enumerate((48, 5, 1)):
             w.put_photo(f"sha256:p{i}", "PENDING", iso(NOW - timedelta(hours=age_h)))
         for i in range(2):
             w.put_photo(f"sha256:b{i}", "BATCHED", iso(NOW - timedelta(days=3)), batch_id=B_RUN)
+        for i in range(4):
+            w.put_photo(f"sha256:l{i}", "LABELED", iso(NOW - timedelta(days=6)), batch_id=B_OLD_FAIL)
         w.put_photo("sha256:k0", "PARKED", iso(NOW - timedelta(days=9)), park_reason="LabelingJobFailed")
         w.put_photo("sha256:q0", "QUARANTINED", iso(NOW - timedelta(days=9)), quarantine_reason="not_an_image")
         w.put_batch(B_RUN, "LABELING", kind="human_only", photo_count=2, created_at=iso(NOW - timedelta(hours=3)),
@@ -52,7 +54,7 @@ def test_status_shows_pool_running_batches_and_failures(world, cli):
     assert r.code == 0, r.stderr
     out = r.stdout
     assert "Pending:    3 photo(s)" in out and "(2 d 0 h ago)" in out
-    assert "3 pending, 2 in batches, 1 parked, 1 quarantined" in out
+    assert "3 pending, 2 in batches, 4 labeled, 1 parked, 1 quarantined" in out
     assert "Dispatcher: idle" in out and "arn:aws:sagemaker:us-east-1:1:model/m1" in out
     assert "Published:  1 batch(es); latest b20261119t060000z-0000eeee" in out
     # running batches, oldest first, with the job of their current phase
@@ -70,7 +72,7 @@ def test_status_json_is_complete_and_control_items_are_not_batches(world, cli):
     data = r.json()
     assert data["pending"]["count"] == 3 and data["pending"]["counter"] == 3
     assert data["pending"]["oldest_age_seconds"] == 48 * 3600
-    assert data["photos"] == {"PENDING": 3, "BATCHED": 2, "PARKED": 1, "QUARANTINED": 1}
+    assert data["photos"] == {"PENDING": 3, "BATCHED": 2, "LABELED": 4, "PARKED": 1, "QUARANTINED": 1}
     assert [b["batch_id"] for b in data["running"]] == [B_REV, B_RUN]
     assert data["running"][1]["status"] == "LABELING" and data["running"][1]["photo_count"] == 2
     assert [f["batch_id"] for f in data["failures"]] == [B_NEW_FAIL] and data["failed_batches"] == 2
