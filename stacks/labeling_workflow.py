@@ -44,6 +44,8 @@ NO_JOB_STATUS = "NotNeeded"
 TRAIN_MEMORY_MB = 4096
 ENGINE_PREPARE_MEMORY_MB = 3008
 MODELS_PREFIX = "models/"
+# The synchronous caller of the workflow's own functions (LambdaKit.function's invoked_by).
+STEP_FUNCTIONS = "Step Functions"
 
 CREATE_LABELING_JOB_SYNC = "arn:aws:states:::sagemaker:createLabelingJob.sync"
 # Top-level CreateLabelingJob fields the prepare Lambda returns. JSONPath optimized integrations take no
@@ -223,12 +225,12 @@ class LabelingWorkflow(Construct):
         minutes = Duration.minutes
 
         pre_annotation = kit.function(
-            self, "ReviewPreAnnotation", handler_dir="pre_annotation", invoked_by="Ground Truth", timeout=Duration.seconds(60), memory_size=512,
-            description="Ground Truth pre-annotation of the expert-review job",
+            self, "ReviewPreAnnotation", handler_dir="pre_annotation", timeout=Duration.seconds(60), memory_size=512,
+            description="Ground Truth pre-annotation of the expert-review job", invoked_by="Ground Truth",
             environment={"TAXONOMY_S3_URI": uris["taxonomy.json"], "PHOTOS_TABLE": names.photos_table})
         post_annotation = kit.function(
-            self, "ReviewPostAnnotation", handler_dir="post_annotation", invoked_by="Ground Truth", timeout=minutes(5), memory_size=1024,
-            description="Ground Truth consolidation of the expert-review job",
+            self, "ReviewPostAnnotation", handler_dir="post_annotation", timeout=minutes(5), memory_size=1024,
+            description="Ground Truth consolidation of the expert-review job", invoked_by="Ground Truth",
             environment={"REVIEWERS_TABLE": names.reviewers_table, "ARTIFACTS_BUCKET": names.artifacts_bucket,
                          **review_env})
 
@@ -237,27 +239,27 @@ class LabelingWorkflow(Construct):
         job_env["POST_ANNOTATION_ARN"] = post_annotation.function_arn
         engine = config.labeling.engine == "model"
         # With the own engine, prepare also embeds photos intake left without an embedding and scores the batch.
-        prepare = kit.function(self, "PrepareJob", invoked_by="Step Functions", handler_dir="prepare_job", timeout=minutes(15),
+        prepare = kit.function(self, "PrepareJob", handler_dir="prepare_job", timeout=minutes(15),
                                memory_size=ENGINE_PREPARE_MEMORY_MB if engine else 1024,
                                description="Writes a batch's input manifest and builds its labeling-job request",
-                               environment=job_env, embedding_models=engine)
-        process = kit.function(self, "ProcessOutput", invoked_by="Step Functions", handler_dir="process_output", timeout=minutes(15),
+                               environment=job_env, embedding_models=engine, invoked_by=STEP_FUNCTIONS)
+        process = kit.function(self, "ProcessOutput", handler_dir="process_output", timeout=minutes(15),
                                memory_size=1024, description="Records a finished labeling job's labels",
-                               environment=job_env)
-        publish = kit.function(self, "PublishDataset", invoked_by="Step Functions", handler_dir="publish_dataset", timeout=minutes(15),
+                               environment=job_env, invoked_by=STEP_FUNCTIONS)
+        publish = kit.function(self, "PublishDataset", handler_dir="publish_dataset", timeout=minutes(15),
                                memory_size=1024, description="Writes a batch's immutable dataset version",
-                               environment=job_env)
+                               environment=job_env, invoked_by=STEP_FUNCTIONS)
         # Also invoked asynchronously by the stopped-execution rule, so it has an on-failure destination.
         fail = kit.function(self, "FailBatch", handler_dir="fail_batch", timeout=minutes(15), memory_size=512,
                             description="Releases a failed batch's photos and marks the batch failed",
                             environment=common, async_failures=self._async_failures)
         select_review = kit.function(
-            self, "SelectReview", invoked_by="Step Functions", handler_dir="select_review", timeout=minutes(15), memory_size=1024,
-            description="Picks a labeled batch's photos for expert review",
+            self, "SelectReview", handler_dir="select_review", timeout=minutes(15), memory_size=1024,
+            description="Picks a labeled batch's photos for expert review", invoked_by=STEP_FUNCTIONS,
             environment={"PHOTOS_TABLE": names.photos_table, "ARTIFACTS_BUCKET": names.artifacts_bucket, **review_env})
         apply_review = kit.function(
-            self, "ApplyReview", invoked_by="Step Functions", handler_dir="apply_review", timeout=minutes(15), memory_size=1024,
-            description="Applies a finished review job to the registry",
+            self, "ApplyReview", handler_dir="apply_review", timeout=minutes(15), memory_size=1024,
+            description="Applies a finished review job to the registry", invoked_by=STEP_FUNCTIONS,
             environment={"PHOTOS_TABLE": names.photos_table, "REVIEWERS_TABLE": names.reviewers_table,
                          "ARTIFACTS_BUCKET": names.artifacts_bucket,
                          "LABEL_CATEGORIES_URI": uris["label-categories.json"], **review_env})
@@ -277,9 +279,9 @@ class LabelingWorkflow(Construct):
             grants.s3_read(prepare, art, MODELS_PREFIX)
             grants.s3_read(prepare, storage.intake_bucket)
             train = kit.function(
-                self, "TrainModel", invoked_by="Step Functions", handler_dir="train_model", timeout=minutes(15), memory_size=TRAIN_MEMORY_MB,
+                self, "TrainModel", handler_dir="train_model", timeout=minutes(15), memory_size=TRAIN_MEMORY_MB,
                 description="Trains the auto-labeling engine's next model from every expert label so far",
-                environment=common)
+                environment=common, invoked_by=STEP_FUNCTIONS)
             # train: reads the batch's expert labels, writes its label shard, reads every shard of the chain,
             # writes the model version and moves the chain's control item.
             grants.ddb(train, photos)

@@ -9,6 +9,7 @@ other function stays far below Lambda's 250 MB unpacked.
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 import sys
@@ -38,6 +39,7 @@ RUNTIME = lambda_.Runtime.PYTHON_3_14
 ARCHITECTURE = lambda_.Architecture.X86_64
 _PIP_PLATFORMS = ("manylinux_2_28_x86_64", "manylinux2014_x86_64")
 _PIP_PYTHON = "3.14"
+_PIP_MISSING_LOCATION = re.compile(r"WARNING: Location '[^']*' is ignored: it is neither a file nor a directory")
 
 # What the shared code asset leaves out: caches and the layer's requirements, so every handler
 # can import the whole domain package. The ONNX files go to the models layer (their manifest stays: it names the model).
@@ -74,7 +76,14 @@ class _PipLayerBundler:
         ]
         for platform in _PIP_PLATFORMS:
             cmd += ["--platform", platform]
-        subprocess.run(cmd, check=True)
+        done = subprocess.run(cmd, capture_output=True, text=True)
+        # pip repeats a warning for every package when the machine's pip configuration names an index location
+        # that does not exist; nothing in the project can act on it, so only the other lines are passed on.
+        shown = [line for line in done.stderr.splitlines() if not _PIP_MISSING_LOCATION.search(line)]
+        if shown:
+            print("\n".join(shown), file=sys.stderr)
+        if done.returncode != 0:
+            raise RuntimeError(f"pip could not build the dependency layer (exit {done.returncode}); see above")
         # boto3/botocore come with the runtime; tests and type stubs are dead weight in a layer.
         for junk in target.glob("**/tests"):
             shutil.rmtree(junk, ignore_errors=True)

@@ -48,3 +48,17 @@ def checkov_skip(construct: IConstruct, check_id: str, reason: str) -> None:
     entry = resource.get_metadata("checkov") or {}
     skips = [s for s in entry.get("skip", []) if s["id"] != check_id]
     resource.add_metadata("checkov", {"skip": [*skips, {"id": check_id, "comment": reason}]})
+
+
+def checkov_skip_deploy_time_function(function: IConstruct) -> None:
+    """Skip checkov's run-time Lambda checks on a CDK framework function that runs only during deployments."""
+    for check_id, reason in (
+        ("CKV_AWS_115", "A CDK framework function that runs only while CloudFormation deploys; reserving "
+                        "concurrency for it would only take capacity from the account."),
+        ("CKV_AWS_116", "Called by CloudFormation during a deployment, which reports its failure and rolls back; "
+                        "there is no asynchronous event to keep."),
+        ("CKV_AWS_117", "Calls only AWS APIs during deployments; a VPC would add NAT gateways or endpoints for "
+                        "nothing."),
+        ("CKV_AWS_173", "Its environment names its handler function, no secrets; Lambda encrypts it at rest."),
+    ):
+        checkov_skip(function, check_id, reason)

@@ -15,9 +15,9 @@ from stacks.labeling_assets import LabelingAssets
 from stacks.labeling_role import GroundTruthExecutionRole
 from stacks.labeling_workflow import LabelingWorkflow
 from stacks.lambda_code import LambdaKit
-from stacks.nag import ack
+from stacks.nag import ack, checkov_skip
 from stacks.storage_refs import StorageRefs
-from stacks.storage_stack import StorageStack
+from stacks.storage_stack import SQS_MANAGED_ENCRYPTION_REASON, StorageStack
 from stacks.workforce_stack import WorkforceStack
 
 
@@ -117,6 +117,7 @@ class PipelineStack(Stack):
                   "monitoring stack alarms on its first message.")
         ack(queue, "AwsSolutions-SQS3", reason)
         ack(queue, "Serverless-SQSRedrivePolicy", reason)
+        checkov_skip(queue, "CKV_AWS_27", SQS_MANAGED_ENCRYPTION_REASON)
         CfnOutput(self, "AsyncFailuresQueueUrl", value=queue.queue_url,
                   description="Failed asynchronous invocations (dispatcher, fail-batch) and undelivered events")
         return queue

@@ -23,7 +23,7 @@ from constructs import Construct
 from stacks.config import AppConfig
 from stacks.kms_policy import account_key_policy, allow_cloudwatch_logs
 from stacks.lambda_code import LambdaKit, function_logs, lambda_role
-from stacks.nag import ack, ack_wildcards, arn_token
+from stacks.nag import ack, ack_wildcards, arn_token, checkov_skip_deploy_time_function
 
 TAXONOMISTS_GROUP = "taxonomists"
 REVIEWERS_GROUP = "senior-reviewers"
@@ -313,6 +313,7 @@ class WorkforceStack(Stack):
     def _acknowledge(self, fn: lambda_.Function, provider: cr.Provider, framework_role: iam.IRole) -> None:
         ack(provider, "AwsSolutions-L1", "The CDK Provider framework picks its own Node.js runtime for its handler.")
         framework_fn = provider.node.find_child("framework-onEvent")
+        checkov_skip_deploy_time_function(framework_fn)
         ack(framework_fn, "Serverless-LambdaDefaultMemorySize",
             "CDK's Provider framework function only relays one CloudFormation event; CDK sizes it.")
         ack(framework_fn, "Serverless-LambdaTracing",

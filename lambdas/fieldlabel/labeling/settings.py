@@ -50,7 +50,8 @@ class WorkflowEnv(BaseModel):
         """Raise ValueError naming every required variable that is missing."""
         missing = [n for n in names if not getattr(self, n)]
         if missing:
-            raise ValueError("missing environment: " + ", ".join(self.model_fields[n].alias or n for n in missing))
+            fields = type(self).model_fields
+            raise ValueError("missing environment: " + ", ".join(fields[n].alias or n for n in missing))
 
     @property
     def runtime_config(self) -> dict[str, Any]:
