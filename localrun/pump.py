@@ -28,10 +28,22 @@ class PumpStats:
     """What the pump did, for the report."""
 
     messages: int = 0
+    # S3's s3:TestEvent, sent once when the bucket notification is configured: delivered like any message (the
+    # register function ignores it), but it is not an upload.
+    test_events: int = 0
     invocations: int = 0
     failed_messages: int = 0  # reported by the function (partial batch failure) or a whole failed invocation
     dispatch_runs: int = 0
     batches_started: list[str] = field(default_factory=list)
+
+
+def is_s3_test_event(body: str) -> bool:
+    """Whether an intake message is S3's ``s3:TestEvent`` rather than an upload's notification."""
+    try:
+        payload = json.loads(body)
+    except json.JSONDecodeError:
+        return False
+    return isinstance(payload, dict) and payload.get("Event") == "s3:TestEvent"
 
 
 def sqs_event(messages: list[dict[str, Any]], queue_arn: str, region: str) -> dict[str, Any]:
@@ -128,6 +140,7 @@ class EventPump:
         failed = {f["itemIdentifier"] for f in result.get("batchItemFailures", [])}
         self.stats.failed_messages += len(failed)
         done = [m for m in messages if m["MessageId"] not in failed]
+        self.stats.test_events += sum(1 for m in done if is_s3_test_event(m.get("Body", "")))
         with acting_as(self.poller):
             for i in range(0, len(done), SQS_MAX_RECEIVE):
                 chunk = done[i:i + SQS_MAX_RECEIVE]

@@ -14,7 +14,7 @@ from fieldlabel.intake.media import Quarantine, inspect_image
 from moto import mock_aws
 
 from localrun.panel import PanelSettings, labeling_plan, review_plan
-from localrun.pump import EventPump
+from localrun.pump import EventPump, is_s3_test_event
 from localrun.samples import BROKEN_KINDS, generate
 from localrun.wiring import TemplatesMissing, load_templates, schedule_seconds
 
@@ -136,6 +136,31 @@ def test_pump_delivers_sqs_batches_and_keeps_only_reported_failures() -> None:
         "Attributes"]["ApproximateNumberOfMessages"] == "0"
     assert pump.tick(force=True) == {"batches": [{"batch_id": "b1"}]}
     assert pump.stats.dispatch_runs == 1
+
+
+@mock_aws
+def test_pump_does_not_count_s3s_test_event_as_an_upload() -> None:
+    sqs = boto3.client("sqs", region_name="us-east-1")
+    url = sqs.create_queue(QueueName="intake", Attributes={"VisibilityTimeout": "1"})["QueueUrl"]
+    sqs.send_message(QueueUrl=url, MessageBody=json.dumps(
+        {"Service": "Amazon S3", "Event": "s3:TestEvent", "Time": "2026-11-26T00:00:00.000Z", "Bucket": "intake"}))
+    for n in range(3):
+        sqs.send_message(QueueUrl=url, MessageBody=json.dumps({"n": n}))
+    lam = _Lambda(fail_ids=set())
+    lam_invoke = lam.invoke
+
+    def invoke(FunctionName: str, InvocationType: str, Payload: bytes) -> dict:  # noqa: N803 - boto3 names
+        # The test event has no "n"; the register function ignores it and reports no failure for it.
+        event = json.loads(Payload)
+        event["Records"] = [r for r in event["Records"] if "n" in json.loads(r["body"])]
+        return lam_invoke(FunctionName, InvocationType, json.dumps(event).encode())
+
+    lam.invoke = invoke  # type: ignore[method-assign]
+    pump = EventPump(sqs=sqs, lambda_client=lam, queue_url=url, register_function="register",
+                     dispatch_function="dispatch")
+    assert pump.drain() == 4  # every message leaves the queue
+    assert pump.stats.test_events == 1 and pump.stats.messages == 4
+    assert not is_s3_test_event(json.dumps({"n": 1})) and not is_s3_test_event("not json")
 
 
 @mock_aws

@@ -152,9 +152,10 @@ def test_audit_contradicting_the_engines_bound_alarms_with_the_own_engine_only(s
 def test_no_other_alarms_and_all_notify_the_topic(syn: tuple[str, Synthesis]) -> None:
     env, s = syn
     every = alarms(s)
-    # DLQ + failed + timed out + quarantine rate + waiting too long + one per function (+ the engine's audit)
+    # intake DLQ + async failures + failed + timed out + quarantine rate + waiting too long + one per function
+    # (+ the engine's audit)
     engine = config_of(env).labeling.engine == "model"
-    assert len(every) == 5 + len(pipeline_functions(s)) + engine
+    assert len(every) == 6 + len(pipeline_functions(s)) + engine
     for a in every:
         _notifies_topic_only(s, a)
         assert a.props["AlarmDescription"].strip(), a.logical_id

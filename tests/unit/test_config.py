@@ -265,3 +265,32 @@ def test_cost_prices_live_in_config_and_are_validated_at_synth() -> None:
     assert json.loads(cfg.runtime_json())["costs"]["prices"] == {"taxonomist_hour": {"usd": 42}}
     msg = _error({"costs": {"prices": {"taxonomist_hour": {"usd": "a lot"}}}})
     assert "environments.dev.costs" in msg and "prices.taxonomist_hour.usd" in msg
+
+
+def test_hardening_defaults_log_no_execution_data_and_reserve_nothing() -> None:
+    for env in ("dev", "prod"):
+        c = load_config(CONTEXT, env)
+        assert c.monitoring.log_execution_data is False
+        assert c.concurrency.register_max_concurrency == 10 and c.concurrency.reserved == {}
+
+
+def test_reserved_concurrency_names_existing_functions_only() -> None:
+    ok = load_config(_ctx({"concurrency.reserved": {"dispatch": 1, "register": 50}}), "dev")
+    assert ok.concurrency.reserved == {"dispatch": 1, "register": 50}
+    msg = _error({"concurrency.reserved": {"dispatcher": 1}})
+    assert "environments.dev.concurrency.reserved" in msg and "unknown function folder(s) dispatcher" in msg
+    assert "dispatch" in msg.split("allowed:")[1]
+    msg = _error({"concurrency.reserved": {"dispatch": 0}})
+    assert "environments.dev.concurrency.reserved" in msg and "1..1000" in msg and "dispatch" in msg
+
+
+@pytest.mark.parametrize("value", [1, 1001])
+def test_register_max_concurrency_is_within_what_lambda_accepts(value: int) -> None:
+    # Lambda's MaximumConcurrency for SQS event sources is 2..1000.
+    msg = _error({"concurrency.register_max_concurrency": value})
+    assert "environments.dev.concurrency.register_max_concurrency" in msg
+
+
+def test_log_execution_data_is_a_boolean() -> None:
+    assert load_config(_ctx({"monitoring.log_execution_data": True}), "dev").monitoring.log_execution_data is True
+    assert "environments.dev.monitoring.log_execution_data" in _error({"monitoring.log_execution_data": "maybe"})
