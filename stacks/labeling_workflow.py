@@ -610,7 +610,7 @@ class LabelingWorkflow(Construct):
             f.publish: [index, f"{bucket}/datasets/*"],
             f.fail: [index],
             f.select_review: [index, f"{bucket}/jobs/*"],
-            f.apply_review: [f"{bucket}/gt-output/*", f"{bucket}/review-answers/*", f"{bucket}/config/*"],
+            f.apply_review: [f"{bucket}/gt-output/*", f"{bucket}/review-answers/*"],
             f.pre_annotation: [],
             f.post_annotation: [f"{bucket}/gt-output/*", f"{bucket}/jobs/*", f"{bucket}/review-answers/*",
                                 labeling_job_arn],

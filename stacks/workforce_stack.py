@@ -311,7 +311,6 @@ class WorkforceStack(Stack):
         return resource.get_att_string("PortalUrl")
 
     def _acknowledge(self, fn: lambda_.Function, provider: cr.Provider, framework_role: iam.IRole) -> None:
-        ack(provider, "AwsSolutions-L1", "The CDK Provider framework picks its own Node.js runtime for its handler.")
         framework_fn = provider.node.find_child("framework-onEvent")
         checkov_skip_deploy_time_function(framework_fn)
         ack(framework_fn, "Serverless-LambdaDefaultMemorySize",
