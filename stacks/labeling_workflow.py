@@ -28,7 +28,7 @@ from stacks.config import AppConfig
 from stacks.labeling_assets import LabelingAssets
 from stacks.labeling_role import JOB_INPUT_PREFIX, JOB_OUTPUT_PREFIX, GroundTruthExecutionRole
 from stacks.lambda_code import LambdaKit, retention_days
-from stacks.nag import ack_wildcards, arn_token, checkov_skip
+from stacks.nag import ack_wildcards, arn_token
 from stacks.storage_refs import StorageRefs
 
 # Ground Truth fails a job after 30 days (facts §7); a state that outlives that by a day means something is wrong,
@@ -125,9 +125,7 @@ class LabelingWorkflow(Construct):
             self, "ExecutionLogs", retention=retention_days(config.retention.log_retention_days),
             encryption_key=storage.key, removal_policy=removal,
         )
-        if config.retention.log_retention_days < 365:
-            checkov_skip(self.log_group, "CKV_AWS_338", "Retention is retention.log_retention_days in the config; "
-                         f"this environment keeps logs {config.retention.log_retention_days} days.")
+
         self.state_machine = sfn.StateMachine(
             self,
             "StateMachine",

@@ -110,10 +110,10 @@ def function_logs(scope: Construct, id_: str, *, config: AppConfig, key: kms.IKe
     """A function's own log group and the only log permission its role gets: writing to that group.
 
     Replaces the managed ``AWSLambdaBasicExecutionRole`` policy, which lets a function create and write any log
-    group in the account (``logs:*`` actions on ``*``). The group is explicit so its retention and removal follow
-    the config, and it is encrypted with ``key``, whose policy lets CloudWatch Logs use it
-    (:func:`stacks.kms_policy.allow_cloudwatch_logs`). Use it for every function that is not made by
-    :meth:`LambdaKit.function` (which calls it), e.g. a CDK framework function given its own role.
+    group in the account (``logs:CreateLogGroup``, ``logs:CreateLogStream``, ``logs:PutLogEvents`` on ``*``). The
+    group is explicit so its retention and removal follow the config, and it is encrypted with ``key``, whose policy
+    lets CloudWatch Logs use it (:func:`stacks.kms_policy.allow_cloudwatch_logs`). Use it for every function that is
+    not made by :meth:`LambdaKit.function` (which calls it), e.g. a CDK framework function given its own role.
     """
     log_group = logs.LogGroup(
         scope,
@@ -126,9 +126,6 @@ def function_logs(scope: Construct, id_: str, *, config: AppConfig, key: kms.IKe
     role.add_to_principal_policy(
         iam.PolicyStatement(actions=["logs:CreateLogStream", "logs:PutLogEvents"], resources=[log_group.log_group_arn])
     )
-    if config.retention.log_retention_days < 365:
-        checkov_skip(log_group, "CKV_AWS_338", "Retention is retention.log_retention_days in the config; "
-                     f"this environment keeps logs {config.retention.log_retention_days} days.")
     return log_group
 
 
