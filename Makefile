@@ -34,9 +34,13 @@ browser:
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; fi
 
 # cdk-nag (AwsSolutions + Serverless) runs inside the synth and fails it on a finding; then cfn-lint and checkov read
-# the templates. Only what someone can act on is printed: W3005 is CDK's own redundant DependsOn (docs/decisions.md).
+# this environment's templates (another environment's are removed first; the bundled assets are kept). Only what
+# someone can act on is printed: W3005 is CDK's own redundant DependsOn (docs/decisions.md), and the CLI's hint to
+# name a stack is about printing a template, which --quiet does not do.
 synth: setup $(CHECKOV)
-	npx --no-install cdk synth --quiet -c env=$(ENV) -o cdk.out
+	rm -f cdk.out/*.template.json
+	set -o pipefail; npx --no-install cdk synth --quiet -c env=$(ENV) -o cdk.out 2>&1 | \
+		{ grep -v -e '^Supply a stack id' || true; }
 	$(VENV)/bin/cfn-lint --non-zero-exit-code error --ignore-checks W3005 -- cdk.out/*.template.json
 	$(CHECKOV) --quiet --compact --skip-download --framework cloudformation -f cdk.out/*.template.json
 
