@@ -96,15 +96,15 @@ class Server:
         return self.options.output / "outputs.json"
 
     def _write_files(self) -> None:
-        h = self.demo.harness
-        assert h is not None
+        h, intake = self.demo.harness, self.demo.intake
+        assert h is not None and intake is not None
         out = self.options.output
         out.mkdir(parents=True, exist_ok=True)
         outputs = {"IntakeBucketName": h.intake_bucket, "ArtifactsBucketName": h.artifacts_bucket,
                    "PhotosTableName": h.photos_table, "BatchesTableName": h.batches_table,
                    "StateMachineArn": h.state_machine_arn,
                    # The operator commands (fieldlabel flush) invoke the dispatcher by this name.
-                   "DispatchFunctionName": self.demo.intake.dispatch_function,
+                   "DispatchFunctionName": intake.dispatch_function,
                    "EndpointUrl": self.endpoint}
         self.outputs_path.write_text(json.dumps(outputs, indent=1) + "\n")
         # Any credentials do for moto; these keep a shell's real ones out of the demo's requests.
