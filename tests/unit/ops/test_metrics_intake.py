@@ -167,7 +167,8 @@ def test_metrics_carry_the_service_name_the_alarms_use():
         "from types import SimpleNamespace\n"
         "from register.handler import emit_metrics\n"
         "from fieldlabel.common.observability import metrics\n"
-        "emit_metrics(SimpleNamespace(registered=4, quarantined={'empty': 1}, duplicates=0, copies_made=0, embedded=4, embedding_failures=0))\n"
+        "emit_metrics(SimpleNamespace(registered=4, quarantined={'empty': 1}, duplicates=0, copies_made=0,\n"
+        "                             embedded=4, embedding_failures=0))\n"
         "metrics.flush_metrics()\n"
     )
     run_env = {**os.environ, "POWERTOOLS_SERVICE_NAME": expected, "PYTHONPATH": str(ROOT / "lambdas")}
