@@ -995,7 +995,7 @@ class WorkflowHarness:
         return ids
 
     def run_batch(self, batch_id: str, *, photo_count: int, kind: str = "automated", attempt: int = 1,
-                  timeout: float = 120.0) -> Run:
+                  timeout: float = 900.0) -> Run:
         """Start ``batch-<batch_id>`` with the contract's execution input and wait for it to end."""
         sfn = boto3.client("stepfunctions", region_name=REGION)
         arn = sfn.start_execution(stateMachineArn=self.state_machine_arn, name=f"batch-{batch_id}", input=json.dumps(

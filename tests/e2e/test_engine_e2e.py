@@ -75,7 +75,7 @@ def _upload(h: WorkflowHarness, rng: np.random.Generator, n: int, tag: str) -> d
     return truth
 
 
-def _run_next_batch(h: WorkflowHarness, pump: EventPump, timeout: float = 120.0) -> tuple[str, dict[str, Any]]:
+def _run_next_batch(h: WorkflowHarness, pump: EventPump, timeout: float = 900.0) -> tuple[str, dict[str, Any]]:
     """Register what was uploaded, flush the dispatcher, wait for the execution it started; returns its batch."""
     pump.drain()
     resp = boto3.client("lambda", region_name=REGION).invoke(
