@@ -65,36 +65,43 @@ def scan_labeled_folder(folder: Path, *, exclude: Iterable[str] = ()) -> tuple[l
 
 
 def load_image(path: Path) -> Any:
-    """The photo as an RGB PIL image, EXIF-rotated; large JPEGs are decoded at reduced size (Image.draft)."""
-    from PIL import Image, ImageOps
+    """The photo as an RGB PIL image, decoded as intake does (EXIF-rotated, large JPEGs at reduced scale)."""
+    from fieldlabel.embedding import open_image
 
-    img = Image.open(path)
-    img.draft("RGB", (640, 640))
-    return ImageOps.exif_transpose(img).convert("RGB")
+    return open_image(path.read_bytes())
 
 
-def _embed_paths(paths: Sequence[str]) -> np.ndarray:
-    from fieldlabel.embedding import load_embedder
-
-    embedder = load_embedder()
-    return np.asarray(embedder.embed_images([load_image(Path(p)) for p in paths]), dtype=np.float32)
+_EMBEDDERS: dict[str, Any] = {}
 
 
-def embedding_model_id() -> str:
-    from fieldlabel.embedding import EMBEDDING_MODEL_ID
+def embed_paths(paths: Sequence[str], spec: str | None = None) -> np.ndarray:
+    """Embeddings of image files with the deployment's embedding spec (``spec=None``: FIELDLABEL_EMBEDDING_SPEC or
+    the default) or a named one; one embedder per process and spec, one onnxruntime thread."""
+    from fieldlabel.embedding import build_embedder
+    from fieldlabel.embedding.spec import spec_name
 
-    return str(EMBEDDING_MODEL_ID)
+    name = spec or spec_name()
+    if name not in _EMBEDDERS:
+        _EMBEDDERS[name] = build_embedder(name, n_threads=1)
+    return np.asarray(_EMBEDDERS[name].embed_images([load_image(Path(p)) for p in paths]), dtype=np.float32)
+
+
+def embedding_model_id(spec: str | None = None) -> str:
+    """The id of the embeddings :func:`embed_paths` computes for ``spec``."""
+    from fieldlabel.embedding.spec import model_id, spec_name
+
+    return model_id(spec or spec_name())
 
 
 def embed_photos(photos: Sequence[LabeledPhoto], *, jobs: int = 1, cache_dir: Path | None = None,
-                 embed: Callable[[Sequence[str]], np.ndarray] = _embed_paths,
+                 spec: str | None = None, embed: Callable[..., np.ndarray] = embed_paths,
                  model_id: str | None = None, on_progress: Callable[[int, int], None] | None = None) -> np.ndarray:
     """Embeddings (n, D) of the photos, computed in ``jobs`` processes (one onnxruntime thread each).
 
     With ``cache_dir``, vectors are kept (float16, keyed by the file's SHA-256) in ``<cache_dir>/<model id>.npz``,
     so a second run embeds only new photos.
     """
-    mid = model_id or embedding_model_id()
+    mid = model_id or embedding_model_id(spec)
     cache: dict[str, np.ndarray] = {}
     cache_file = None
     if cache_dir is not None:
@@ -116,17 +123,18 @@ def embed_photos(photos: Sequence[LabeledPhoto], *, jobs: int = 1, cache_dir: Pa
         if on_progress is not None:
             on_progress(done, len(photos))
 
+    work = [[str(p.path) for p in c] for c in chunks]
     if jobs > 1 and len(chunks) > 1:
         with ProcessPoolExecutor(max_workers=jobs) as pool:
-            for chunk, vecs in zip(chunks, pool.map(embed, [[str(p.path) for p in c] for c in chunks]), strict=True):
+            for chunk, vecs in zip(chunks, pool.map(embed, work, [spec] * len(work)), strict=True):
                 take(chunk, vecs)
     else:
-        for chunk in chunks:
-            take(chunk, embed([str(p.path) for p in chunk]))
+        for chunk, paths in zip(chunks, work, strict=True):
+            take(chunk, embed(paths, spec))
     if cache_file is not None and todo:
         cache_file.parent.mkdir(parents=True, exist_ok=True)
         keys = sorted(cache)
-        tmp = cache_file.with_suffix(".tmp.npz")
+        tmp = cache_file.with_name(cache_file.stem + ".tmp.npz")
         np.savez(tmp, keys=np.array(keys), vectors=np.stack([cache[k] for k in keys]))
         os.replace(tmp, cache_file)
     return np.stack([cache[p.sha256].astype(np.float32) for p in photos])
@@ -165,7 +173,7 @@ def run_orders(X: np.ndarray, labels: Sequence[str], *, batches: int, orders: in
     runs = []
     for k in range(orders):
         split = split_by_groups(g, batches, seed=k)
-        cb = (lambda r, k=k: on_record(k, r)) if on_record is not None else None  # type: ignore[misc]
+        cb = (lambda r, k=k: on_record(k, r)) if on_record is not None else None
         runs.append(replay(X, labels, split, classes=classes, settings=settings, rule=rule,
                            audit_fraction=audit_fraction, seed=k, progress=cb))
     return runs

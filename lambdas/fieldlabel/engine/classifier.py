@@ -45,9 +45,9 @@ def stable_seed(seed: int, *parts: str) -> int:
 def near_duplicate_groups(X: np.ndarray, threshold: float = 0.97, *, seed: int = 0) -> np.ndarray:
     """Group ids (0..g-1, in order of first appearance) joining rows whose cosine similarity exceeds ``threshold``.
 
-    Exact (blockwise all pairs, union-find) while n * n * D stays under ~4e11; above that, rows are grouped by a 24-bit signed
-    random projection of the normalised vector, which puts identical and nearly identical photos together at a
-    cost linear in n.
+    Exact (blockwise all pairs, union-find) while n * n * D stays under ~4e11; above that, rows are grouped by a
+    24-bit signed random projection of the normalised vector, which puts identical and nearly identical photos
+    together at a cost linear in n.
     """
     n, D = X.shape
     parent = np.arange(n)

@@ -29,6 +29,10 @@ class EngineSettings:
             ``"random_slice"`` only on the random calibration slices (strictly exchangeable, needs many batches).
         duplicate_cosine: expert labels more similar than this share a fold (near-duplicates would inflate
             out-of-fold confidence).
+        guarantee: ``"batch"``: the realised error share among this batch's auto-labels is <= alpha with
+            probability >= 1 - delta (delta split evenly between the calibration bound and the batch's own
+            binomial sampling, so small batches are held to a stricter per-item rate); ``"population"``: the
+            expected error rate of an auto-label is <= alpha with probability >= 1 - delta.
     """
 
     alpha: float = 0.05
@@ -44,6 +48,7 @@ class EngineSettings:
     never_auto: tuple[str, ...] = ()
     calibration: str = "oof"
     duplicate_cosine: float = 0.97
+    guarantee: str = "batch"
 
     def __post_init__(self) -> None:
         checks = {
@@ -58,6 +63,7 @@ class EngineSettings:
             "class_error_limit": 0.0 < self.class_error_limit <= 1.0,
             "calibration": self.calibration in ("oof", "random_slice"),
             "duplicate_cosine": 0.0 < self.duplicate_cosine <= 1.0,
+            "guarantee": self.guarantee in ("batch", "population"),
         }
         bad = [k for k, ok in checks.items() if not ok]
         if bad:

@@ -7,7 +7,7 @@ space from a log-binomial-coefficient recurrence (exact up to rounding, stable f
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -88,7 +88,8 @@ def candidate_counts(n: int, start: int, steps: int) -> list[int]:
 
 
 def fixed_sequence_threshold(scores: np.ndarray, errors: np.ndarray, *, alpha: float, delta: float,
-                             start: int | None = None, steps: int = 200) -> FixedSequenceResult:
+                             start: int | None = None, steps: int = 200,
+                             level: Callable[[float], float] | None = None) -> FixedSequenceResult:
     """Learn-then-Test with fixed-sequence testing: the lowest score threshold whose error is certified <= alpha.
 
     Calibration items are sorted by score, most confident first. The hypotheses "the error among items scoring at or
@@ -103,6 +104,8 @@ def fixed_sequence_threshold(scores: np.ndarray, errors: np.ndarray, *, alpha: f
         errors: True where the calibration item's predicted label was wrong.
         start: first acceptance size (default: the fewest items that could certify alpha with zero errors).
         steps: how many acceptance sizes at most are tested after the first.
+        level: the error rate each hypothesis tests against, as a function of the threshold (default: alpha);
+            :func:`batch_error_level` makes the guarantee hold for the realised error of one batch.
     """
     scores = np.asarray(scores, dtype=np.float64)
     errs = np.asarray(errors, dtype=bool)
@@ -115,18 +118,41 @@ def fixed_sequence_threshold(scores: np.ndarray, errors: np.ndarray, *, alpha: f
     cum_err = np.cumsum(errs[order])
     best: tuple[float, int, int] | None = None
     tested = 0
+    if level is not None and start is None:
+        # The sequence starts at the first size at which zero errors could pass (a function of the scores only):
+        # where the level is strict (few batch photos above the threshold) nothing could pass, and testing there
+        # would end the sequence before the sizes that can.
+        while first <= n:
+            t0 = s_sorted[first - 1]
+            m0 = int(np.searchsorted(-s_sorted, -t0, side="right"))
+            if binom_cdf(0, m0, min(1.0, level(float(t0)))) <= delta:
+                break
+            first += max(1, math.ceil(n / max(1, steps)))
     for k in candidate_counts(n, first, steps):
         t = s_sorted[k - 1]
         # all items tied with the k-th score are admitted too
         m = int(np.searchsorted(-s_sorted, -t, side="right"))
         e = int(cum_err[m - 1])
         tested += 1
-        if binom_cdf(e, m, alpha) > delta:
+        if binom_cdf(e, m, alpha if level is None else level(float(t))) > delta:
             break
         best = (float(t), m, e)
     if best is None:
         return FixedSequenceResult(None, 0, 0, 1.0, tested)
     return FixedSequenceResult(best[0], best[1], best[2], clopper_pearson_upper(best[2], best[1], delta), tested)
+
+
+def batch_error_level(m: int, alpha: float, delta: float) -> float:
+    """The largest per-item error rate p at which m independent auto-labels keep their realised error share
+    <= alpha with probability >= 1 - delta: P(Bin(m, p) <= floor(alpha m)) >= 1 - delta (1.0 when m = 0).
+
+    Certifying the population error of the accepted items below this level (at confidence 1 - delta') bounds the
+    realised error share of a batch of m auto-labels by alpha with probability >= 1 - delta - delta'.
+    """
+    if m <= 0:
+        return 1.0
+    allowed = math.floor(alpha * m + 1e-9)
+    return clopper_pearson_upper(allowed, m, 1.0 - delta)
 
 
 def point_estimate_threshold(scores: np.ndarray, correct: np.ndarray, *, target: float = 0.95,
@@ -157,8 +183,3 @@ def wilson_interval(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
     centre = (p + z * z / (2 * n)) / denom
     half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
     return (max(0.0, centre - half), min(1.0, centre + half))
-
-
-def as_float_list(values: Sequence[float]) -> list[float]:
-    """JSON-friendly floats."""
-    return [float(v) for v in values]
