@@ -34,6 +34,7 @@ examples:
   fieldlabel report --by month --chart automation.png
   fieldlabel export ./datasets --download
   fieldlabel cost --photos 5000 --machine-share 0.6
+  fieldlabel evaluate ./labeled-photos --chart evaluate.png
 
 exit status: 0 success, 1 failure (AWS refused, uploads failed), 2 usage error, 130 interrupted.
 See docs/cli.md for details."""

@@ -133,12 +133,12 @@ def choose_threshold(model: TrainedModel, settings: EngineSettings, *, batch_mar
             return batch_error_level(m, settings.alpha, settings.delta / 2)
 
     res = fixed_sequence_threshold(cal.margin[in_pool], errors[in_pool], alpha=settings.alpha, delta=delta_cal,
-                                   level=level)
+                                   level=level, start_errors=settings.start_errors)
     if res.threshold is not None:
         # Class-conditional guard, after certification and without recertifying: it only removes machine labels
         # (blocking on the calibration errors and then lowering the threshold on what is left would select the
         # sample's lucky part; measured: the guarantee then held in 23 of 30 batches instead of 30 of 30).
-        acc = in_pool & (cal.margin >= res.threshold)
+        acc = in_pool & (cal.margin >= settings.guard_band * res.threshold)
         pool_error = res.errors / max(1, res.accepted)
         n_c = np.bincount(cal.pred[acc], minlength=len(model.classes))
         k_c = np.bincount(cal.pred[acc & errors], minlength=len(model.classes))
@@ -148,6 +148,15 @@ def choose_threshold(model: TrainedModel, settings: EngineSettings, *, batch_mar
             blocked.append({"species": model.classes[c],
                             "reason": f"class-conditional guard: {int(k_c[c])} of {int(n_c[c])} accepted "
                                       f"calibration items wrong (limit {settings.class_error_limit:.0%})"})
+        if settings.min_class_precision > 0:
+            n_all = np.bincount(cal.pred[pool], minlength=len(model.classes))
+            ok_all = np.bincount(cal.pred[pool & ~errors], minlength=len(model.classes))
+            precision = (ok_all + 1) / (n_all + 2)
+            for c in np.flatnonzero(eligible & (precision < settings.min_class_precision)).tolist():
+                eligible[c] = False
+                blocked.append({"species": model.classes[c],
+                                "reason": f"confused: {int(ok_all[c])} of {int(n_all[c])} out-of-fold predictions "
+                                          f"right (minimum {settings.min_class_precision:.0%})"})
     rs = cal.random_slice & eligible[cal.pred]
     if res.threshold is not None:
         rs = rs & (cal.margin >= res.threshold)

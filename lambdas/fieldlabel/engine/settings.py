@@ -33,6 +33,13 @@ class EngineSettings:
             probability >= 1 - delta (delta split evenly between the calibration bound and the batch's own
             binomial sampling, so small batches are held to a stricter per-item rate); ``"population"``: the
             expected error rate of an auto-label is <= alpha with probability >= 1 - delta.
+        guard_band: the class-conditional guard looks at calibration items whose margin reaches this fraction of
+            the threshold (1.0: the accepted items only; lower: a wider band that also sees near-misses, so a
+            confusable species is caught with fewer accepted items).
+        min_class_precision: a species whose out-of-fold predictions (at any margin) are right less often than this
+            is blocked: the model confuses it (0 disables).
+        start_errors: the fixed sequence starts where this many calibration errors could still pass (see
+            :func:`fieldlabel.engine.stats.fixed_sequence_threshold`).
     """
 
     alpha: float = 0.05
@@ -49,6 +56,9 @@ class EngineSettings:
     calibration: str = "oof"
     duplicate_cosine: float = 0.97
     guarantee: str = "batch"
+    start_errors: int = 0
+    guard_band: float = 1.0
+    min_class_precision: float = 0.0
 
     def __post_init__(self) -> None:
         checks = {
@@ -64,6 +74,9 @@ class EngineSettings:
             "calibration": self.calibration in ("oof", "random_slice"),
             "duplicate_cosine": 0.0 < self.duplicate_cosine <= 1.0,
             "guarantee": self.guarantee in ("batch", "population"),
+            "start_errors": self.start_errors >= 0,
+            "guard_band": 0.0 <= self.guard_band <= 1.0,
+            "min_class_precision": 0.0 <= self.min_class_precision < 1.0,
         }
         bad = [k for k, ok in checks.items() if not ok]
         if bad:

@@ -6,6 +6,7 @@ space from a log-binomial-coefficient recurrence (exact up to rounding, stable f
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -89,7 +90,8 @@ def candidate_counts(n: int, start: int, steps: int) -> list[int]:
 
 def fixed_sequence_threshold(scores: np.ndarray, errors: np.ndarray, *, alpha: float, delta: float,
                              start: int | None = None, steps: int = 200,
-                             level: Callable[[float], float] | None = None) -> FixedSequenceResult:
+                             level: Callable[[float], float] | None = None,
+                             start_errors: int = 0) -> FixedSequenceResult:
     """Learn-then-Test with fixed-sequence testing: the lowest score threshold whose error is certified <= alpha.
 
     Calibration items are sorted by score, most confident first. The hypotheses "the error among items scoring at or
@@ -106,6 +108,9 @@ def fixed_sequence_threshold(scores: np.ndarray, errors: np.ndarray, *, alpha: f
         steps: how many acceptance sizes at most are tested after the first.
         level: the error rate each hypothesis tests against, as a function of the threshold (default: alpha);
             :func:`batch_error_level` makes the guarantee hold for the realised error of one batch.
+        start_errors: the sequence starts at the first size at which this many errors could still pass (0: the
+            fewest items that could certify at all). A later start cannot certify small sets but is not ended by
+            one unlucky error among the very first items. It depends on the scores only.
     """
     scores = np.asarray(scores, dtype=np.float64)
     errs = np.asarray(errors, dtype=bool)
@@ -113,6 +118,9 @@ def fixed_sequence_threshold(scores: np.ndarray, errors: np.ndarray, *, alpha: f
         raise ValueError("scores and errors must have the same shape")
     n = scores.size
     first = min_items_to_certify(alpha, delta) if start is None else start
+    if start is None and level is None and start_errors > 0:
+        while first <= n and binom_cdf(start_errors, first, alpha) > delta:
+            first += 1
     order = np.argsort(-scores, kind="stable")
     s_sorted = scores[order]
     cum_err = np.cumsum(errs[order])
@@ -125,7 +133,7 @@ def fixed_sequence_threshold(scores: np.ndarray, errors: np.ndarray, *, alpha: f
         while first <= n:
             t0 = s_sorted[first - 1]
             m0 = int(np.searchsorted(-s_sorted, -t0, side="right"))
-            if binom_cdf(0, m0, min(1.0, level(float(t0)))) <= delta:
+            if binom_cdf(start_errors, m0, min(1.0, level(float(t0)))) <= delta:
                 break
             first += max(1, math.ceil(n / max(1, steps)))
     for k in candidate_counts(n, first, steps):
@@ -142,6 +150,7 @@ def fixed_sequence_threshold(scores: np.ndarray, errors: np.ndarray, *, alpha: f
     return FixedSequenceResult(best[0], best[1], best[2], clopper_pearson_upper(best[2], best[1], delta), tested)
 
 
+@functools.lru_cache(maxsize=65536)
 def batch_error_level(m: int, alpha: float, delta: float) -> float:
     """The largest per-item error rate p at which m independent auto-labels keep their realised error share
     <= alpha with probability >= 1 - delta: P(Bin(m, p) <= floor(alpha m)) >= 1 - delta (1.0 when m = 0).
@@ -152,7 +161,14 @@ def batch_error_level(m: int, alpha: float, delta: float) -> float:
     if m <= 0:
         return 1.0
     allowed = math.floor(alpha * m + 1e-9)
-    return clopper_pearson_upper(allowed, m, 1.0 - delta)
+    lo, hi = 0.0, 1.0
+    for _ in range(50):  # the cdf falls in p
+        mid = (lo + hi) / 2
+        if binom_cdf(allowed, m, mid) >= 1.0 - delta:
+            lo = mid
+        else:
+            hi = mid
+    return lo
 
 
 def point_estimate_threshold(scores: np.ndarray, correct: np.ndarray, *, target: float = 0.95,

@@ -24,7 +24,7 @@ def test_help_lists_only_working_commands(cli, capsys):
     out = capsys.readouterr().out
     assert r.code == 0
     choices = build_parser()._subparsers._group_actions[0].choices  # type: ignore[union-attr]
-    assert sorted(choices) == ["cost", "export", "flush", "report", "status", "taxonomists", "upload"]
+    assert sorted(choices) == ["cost", "evaluate", "export", "flush", "report", "status", "taxonomists", "upload"]
     for name in choices:
         assert name in out
     assert "--endpoint-url" in out and "--outputs" in out and "--json" in out

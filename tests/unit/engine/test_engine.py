@@ -78,7 +78,7 @@ def test_easy_species_are_auto_labeled_and_the_summary_is_complete() -> None:
 def test_nothing_is_auto_labeled_when_the_bound_cannot_be_met() -> None:
     """Perfectly separable species, but 40 calibration items: 59 error-free ones are needed for 5 % at 95 %."""
     X, y = blobs({"a": 20, "b": 20}, seed=2, spread=0.3)
-    s = EngineSettings(min_examples_per_species=5)
+    s = EngineSettings(min_examples_per_species=5, guarantee="population")
     model = train_model(X, y, classes=["a", "b"], random_slice=None, settings=s, lineage=LINEAGE)
     assert model.metadata["validation"]["out_of_fold_accuracy"] == 1.0
     d = decide_batch(model, X, [f"p{i}" for i in range(40)], settings=s)
@@ -87,11 +87,15 @@ def test_nothing_is_auto_labeled_when_the_bound_cannot_be_met() -> None:
     X2, y2 = blobs({"a": 30, "b": 30}, seed=2, spread=0.3)
     model2 = train_model(X2, y2, classes=["a", "b"], random_slice=None, settings=s, lineage=LINEAGE)
     assert decide_batch(model2, X2, [f"p{i}" for i in range(60)], settings=s).summary["auto_count"] > 0
+    # the batch guarantee asks more: 60 photos admitted from a batch of 60 must all be right w.p. 97.5 %, which
+    # 60 error-free calibration items cannot show
+    batch = EngineSettings(min_examples_per_species=5, guarantee="batch")
+    assert decide_batch(model2, X2, [f"p{i}" for i in range(60)], settings=batch).summary["auto_count"] == 0
 
 
 def test_a_species_with_too_few_examples_is_never_auto_labeled() -> None:
     X, y = blobs({"a": 60, "b": 60, "rare": 6}, seed=4, spread=0.3)
-    s = EngineSettings(min_examples_per_species=10)
+    s = EngineSettings(min_examples_per_species=10, guarantee="population")
     model = train_model(X, y, classes=["a", "b", "rare"], random_slice=None, settings=s, lineage=LINEAGE)
     d = decide_batch(model, X, [f"p{i}" for i in range(len(y))], settings=s)
     rare = [it for it, lab in zip(d.items, y, strict=True) if lab == "rare"]
@@ -99,14 +103,14 @@ def test_a_species_with_too_few_examples_is_never_auto_labeled() -> None:
     assert any(it.auto for it in d.items)
     assert {"species": "rare", "reason": "6 human-confirmed examples, fewer than 10"} in d.summary["blocked_species"]
     # lowering the minimum lets it through
-    s5 = EngineSettings(min_examples_per_species=5)
+    s5 = EngineSettings(min_examples_per_species=5, guarantee="population")
     d5 = decide_batch(model, X, [f"p{i}" for i in range(len(y))], settings=s5)
     assert "rare" not in [b["species"] for b in d5.summary["blocked_species"]]
 
 
 def test_never_auto_labels_are_blocked() -> None:
     X, y = blobs({"a": 60, "unknown": 60}, seed=5, spread=0.3)
-    s = EngineSettings(never_auto=("unknown",))
+    s = EngineSettings(never_auto=("unknown",), guarantee="population")
     model = train_model(X, y, classes=["a", "unknown"], random_slice=None, settings=s, lineage=LINEAGE)
     d = decide_batch(model, X, [f"p{i}" for i in range(len(y))], settings=s)
     assert not any(it.auto and it.suggestion == "unknown" for it in d.items)
@@ -117,7 +121,7 @@ def test_a_confusable_pair_stops_being_auto_labeled_while_the_rest_continues() -
     """'vad' and 'banyan' are one tree under two names: machine labels into either would be ~50 % wrong."""
     counts = {f"s{i}": 50 for i in range(6)} | {"vad": 60, "banyan": 60}
     X, y = blobs(counts, seed=6, spread=0.3, same=("vad", "banyan"))
-    s = EngineSettings()
+    s = EngineSettings(guarantee="population")
     model = train_model(X, y, classes=list(counts), random_slice=None, settings=s, lineage=LINEAGE)
     Xn, yn = blobs(counts, seed=6, spread=0.3, same=("vad", "banyan"))
     Xn = Xn + 0.3 * np.random.default_rng(1).standard_normal(Xn.shape).astype(np.float32)

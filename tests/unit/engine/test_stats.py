@@ -7,6 +7,7 @@ import math
 import numpy as np
 import pytest
 from fieldlabel.engine.stats import (
+    batch_error_level,
     binom_cdf,
     candidate_counts,
     clopper_pearson_lower,
@@ -132,3 +133,51 @@ def test_wilson_interval() -> None:
     lo, hi = wilson_interval(95, 100)
     assert lo < 0.95 < hi and 0.88 < lo and hi < 0.98
     assert wilson_interval(0, 0) == (0.0, 1.0)
+
+
+def test_batch_error_level() -> None:
+    assert batch_error_level(0, 0.05, 0.025) == 1.0
+    # 19 labels allow no error: P(no error) = (1 - p)^19 >= 0.975
+    assert batch_error_level(19, 0.05, 0.025) == pytest.approx(1 - 0.975 ** (1 / 19), abs=1e-9)
+    levels = [batch_error_level(m, 0.05, 0.025) for m in (20, 100, 1000, 100_000)]
+    assert levels == sorted(levels) and levels[-1] < 0.05 and levels[-1] > 0.048
+    assert binom_cdf(5, 100, levels[1]) == pytest.approx(0.975, abs=1e-9)
+    assert levels[0] < 0.02
+
+
+def _batch_share_held(level_for_batch: bool, draws: int = 200) -> tuple[int, int]:
+    """Draws of (calibration 3,000, batch 300) from the known curve; counts batches whose realised error share among
+    the auto-labeled stayed <= 5 %, and batches with any auto-label."""
+    rng = np.random.default_rng(7)
+    held = with_auto = 0
+    for _ in range(draws):
+        s, wrong = _draw(rng, 3000)
+        bs, bwrong = _draw(rng, 300)
+        bsorted = np.sort(bs)
+        if level_for_batch:
+            def level(t: float, bsorted: np.ndarray = bsorted) -> float:
+                return batch_error_level(int(bsorted.size - np.searchsorted(bsorted, t)), 0.05, 0.025)
+            res = fixed_sequence_threshold(s, wrong, alpha=0.05, delta=0.025, level=level)
+        else:
+            res = fixed_sequence_threshold(s, wrong, alpha=0.05, delta=0.05)
+        if res.threshold is None:
+            held += 1
+            continue
+        auto = bs >= res.threshold
+        if auto.any():
+            with_auto += 1
+        held += bwrong[auto].mean() <= 0.05 if auto.any() else 1
+    return held, with_auto
+
+
+def test_the_batch_guarantee_bounds_the_realised_error_of_one_batch() -> None:
+    held, with_auto = _batch_share_held(True)
+    assert with_auto >= 80  # it does auto-label (in 100 of the 200 draws with this seed)
+    assert held / 200 >= 0.92  # >= 1 - delta = 95 % expected
+
+
+def test_the_population_guarantee_does_not_bound_one_small_batch() -> None:
+    """Negative control for the test above: certifying only the expected error lets the realised share of a
+    300-photo batch exceed alpha far more often than delta."""
+    held, _ = _batch_share_held(False)
+    assert held / 200 < 0.92
