@@ -55,10 +55,10 @@ class EngineSettings:
     never_auto: tuple[str, ...] = ()
     calibration: str = "oof"
     duplicate_cosine: float = 0.97
-    guarantee: str = "batch"
-    start_errors: int = 0
+    guarantee: str = "population"
+    start_errors: int = 1
     guard_band: float = 1.0
-    min_class_precision: float = 0.0
+    min_class_precision: float = 0.5
 
     def __post_init__(self) -> None:
         checks = {

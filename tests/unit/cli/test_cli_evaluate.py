@@ -63,7 +63,8 @@ def test_evaluate_prints_the_table_and_automates_later_batches(cli, folder, tmp_
     assert res.code == 0, res.stderr
     assert "160 photos of 4 species (1 byte-identical copies folded)" in res.stderr
     lines = res.stdout.splitlines()
-    rows = [ln.split() for ln in lines if ln.strip()[:1].isdigit() and len(ln.split()) >= 9]
+    start = next(i for i, ln in enumerate(lines) if ln.split()[:2] == ["batch", "photos"])
+    rows = [ln.split() for ln in lines[start + 2:start + 5]]
     assert [r[0] for r in rows] == ["1", "2", "3"]
     assert rows[0][2] == "0.0%"  # batch 1: all human
     assert float(rows[2][2].rstrip("%")) > 0  # the model labels part of batch 3

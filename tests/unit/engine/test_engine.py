@@ -78,7 +78,7 @@ def test_easy_species_are_auto_labeled_and_the_summary_is_complete() -> None:
 def test_nothing_is_auto_labeled_when_the_bound_cannot_be_met() -> None:
     """Perfectly separable species, but 40 calibration items: 59 error-free ones are needed for 5 % at 95 %."""
     X, y = blobs({"a": 20, "b": 20}, seed=2, spread=0.3)
-    s = EngineSettings(min_examples_per_species=5, guarantee="population")
+    s = EngineSettings(min_examples_per_species=5, guarantee="population", start_errors=0)
     model = train_model(X, y, classes=["a", "b"], random_slice=None, settings=s, lineage=LINEAGE)
     assert model.metadata["validation"]["out_of_fold_accuracy"] == 1.0
     d = decide_batch(model, X, [f"p{i}" for i in range(40)], settings=s)
@@ -87,6 +87,9 @@ def test_nothing_is_auto_labeled_when_the_bound_cannot_be_met() -> None:
     X2, y2 = blobs({"a": 30, "b": 30}, seed=2, spread=0.3)
     model2 = train_model(X2, y2, classes=["a", "b"], random_slice=None, settings=s, lineage=LINEAGE)
     assert decide_batch(model2, X2, [f"p{i}" for i in range(60)], settings=s).summary["auto_count"] > 0
+    # the default sequence starts where one error could still pass (93 items), so 60 are not enough for it
+    default = EngineSettings(min_examples_per_species=5)
+    assert decide_batch(model2, X2, [f"p{i}" for i in range(60)], settings=default).summary["auto_count"] == 0
     # the batch guarantee asks more: 60 photos admitted from a batch of 60 must all be right w.p. 97.5 %, which
     # 60 error-free calibration items cannot show
     batch = EngineSettings(min_examples_per_species=5, guarantee="batch")
@@ -109,7 +112,7 @@ def test_a_species_with_too_few_examples_is_never_auto_labeled() -> None:
 
 
 def test_never_auto_labels_are_blocked() -> None:
-    X, y = blobs({"a": 60, "unknown": 60}, seed=5, spread=0.3)
+    X, y = blobs({"a": 100, "unknown": 60}, seed=5, spread=0.3)
     s = EngineSettings(never_auto=("unknown",), guarantee="population")
     model = train_model(X, y, classes=["a", "unknown"], random_slice=None, settings=s, lineage=LINEAGE)
     d = decide_batch(model, X, [f"p{i}" for i in range(len(y))], settings=s)

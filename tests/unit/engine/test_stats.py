@@ -122,6 +122,15 @@ def test_fixed_sequence_stops_at_the_first_failure() -> None:
     assert res.errors / res.accepted <= 0.05
 
 
+def test_a_later_start_survives_one_early_error() -> None:
+    s = np.linspace(1.0, 0.0, 400)
+    wrong = np.zeros(400, dtype=bool)
+    wrong[[3, 250, 300, 350]] = True
+    assert fixed_sequence_threshold(s, wrong, alpha=0.05, delta=0.05).threshold is None  # 1 error in the first 59
+    res = fixed_sequence_threshold(s, wrong, alpha=0.05, delta=0.05, start_errors=1)
+    assert res.threshold is not None and res.accepted >= 93 and res.bound <= 0.05
+
+
 def test_ties_are_admitted_together() -> None:
     s = np.array([1.0] * 70 + [0.5] * 30)
     wrong = np.array([False] * 70 + [True] * 30)
