@@ -131,10 +131,18 @@ def build_embedder(spec: str, *, n_threads: int = 1) -> Embedder:
     )
 
 
-@cache
 def load_embedder() -> Embedder:
-    """The deployment's embedder (spec from ``FIELDLABEL_EMBEDDING_SPEC``), created once per process."""
-    return build_embedder(spec_name(), n_threads=threads())
+    """The deployment's embedder (spec from ``FIELDLABEL_EMBEDDING_SPEC``), created once per process and spec.
+
+    Keyed by the spec read now, not only the first one: a process whose environment names another spec later (tests,
+    the offline demo) must never get an embedder whose vectors disagree with ``EMBEDDING_MODEL_ID``.
+    """
+    return _embedder_for(spec_name(), threads())
+
+
+@cache
+def _embedder_for(spec: str, n_threads: int) -> Embedder:
+    return build_embedder(spec, n_threads=n_threads)
 
 
 def encode_embedding(v: np.ndarray) -> bytes:

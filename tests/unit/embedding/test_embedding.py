@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from fieldlabel.embedding import preprocess
 from fieldlabel.embedding.runtime import MODELS_ENV, backbone_session, build_embedder, load_embedder, threads
-from fieldlabel.embedding.spec import MODELS_DIR, SPEC_ENV, SPECS, VIEWS, manifest, model_id, spec_name
+from fieldlabel.embedding.spec import DEFAULT_SPEC, MODELS_DIR, SPEC_ENV, SPECS, VIEWS, manifest, model_id, spec_name
 from PIL import Image
 
 from .reference_images import N_REFERENCE, reference_images
@@ -103,6 +103,18 @@ def test_an_unknown_spec_fails_naming_the_variable(monkeypatch: pytest.MonkeyPat
     assert spec_name({SPEC_ENV: "lite0-flip"}) == "lite0-flip"
     monkeypatch.setenv(SPEC_ENV, "lite0")
     assert emb.EMBEDDING_DIM == 1280 and emb.EMBEDDING_MODEL_ID == model_id("lite0")
+
+
+def test_the_loaded_embedder_follows_the_spec_the_environment_names_now(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A process that loaded the default embedder and later runs with another spec (as tests and the demo do) must get
+    # vectors of that spec, or the stored embeddings disagree with their recorded model id.
+    monkeypatch.delenv(SPEC_ENV, raising=False)
+    default = load_embedder()
+    monkeypatch.setenv(SPEC_ENV, "lite0")
+    light = load_embedder()
+    assert light.model_id == model_id("lite0") == emb.EMBEDDING_MODEL_ID and light.dim == emb.EMBEDDING_DIM
+    assert default.model_id == model_id(DEFAULT_SPEC)
+    assert light.dim != default.dim and load_embedder() is light
 
 
 def test_threads_default_to_one_and_reject_nonsense(monkeypatch: pytest.MonkeyPatch) -> None:
