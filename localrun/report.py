@@ -311,8 +311,9 @@ class Report:
             out.append(f"  MEASURED: the engine's decisions and its labels against the photos' true species. The "
                        f"certified bound is the engine's own upper bound on its error (target {pct(alpha)} at "
                        f"{pct(1 - delta) if isinstance(delta, int | float) else 'n/a'} confidence), computed before "
-                       "the batch; 'calib.' is the number of expert labels behind it; 'reviewers agree' is how often the "
-                       "SIMULATED reviewers kept the audited machine labels (their opinion, not a measurement).")
+                       "the batch; 'calib.' is the number of expert labels behind it; 'reviewers agree' is how "
+                       "often the SIMULATED reviewers kept the audited machine labels (their opinion, not a "
+                       "measurement).")
         return out
 
 
