@@ -35,6 +35,7 @@ from localrun.report import (
     dataset_figures,
     read_statistics,
     registry_figures,
+    reviewer_figures,
     scan_table,
 )
 from localrun.samples import FolderSpecies, SampleSet, from_folder, generate
@@ -463,6 +464,7 @@ class Demo:
         batches = scan_table(ddb, self.harness.batches_table)
         registry_figures(report, photos, batches)
         batch_figures(report, photos, batches, {v: read_statistics(dest, v) for v in versions}, self.samples.truth)
+        reviewer_figures(report, scan_table(ddb, self.harness.reviewers_table))
         for name, job in self.harness.ground_truth.jobs.items():
             custom = not job.request["HumanTaskConfig"]["PreHumanTaskLambdaArn"].split(":")[-1].startswith("PRE-")
             kind = "review" if job.request["LabelAttributeName"].endswith("-review") else (

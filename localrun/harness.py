@@ -227,7 +227,8 @@ class PhotoOutcome:
 Plan = Callable[[int, dict[str, Any]], PhotoOutcome]
 ReviewPlan = Callable[[int, dict[str, Any]], dict[str, Any] | None]
 # Simulated people of a custom job: (job kind "label" | "review", the task input the real pre-annotation Lambda made,
-# the manifest line, workers per object) -> [(worker id, the answer the template would submit)].
+# the manifest line, workers per object) -> [(person, the answer the template would submit)]. The fake gives each
+# person a stable Cognito sub and a per-job workerId (FakeGroundTruth.sub_of / job_worker_ids).
 Workers = Callable[[str, dict[str, Any], dict[str, Any], int], list[tuple[str, dict[str, Any]]]]
 
 
@@ -297,6 +298,10 @@ class FakeGroundTruth:
         self.workers: Workers | None = None
         self.invoke: Callable[[str, dict[str, Any]], Any] | None = None
         self.custom_invocations: Counter[str] = Counter()
+        # Who answered custom jobs: person -> Cognito sub (stable), and per job person -> workerId (differs per job,
+        # since AWS does not promise a workerId stays the same across jobs). Read by tests and the demo report.
+        self.subs: dict[str, str] = {}
+        self.job_worker_ids: dict[str, dict[str, str]] = {}
 
     # -- API ---------------------------------------------------------------------------------------------------
 
@@ -451,10 +456,12 @@ class FakeGroundTruth:
             self.custom_invocations["pre_annotation"] += 1
             if not pre.get("isHumanAnnotationRequired", True):
                 continue
-            answers = self.workers(kind, pre["taskInput"], line, int(htc["NumberOfHumanWorkersPerDataObject"]))
+            people = self.workers(kind, pre["taskInput"], line, int(htc["NumberOfHumanWorkersPerDataObject"]))
+            answers = [(self._worker_id(name, person), person, a) for person, a in people]
+            self._write_worker_response(s3, out_bucket, out_prefix, name, str(i), answers, created)
             payload.append({"datasetObjectId": str(i), "dataObject": {"s3Uri": line["source-ref"]},
                             "annotations": [{"workerId": w, "annotationData": {"content": json.dumps(a)}}
-                                            for w, a in answers]})
+                                            for w, _, a in answers]})
             sent[str(i)] = line
         consolidated: dict[str, Any] = {}
         if payload:
@@ -483,6 +490,34 @@ class FakeGroundTruth:
             counters["TotalLabeled"] += 1
             counters["HumanLabeled"] += 1
         return out_lines
+
+    def sub_of(self, person: str) -> str:
+        """The simulated person's Cognito ``sub``: stable for the person, whatever the job."""
+        if person not in self.subs:
+            self.subs[person] = str(uuid.uuid5(uuid.NAMESPACE_URL, f"fieldlabel-simulated-person/{person}"))
+        return self.subs[person]
+
+    def _worker_id(self, job: str, person: str) -> str:
+        """A per-job workerId in the private workforce's format; a new job gives the same person another one."""
+        digest = hashlib.sha256(f"{job}/{person}".encode()).hexdigest()[:16]
+        return self.job_worker_ids.setdefault(job, {}).setdefault(person, f"private.{self.region}.{digest}")
+
+    def _write_worker_response(self, s3: Any, bucket: str, prefix: str, job: str, object_id: str,
+                               answers: list[tuple[str, str, dict[str, Any]]], created: str) -> None:
+        """Ground Truth's worker-response file of one data object (private workforce: each answer carries the
+        worker's Cognito identity), at ``<output>/<job>/annotations/worker-response/iteration-1/<object>/``."""
+        key = (f"{prefix.rstrip('/')}/{job}/annotations/worker-response/iteration-1/{object_id}/"
+               f"{created.replace(':', '-')}.json").lstrip("/")
+        stamp = f"{created[:19]}Z"
+        doc = {"answers": [{
+            "acceptanceTime": stamp, "submissionTime": stamp, "timeSpentInSeconds": 30.0, "workerId": worker_id,
+            "answerContent": answer,
+            "workerMetadata": {"identityData": {
+                "identityProviderType": "Cognito",
+                "issuer": f"https://cognito-idp.{self.region}.amazonaws.com/{self.region}_simulated",
+                "sub": self.sub_of(person)}},
+        } for worker_id, person, answer in answers]}
+        s3.put_object(Bucket=bucket, Key=key, Body=json.dumps(doc).encode())
 
     @staticmethod
     def _read_task_inputs(s3: Any, request: dict[str, Any], lines: list[dict[str, Any]]) -> None:

@@ -105,7 +105,10 @@ def review_plan(truth: dict[str, str], labels: list[str], settings: PanelSetting
 
 @dataclass(frozen=True)
 class Person:
-    """One simulated taxonomist or senior reviewer: a worker id and how often they name the true species."""
+    """One simulated taxonomist or senior reviewer: who they are and how often they name the true species.
+
+    ``worker_id`` names the person; the Ground Truth stand-in turns it into a stable Cognito ``sub`` and a workerId
+    that differs per job (localrun.harness.FakeGroundTruth), as a private workforce does."""
 
     worker_id: str
     accuracy: float

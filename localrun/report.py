@@ -58,6 +58,53 @@ def scan_table(ddb: Any, table: str) -> list[dict[str, Any]]:
 
 
 @dataclass
+class ReviewFigures:
+    """One batch's expert review, read from the photos' ``review`` records (fieldlabel.review.apply).
+
+    The review job holds two kinds of photo, told apart by the source of the label under review: audits of machine
+    labels (a random sample; their accuracy is MEASURED here against the generator's truth, the reviewers' verdict
+    is only their opinion) and re-reviews of human labels whose taxonomists agreed too little.
+    """
+
+    audits: int = 0  # machine labels sent to review
+    audits_known: int = 0  # ... whose photo has a known truth
+    audits_right: int = 0  # ... whose machine label names the true species (MEASURED)
+    audit_verdicts: dict[str, int] = field(default_factory=dict)  # reviewers' decision -> count (SIMULATED answers)
+    rereviews: int = 0  # low-agreement human labels sent to review
+    rereviews_changed: int = 0  # ... that the review corrected (or marked cannot-tell)
+    adjudications: int = 0  # reviewed photos flagged needs_adjudication
+
+    @property
+    def audit_accuracy(self) -> float | None:
+        """Audited machine labels that name the true species, over those with a known truth."""
+        return self.audits_right / self.audits_known if self.audits_known else None
+
+    @property
+    def audit_interval(self) -> tuple[float, float] | None:
+        """95 % Wilson interval of :attr:`audit_accuracy` (None without audits)."""
+        if not self.audits_known:
+            return None
+        from fieldlabel.review.accuracy import wilson_interval
+
+        return wilson_interval(self.audits_right, self.audits_known)
+
+    def add(self, review: dict[str, Any], truth: str | None) -> None:
+        """Count one photo's review record."""
+        decision = str(review.get("decision"))
+        if review.get("needs_adjudication"):
+            self.adjudications += 1
+        if review.get("label_source") == "machine":
+            self.audits += 1
+            self.audit_verdicts[decision] = self.audit_verdicts.get(decision, 0) + 1
+            if truth is not None:
+                self.audits_known += 1
+                self.audits_right += int(review.get("label_under_review") == truth)
+        else:
+            self.rereviews += 1
+            self.rereviews_changed += int(decision in ("corrected", "cannot_tell"))
+
+
+@dataclass
 class BatchLine:
     """One labeling batch as the batches table holds it, with what the engine decided and what its labels were
     worth (filled by :func:`batch_figures`)."""
@@ -74,6 +121,7 @@ class BatchLine:
     engine: dict[str, Any] | None = None  # the engine's decision summary (threshold, bound, calibration, ...)
     audit: dict[str, Any] | None = None  # the expert audit of the machine labels (dataset statistics)
     cost: dict[str, Any] | None = None  # the published cost estimate (total, all-human, savings)
+    review: ReviewFigures = field(default_factory=lambda: ReviewFigures())  # the expert review, from the registry
 
     @property
     def automation_share(self) -> float | None:
@@ -109,6 +157,7 @@ class Report:
     human_accuracy: float | None = None
     reviewed: int = 0
     review_confirmed: int = 0  # reviewed labels the reviewers kept
+    reviewers: list[dict[str, Any]] = field(default_factory=list)  # the reviewers table: {"key", "answers", "jobs"}
     dataset_versions: list[str] = field(default_factory=list)
     dataset_dir: str | None = None
     elapsed_seconds: float = 0.0
@@ -128,6 +177,8 @@ class Report:
         for line, b in zip(d["batches"], self.batches, strict=True):
             line["automation_share"] = b.automation_share
             line["machine_accuracy"] = b.machine_accuracy
+            line["review"]["audit_accuracy"] = b.review.audit_accuracy
+            line["review"]["audit_interval"] = b.review.audit_interval
         d["cost"] = self.cost_totals()
         return d
 
@@ -171,11 +222,13 @@ class Report:
             f"human {pct(self.human_accuracy)}",
         ]
         if self.reviewed:
-            lines.append(f"Expert review:      {self.reviewed} labels audited, {self.review_confirmed} confirmed "
-                         f"({pct(self.review_confirmed / self.reviewed)}), {self.expert_corrected} corrected in "
-                         "the dataset")
+            audits = sum(b.review.audits for b in self.batches)
+            lines.append(f"Expert review:      {self.reviewed} labels reviewed ({audits} audits of machine labels, "
+                         f"{self.reviewed - audits} re-reviews of low-agreement human labels); reviewers kept "
+                         f"{self.review_confirmed}, {self.expert_corrected} corrected in the dataset")
         else:
-            lines.append("Expert review:      no labels audited in this run")
+            lines.append("Expert review:      no labels reviewed in this run")
+        lines += self._review_lines(pct)
         cost = self.cost_totals()
         if cost:
             lines.append(f"Cost (estimate):    ${cost['total_usd']:.2f} for these batches vs "
@@ -193,12 +246,37 @@ class Report:
         ]
         return "\n".join(lines)
 
+    def _review_lines(self, pct: Any) -> list[str]:
+        """Per batch: audits (MEASURED accuracy vs truth), re-reviews, adjudications, cost; then the reviewers."""
+        out: list[str] = []
+        for b in self.batches:
+            r = b.review
+            if not (r.audits or r.rereviews):
+                continue
+            lo_hi = r.audit_interval
+            measured = (f"{pct(r.audit_accuracy)} right vs truth ({r.audits_right}/{r.audits_known}, 95 % interval "
+                        f"{pct(lo_hi[0])}-{pct(lo_hi[1])})" if lo_hi else
+                        "no machine labels to audit" if not r.audits else "no known truth")
+            verdict = ", ".join(f"{k} {n}" for k, n in sorted(r.audit_verdicts.items())) or "-"
+            cost = (f"; cost ${float(b.cost.get('total_usd') or 0):.2f} vs "
+                    f"${float(b.cost.get('all_human_total_usd') or 0):.2f} human-only" if b.cost else "")
+            out.append(f"  {b.batch_id}: audits of machine labels {r.audits} ({measured}; reviewers' verdict: "
+                       f"{verdict}); re-reviews of low-agreement human labels {r.rereviews} ({r.rereviews_changed} "
+                       f"changed); adjudications {r.adjudications}{cost}")
+        if self.reviewers:
+            by_sub = sum(1 for x in self.reviewers if str(x["key"]).startswith("sub:"))
+            out.append(f"Reviewers table:    {len(self.reviewers)} people ({by_sub} keyed by their Cognito sub), "
+                       "jobs counted per person: " + ", ".join(
+                           f"{str(x['key'])[:12]}.. {len(x['jobs'])}" for x in self.reviewers[:6]))
+            out.append("  (reliability is agreement with the review's consensus of SIMULATED answers, not accuracy)")
+        return out
+
     def _engine_lines(self, pct: Any) -> list[str]:
         """Per batch: who labeled what, the engine's certified figures and its MEASURED accuracy vs the truth."""
         source = "the REAL engine" if self.engine == "model" else "SIMULATED automated labeling (a coin)"
         out = [f"Who labeled what, per batch (machine labels: {source}; human labels: SIMULATED taxonomists):",
                "  batch                               machine  human  automated  machine acc. vs truth   certified "
-               "bound  threshold       calib.  audit"]
+               "bound  threshold       calib.  reviewers agree"]
         for b in self.batches:
             e = b.engine or {}
             threshold = e.get("threshold")
@@ -212,6 +290,8 @@ class Report:
                         if b.machine_known else "n/a")
             bound = e.get("certified_bound")
             audit = b.audit or {}
+            # The statistics' audit figure is the reviewers' agreement with the machine labels, an opinion of
+            # SIMULATED people; the measured audit accuracy is in the review lines.
             audit_text = (f"{pct(audit.get('accuracy'))} of {audit.get('n')}" if audit.get("n") else "-")
             out.append(f"  {b.batch_id:35} {b.machine_labeled:7d} {b.human_labeled:6d}  {pct(b.automation_share):>9}"
                        f"  {accuracy:22} {pct(bound) if isinstance(bound, int | float) else '-':>16}  "
@@ -231,8 +311,9 @@ class Report:
             out.append(f"  MEASURED: the engine's decisions and its labels against the photos' true species. The "
                        f"certified bound is the engine's own upper bound on its error (target {pct(alpha)} at "
                        f"{pct(1 - delta) if isinstance(delta, int | float) else 'n/a'} confidence), computed before "
-                       "the batch; 'calib.' is the number of expert labels behind it; 'audit' is the expert review's "
-                       "check of the machine labels.")
+                       "the batch; 'calib.' is the number of expert labels behind it; 'reviewers agree' is how "
+                       "often the SIMULATED reviewers kept the audited machine labels (their opinion, not a "
+                       "measurement).")
         return out
 
 
@@ -287,6 +368,9 @@ def batch_figures(report: Report, photos: list[dict[str, Any]], batches: list[di
         batch = by_id.get(str(p.get("batch_id") or p.get("last_batch_id") or ""))
         if batch is None:
             continue
+        review = p.get("review")
+        if isinstance(review, dict) and review.get("decision"):
+            batch.review.add(review, truth.get(str(p.get("photo_id"))))
         source = p.get("label_source") or ("human" if p.get("human_annotated") else "machine")
         model_label = p.get("label") if source == "machine" else p.get("machine_label")
         if model_label is None:
@@ -297,6 +381,14 @@ def batch_figures(report: Report, photos: list[dict[str, Any]], batches: list[di
         if true is not None:
             batch.machine_known += 1
             batch.machine_right += int(model_label == true)
+
+
+def reviewer_figures(report: Report, reviewers: list[dict[str, Any]]) -> None:
+    """The reviewers table as the run left it: each key, its answers counted and the jobs applied (oldest first)."""
+    report.reviewers = sorted(
+        ({"key": str(r["worker_id"]), "answers": int(r.get("answers", 0)),
+          "jobs": [str(j) for j in r.get("job_order") or []]} for r in reviewers),
+        key=lambda x: str(x["key"]))
 
 
 def read_manifest(path: Path) -> list[dict[str, Any]]:

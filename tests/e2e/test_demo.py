@@ -16,7 +16,8 @@ import pytest
 
 from localrun.demo import Demo, DemoOptions
 from localrun.harness import REGION
-from localrun.report import ENGINE_REAL, GROUNDTRUTH_SIMULATED, SIMULATED, read_manifest
+from localrun.panel import PanelSettings
+from localrun.report import ENGINE_REAL, GROUNDTRUTH_SIMULATED, SIMULATED, read_manifest, scan_table
 
 pytestmark = pytest.mark.slow
 
@@ -28,9 +29,27 @@ def _keys(s3, bucket: str, prefix: str) -> list[str]:
     return out
 
 
-def test_demo_report_matches_registry_and_dataset(templates, tmp_path: Path) -> None:
+def test_demo_report_matches_registry_and_dataset(templates, tmp_path: Path, monkeypatch) -> None:
+    # What the review's post-annotation Lambda read from the reviewers table, call by call (the real function,
+    # wrapped: the handlers import fieldlabel from this process).
+    from fieldlabel.review import postannotation
+
+    reads: list[dict[str, float]] = []
+    real_load = postannotation.load_priors
+
+    def load_priors(dynamodb, table, worker_ids):  # noqa: ANN001, ANN202
+        got = real_load(dynamodb, table, worker_ids)
+        reads.append({k: p.answers for k, p in got.items()})
+        return got
+
+    monkeypatch.setattr(postannotation, "load_priors", load_priors)
     out = io.StringIO()
+    # 30 photos make human-only batches (Ground Truth's automated labeling needs 1,250 objects): no machine labels,
+    # so no audits here (their figures: tests/unit/localrun/test_report.py). Every photo gets the taxonomists' vote
+    # (machine_share 0) and they are a little less accurate than the default, so both batches have low-agreement
+    # labels to re-review: batch 2's review job is what reads the reliability batch 1's wrote.
     options = DemoOptions(photos=30, batches=2, seed=11, output=tmp_path / "demo-output",
+                          panel=PanelSettings(taxonomist_accuracy=0.8, machine_share=0.0),
                           dispatch_every_seconds=1.0, timeout_seconds=400)
     with Demo(options, out=out, templates=templates) as demo:
         report = demo.run()
@@ -119,6 +138,56 @@ def test_demo_report_matches_registry_and_dataset(templates, tmp_path: Path) -> 
         assert report.accuracy == pytest.approx(right / len(labeled))
         reviewed = [p for p in labeled if isinstance(p.get("review"), dict) and p["review"].get("decision")]
         assert report.reviewed == len(reviewed)
+
+        # The expert review per batch: audits of machine labels vs re-reviews of low-agreement human labels,
+        # recounted from the review manifests the pipeline wrote and the photos' review records; the audits'
+        # accuracy against the generator's truth (never the reviewers' opinion).
+        truth = demo.samples.truth
+        assert sum(b.review.audits + b.review.rereviews for b in report.batches) == report.reviewed > 0
+        for b in report.batches:
+            mine = [p for p in reviewed if p.get("batch_id") == b.batch_id]
+            manifest = h.s3_json_lines(f"s3://{h.artifacts_bucket}/jobs/{b.batch_id}/review.manifest") if mine else []
+            reasons = Counter(line["review-reason"] for line in manifest)
+            audits = [p for p in mine if p["review"]["label_source"] == "machine"]
+            assert b.review.audits == len(audits) == reasons["audit"]
+            assert b.review.rereviews == len(mine) - len(audits) == reasons["low_confidence"]
+            assert b.review.audits_known == len(audits)
+            assert b.review.audits_right == sum(truth[p["photo_id"]] == p["review"]["label_under_review"]
+                                                for p in audits)
+            assert b.review.audit_verdicts == dict(Counter(p["review"]["decision"] for p in audits))
+            assert b.review.rereviews_changed == sum(p["review"]["decision"] in ("corrected", "cannot_tell")
+                                                     for p in mine if p not in audits)
+            assert b.review.adjudications == sum(bool(p["review"]["needs_adjudication"]) for p in mine)
+            if audits:
+                lo, hi = b.review.audit_interval or (0.0, 0.0)
+                assert lo <= b.review.audit_accuracy <= hi
+        assert all(b.review.rereviews > 0 for b in report.batches)
+
+        # Reliability follows the person: the reviewers table holds one item per simulated reviewer, keyed by the
+        # Cognito sub from the worker-response files; batch 1's review job wrote it, batch 2's read and extended it,
+        # although Ground Truth gave the same person another workerId in the second job.
+        gt = h.ground_truth
+        review_jobs = [j["name"] for j in report.jobs if j["kind"] == "review"]
+        assert len(review_jobs) == 2
+        table = {r["worker_id"]: r for r in scan_table(boto3.client("dynamodb", region_name=REGION),
+                                                       h.reviewers_table)}
+        assert table and all(k.startswith("sub:") for k in table)
+        assert [x["key"] for x in report.reviewers] == sorted(table)
+        assert [x["jobs"] for x in report.reviewers] == [list(table[k]["job_order"]) for k in sorted(table)]
+        person_of = {f"sub:{sub}": person for person, sub in gt.subs.items()}
+        both = [k for k, r in table.items() if list(r["job_order"]) == review_jobs]
+        assert both
+        for key in both:
+            person = person_of[key]
+            assert set(table[key]["jobs_applied"]) == set(review_jobs)
+            first, second = (gt.job_worker_ids[j][person] for j in review_jobs)
+            assert first != second
+        # Batch 1's post-annotation found an empty table; batch 2's read batch 1's counts for those same people.
+        assert reads[0] == {}
+        later = [r for r in reads[1:] if r]
+        assert later and set(both) <= set(later[-1])
+        for key in both:
+            assert 0 < later[-1][key] < int(table[key]["answers"])
 
     text = out.getvalue()
     assert SIMULATED in text and str(local) in text

@@ -67,3 +67,53 @@ def test_the_text_says_what_is_measured_and_what_is_simulated() -> None:
     gt_text = gt.render()
     assert GROUNDTRUTH_SIMULATED in gt_text and ENGINE_REAL not in gt_text
     assert "SIMULATED automated labeling (a coin)" in gt_text
+
+
+def _reviewed(pid: str, source: str, under: str, decision: str, *, flagged: bool = False) -> dict[str, object]:
+    label = under if decision in ("confirmed", "needs_adjudication") else "oak"
+    return {"photo_id": pid, "batch_id": "b1", "status": "LABELED", "label": label, "label_source": source,
+            "review": {"decision": decision, "label_source": source, "label_under_review": under,
+                       "needs_adjudication": flagged}}
+
+
+def test_review_figures_separate_audits_from_re_reviews_and_measure_audits_against_the_truth() -> None:
+    report = Report(batches=[BatchLine("b1", "automated", 7, "PUBLISHED", "v1")])
+    truth = {f"r{i}": "oak" for i in range(7)}
+    photos = [
+        # audits of machine labels: two right, one wrong that the reviewers nevertheless confirmed (their verdict is
+        # an opinion; the accuracy is measured against the truth), one wrong they corrected
+        _reviewed("r0", "machine", "oak", "confirmed"), _reviewed("r1", "machine", "oak", "confirmed"),
+        _reviewed("r2", "machine", "ash", "confirmed"), _reviewed("r3", "machine", "ash", "corrected"),
+        # re-reviews of low-agreement human labels: one changed, one kept, one left for adjudication
+        _reviewed("r4", "human", "ash", "corrected"), _reviewed("r5", "human", "oak", "confirmed"),
+        _reviewed("r6", "human", "beech", "needs_adjudication", flagged=True),
+    ]
+    batch_figures(report, photos, [{"batch_id": "b1"}], {}, truth)
+    r = report.batches[0].review
+    assert (r.audits, r.audits_known, r.audits_right) == (4, 4, 2)
+    assert r.audit_verdicts == {"confirmed": 3, "corrected": 1}
+    assert (r.rereviews, r.rereviews_changed, r.adjudications) == (3, 1, 1)
+    assert r.audit_accuracy == 0.5
+    lo, hi = r.audit_interval or (0.0, 0.0)
+    assert 0.15 < lo < 0.5 < hi < 0.85  # Wilson 95 % for 2/4: about 15 % - 85 %
+    report.reviewed = 7
+    text = report.render()
+    assert ("audits of machine labels 4 (50.0 % right vs truth (2/4, 95 % interval 15.0 %-85.0 %); reviewers' "
+            "verdict: confirmed 3, corrected 1); re-reviews of low-agreement human labels 3 (1 changed); "
+            "adjudications 1") in text
+    assert "4 audits of machine labels, 3 re-reviews of low-agreement human labels" in text
+    assert "accuracy" not in text.split("Expert review:")[1].split("\n")[0]
+    saved = report.to_dict()["batches"][0]["review"]
+    assert saved["audit_accuracy"] == 0.5 and saved["audits"] == 4
+
+
+def test_reviewers_table_figures_and_wording() -> None:
+    from localrun.report import reviewer_figures
+
+    report = Report()
+    reviewer_figures(report, [{"worker_id": "sub:b", "answers": 9, "job_order": ["j1", "j2"]},
+                              {"worker_id": "private.x", "answers": 2}])
+    assert report.reviewers == [{"key": "private.x", "answers": 2, "jobs": []},
+                                {"key": "sub:b", "answers": 9, "jobs": ["j1", "j2"]}]
+    text = report.render()
+    assert "2 people (1 keyed by their Cognito sub)" in text and "not accuracy" in text
