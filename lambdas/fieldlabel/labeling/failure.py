@@ -104,7 +104,7 @@ def park_batch(dynamodb: Any, batches_table: str, batch_id: str, *, step: str, r
     if training is not None:
         values[":training"] = training
         sets.append("resume_training = :training")
-    for _ in range(2):
+    for attempt in range(2):
         current = get_batch(dynamodb, batches_table, batch_id) or {}
         published = current.get("status") == PUBLISHED
         expr = "SET " + ", ".join(sets + ([] if published else ["#s = :parked"]))
@@ -120,10 +120,10 @@ def park_batch(dynamodb: Any, batches_table: str, batch_id: str, *, step: str, r
             )
             return from_item(resp.get("Attributes")) or {}
         except ClientError as exc:
-            if error_code(exc) != "ConditionalCheckFailedException":
+            if error_code(exc) != "ConditionalCheckFailedException" or attempt == 1:
                 raise
             # The status changed between the read and the write (e.g. publish marked it): decide again once.
-    raise RuntimeError(f"batch {batch_id} kept changing while being parked")
+    raise AssertionError("unreachable: the second attempt returns or raises")
 
 
 @dataclass

@@ -38,6 +38,7 @@ LINEAGE_NAME = "lineage.json"
 FORMAT_VERSION = "1"
 _SPOOL_BYTES = 8 * 1024 * 1024
 _LATEST_RETRIES = 5
+_ALLOCATE_RETRIES = 10
 
 
 class VersionConflictError(RuntimeError):
@@ -68,35 +69,40 @@ def version_name(number: int, batch_id: str) -> str:
 def allocate_version(dynamodb: Any, batches_table: str, batch_id: str) -> int:
     """The batch's dataset version number: taken once from the ``#dataset-version`` counter, then kept.
 
-    A retry returns the number stored on the batch; a crash between taking a number and storing it leaves a gap in
-    the numbering, never two batches with one number.
+    Taking the number and storing it on the batch is one transaction (the counter moves only if the batch has no
+    number yet), so a crash leaves either both or neither: no gap, and never two numbers for one batch. A retry
+    returns the number stored on the batch.
     """
-    batch = get_batch(dynamodb, batches_table, batch_id) or {}
-    if isinstance(batch.get("dataset_version_number"), int):
-        return int(batch["dataset_version_number"])
-    resp = dynamodb.update_item(
-        TableName=batches_table,
-        Key={"batch_id": {"S": DATASET_COUNTER_KEY}},
-        UpdateExpression="ADD #n :one",
-        ExpressionAttributeNames={"#n": "last_version"},
-        ExpressionAttributeValues={":one": {"N": "1"}},
-        ReturnValues="UPDATED_NEW",
-    )
-    number = int(resp["Attributes"]["last_version"]["N"])
-    try:
-        dynamodb.update_item(
-            TableName=batches_table,
-            Key={"batch_id": {"S": batch_id}},
-            UpdateExpression="SET dataset_version_number = :n",
-            ConditionExpression="attribute_not_exists(dataset_version_number)",
-            ExpressionAttributeValues={":n": {"N": str(number)}},
-        )
-    except ClientError as exc:
-        if error_code(exc) != "ConditionalCheckFailedException":
-            raise
+    for _ in range(_ALLOCATE_RETRIES):
         batch = get_batch(dynamodb, batches_table, batch_id) or {}
-        number = int(batch["dataset_version_number"])
-    return number
+        if isinstance(batch.get("dataset_version_number"), int):
+            return int(batch["dataset_version_number"])
+        counter = get_batch(dynamodb, batches_table, DATASET_COUNTER_KEY) or {}
+        last = counter.get("last_version")
+        number = int(last or 0) + 1
+        try:
+            dynamodb.transact_write_items(TransactItems=[
+                {"Update": {
+                    "TableName": batches_table, "Key": {"batch_id": {"S": DATASET_COUNTER_KEY}},
+                    "UpdateExpression": "SET last_version = :n",
+                    "ConditionExpression": "last_version = :last" if last is not None
+                    else "attribute_not_exists(last_version)",
+                    "ExpressionAttributeValues": {":n": {"N": str(number)},
+                                                  **({":last": {"N": str(last)}} if last is not None else {})},
+                }},
+                {"Update": {
+                    "TableName": batches_table, "Key": {"batch_id": {"S": batch_id}},
+                    "UpdateExpression": "SET dataset_version_number = :n",
+                    "ConditionExpression": "attribute_exists(batch_id) AND attribute_not_exists(dataset_version_number)",
+                    "ExpressionAttributeValues": {":n": {"N": str(number)}},
+                }},
+            ])
+            return number
+        except ClientError as exc:
+            if error_code(exc) not in ("TransactionCanceledException", "TransactionConflictException"):
+                raise
+            # Another batch took the number, or this batch got one meanwhile: read again.
+    raise RuntimeError(f"could not take a dataset version number for {batch_id}; retry the step")
 
 
 def dataset_line(item: dict[str, Any], *, labels: list[str], label_attribute: str) -> dict[str, Any] | None:

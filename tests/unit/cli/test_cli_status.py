@@ -74,7 +74,8 @@ def test_status_shows_pool_running_batches_and_failures(world, cli):
     assert f"treelabel-{B_REV}-review" in out and f"treelabel-{B_RUN}" in out
     # failures, newest first, with reasons
     # photos backing off, and the parked batch with the command that resumes it
-    assert f"Backing off: 1 photo(s) released after a failed attempt, pending again from {iso(NOW + timedelta(hours=2))}" in out
+    due = iso(NOW + timedelta(hours=2))
+    assert f"Backing off: 1 photo(s) released after a failed attempt, pending again from {due}" in out
     assert f"{B_PARKED}  at publish" in out and "S3 unavailable" in out and "fieldlabel resume BATCH_ID" in out
     assert "Last failures (2 of 2)" in out
     assert out.index(B_NEW_FAIL) < out.index(B_OLD_FAIL)
