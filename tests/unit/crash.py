@@ -25,8 +25,10 @@ class Crash(Exception):  # noqa: N818 - reads as what happened
 class CrashAfter:
     """One crash plan shared by the clients it wraps."""
 
-    def __init__(self, n: int | None) -> None:
+    def __init__(self, n: int | None, *, operation: str | None = None) -> None:
+        """Crash after the ``n``-th write, or (``operation``) after the first successful call of that operation."""
         self.n = n
+        self.operation = operation
         self.writes: list[str] = []
 
     def wrap(self, client: Any) -> Any:
@@ -35,8 +37,8 @@ class CrashAfter:
 
     def _after_write(self, name: str) -> None:
         self.writes.append(name)
-        if self.n is not None and len(self.writes) == self.n:
-            raise Crash(f"crash after write {self.n} ({name})")
+        if (self.n is not None and len(self.writes) == self.n) or name == self.operation:
+            raise Crash(f"crash after write {len(self.writes)} ({name})")
 
 
 class _Counted:
