@@ -93,7 +93,8 @@ def allocate_version(dynamodb: Any, batches_table: str, batch_id: str) -> int:
                 {"Update": {
                     "TableName": batches_table, "Key": {"batch_id": {"S": batch_id}},
                     "UpdateExpression": "SET dataset_version_number = :n",
-                    "ConditionExpression": "attribute_exists(batch_id) AND attribute_not_exists(dataset_version_number)",
+                    "ConditionExpression": "attribute_exists(batch_id) AND "
+                                           "attribute_not_exists(dataset_version_number)",
                     "ExpressionAttributeValues": {":n": {"N": str(number)}},
                 }},
             ])

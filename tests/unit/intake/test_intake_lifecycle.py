@@ -17,12 +17,19 @@ from fieldlabel.intake.dispatch import (
     sweep_strays,
 )
 from fieldlabel.registry.model import DISPATCH_LEASE_KEY, to_item
-from intake_helpers import BATCHES, PHOTOS, dispatch_settings
-from test_intake_dispatch import T0, batch_records, env, photos_by_status, seed_pending  # noqa: F401 - fixture
+from intake_helpers import BATCHES, PHOTOS, dispatch_settings, fast_moto_transactions, make_env
+from moto import mock_aws
+from test_intake_dispatch import T0, batch_records, photos_by_status, seed_pending
 
 from tests.unit.crash import Crash, CrashAfter
 
 LONG_AGO = iso(T0 - timedelta(days=2))
+
+
+@pytest.fixture
+def env():
+    with mock_aws(), fast_moto_transactions():
+        yield make_env()
 
 
 def _photo(env, pid: str, status: str, *, batch_id: str | None = None, updated_at: str = LONG_AGO,
