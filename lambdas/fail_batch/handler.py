@@ -22,7 +22,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from fieldlabel.common.clock import iso, utc_now
 from fieldlabel.common.observability import logger, metrics, tracer
-from fieldlabel.labeling.failure import settle_batch
+from fieldlabel.labeling.failure import settle_batch, unlabel_engine_labels
 from fieldlabel.labeling.groundtruth.backend import GroundTruthBackend
 from fieldlabel.labeling.lifecycle import batch_id_of_execution
 from fieldlabel.labeling.release import release_failed_batch
@@ -67,6 +67,8 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     now = utc_now()
 
     def release(reason: str) -> tuple[int, int, int]:
+        # The own engine's machine labels (written at prepare, before any job) go back with the photos.
+        unlabel_engine_labels(dynamodb, photos_table=env.photos_table, batch_id=batch_id, now_iso=iso(now))
         report = release_failed_batch(dynamodb, photos_table=env.photos_table, batches_table=env.batches_table,
                                       batch_id=batch_id, reason=reason, max_attempts=env.max_attempts, now=now,
                                       backoff=env.backoff)

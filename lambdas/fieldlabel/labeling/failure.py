@@ -23,8 +23,17 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from fieldlabel.labeling.backend import LabelingBackend
-from fieldlabel.labeling.registry_io import get_batch
-from fieldlabel.registry.model import BATCH_PARKED, FAILED, PUBLISHED, error_code, from_item, to_attr
+from fieldlabel.labeling.registry_io import get_batch, iter_batch_items
+from fieldlabel.registry.model import (
+    BATCH_PARKED,
+    BATCHED,
+    FAILED,
+    LABELED,
+    PUBLISHED,
+    error_code,
+    from_item,
+    to_attr,
+)
 
 _REASON_MAX = 1000
 # Steps a parked batch resumes at, in workflow order (the state machine's "Where does the batch start?").
@@ -51,6 +60,35 @@ def failure_reason(error: dict[str, Any] | None) -> str:
             detail = cause
     reason = f"{name}: {detail}" if detail else name
     return " ".join(reason.split())[:_REASON_MAX]
+
+
+def unlabel_engine_labels(dynamodb: Any, *, photos_table: str, batch_id: str, now_iso: str) -> int:
+    """Take the own engine's machine labels off a batch that failed before its taxonomists' job completed.
+
+    ``labeling.engine: model`` writes machine labels when the batch is prepared, before any job. A FAILED batch is
+    never published, so those labels would never reach a dataset; back to BATCHED, the release returns the photos to
+    the pool for a later batch. Only labels the engine wrote (``label_source = machine`` with ``machine_model``) are
+    touched, under that condition, so no label a paid job produced is ever removed. Returns how many.
+    """
+    count = 0
+    for item in iter_batch_items(dynamodb, photos_table, batch_id, status=LABELED, projection="photo_id"):
+        try:
+            dynamodb.update_item(
+                TableName=photos_table, Key={"photo_id": {"S": item["photo_id"]}},
+                UpdateExpression="SET #s = :batched, updated_at = :now "
+                                 "REMOVE #l, label_confidence, human_annotated, job_name, label_source, machine_model",
+                ConditionExpression="#s = :labeled AND batch_id = :b AND label_source = :machine "
+                                    "AND attribute_exists(machine_model)",
+                ExpressionAttributeNames={"#s": "status", "#l": "label"},
+                ExpressionAttributeValues={":batched": {"S": BATCHED}, ":labeled": {"S": LABELED},
+                                           ":b": {"S": batch_id}, ":now": {"S": now_iso},
+                                           ":machine": {"S": "machine"}},
+            )
+            count += 1
+        except ClientError as exc:
+            if error_code(exc) != "ConditionalCheckFailedException":
+                raise
+    return count
 
 
 def stop_batch_jobs(sagemaker: Any, backend: LabelingBackend, batch_id: str,
