@@ -485,3 +485,26 @@ def test_photos_left_out_of_the_manifest_are_quarantined_even_when_every_other_p
     assert (world.photo(bare)["status"], world.photo(bare)["quarantine_reason"]) == (
         "QUARANTINED", "no_labeling_copy")
     assert "batch_id" not in world.photo(bare) and world.photo(bare)["last_batch_id"] == BATCH
+
+
+def test_a_resume_request_that_dies_after_taking_its_number_is_simply_skipped(world: World,
+                                                                              gt: GroundTruthBackend) -> None:
+    # Given a parked batch and an operator whose first `fieldlabel resume` dies after its one registry write
+    world.seed(BATCH, 1)
+    update_batch(world.ddb, "t-batches", BATCH, {"status": "LABELING", "job_name": JOB,
+                                                 "labeling_stats": {"labeled": 1}})
+    park_batch(world.ddb, "t-batches", BATCH, step="publish", reason="x", now_iso=NOW)
+    sfn = FakeStepFunctions()
+    arn = "arn:aws:states:us-east-1:111111111111:stateMachine:sm"
+    plan = CrashAfter(1)
+    with pytest.raises(Crash):
+        request_resume(plan.wrap(world.ddb), plan.wrap(sfn), batches_table="t-batches", state_machine_arn=arn,
+                       batch_id=BATCH, now_iso=NOW)
+    assert sfn.started == [] and world.batch(BATCH)["status"] == "PARKED"
+    # When it is run again, the next number starts, and only that execution may take the batch
+    started = request_resume(world.ddb, sfn, batches_table="t-batches", state_machine_arn=arn, batch_id=BATCH,
+                             now_iso=NOW)
+    assert started["execution_name"] == f"batch-{BATCH}-resume-2"
+    state = prepare_resume(dynamodb=world.ddb, backend=gt, batches_table="t-batches", state=sfn.started[0]["input"],
+                           poll_seconds=0, review_enabled=True, now_iso=NOW)
+    assert state["resume"] == 2 and world.batch(BATCH)["status"] == "LABELING"
