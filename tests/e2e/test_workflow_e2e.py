@@ -15,7 +15,8 @@ from typing import Any
 import pytest
 from fieldlabel.labeling.groundtruth.backend import GroundTruthBackend, GroundTruthSettings
 from fieldlabel.labeling.lifecycle import request_resume
-from fieldlabel.labeling.registry_io import model_key, taxonomy_hash
+from fieldlabel.labeling.modelstore import taxonomy_hash
+from fieldlabel.labeling.registry_io import model_key
 
 from localrun.harness import PhotoOutcome, WorkflowHarness, config_from_context
 
@@ -32,7 +33,12 @@ def _labels() -> list[str]:
 
 def _model_key() -> str:
     """The control item of the model trained on the configured label set."""
-    return model_key(taxonomy_hash(_labels()))
+    return model_key(_taxonomy_hash())
+
+
+def _taxonomy_hash() -> str:
+    taxonomy = config_from_context().taxonomy
+    return taxonomy_hash(taxonomy.labels, taxonomy.unknown_label)
 
 
 def _label_of(photo_id: str) -> str:
@@ -119,7 +125,7 @@ def test_automated_batches_are_labeled_reviewed_published_and_chained(harness: W
     # and the model the job ended with is kept for the next job
     job = h.ground_truth.jobs[f"treelabel-dev-{BATCH_A}"]
     assert h.batch(_model_key())["model_arn"] == job.final_model_arn
-    assert h.batch(_model_key())["taxonomy_hash"] == h.batch(BATCH_A)["taxonomy_hash"] == taxonomy_hash(_labels())
+    assert h.batch(_model_key())["taxonomy_hash"] == h.batch(BATCH_A)["taxonomy_hash"] == _taxonomy_hash()
 
     # and the dataset version holds exactly the labeled photos, usable as an augmented manifest
     batch = h.batch(BATCH_A)

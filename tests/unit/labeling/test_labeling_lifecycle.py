@@ -508,3 +508,23 @@ def test_a_resume_request_that_dies_after_taking_its_number_is_simply_skipped(wo
     state = prepare_resume(dynamodb=world.ddb, backend=gt, batches_table="t-batches", state=sfn.started[0]["input"],
                            poll_seconds=0, review_enabled=True, now_iso=NOW)
     assert state["resume"] == 2 and world.batch(BATCH)["status"] == "LABELING"
+
+
+def test_a_failed_engine_batch_gives_back_only_the_engines_own_machine_labels(world: World) -> None:
+    # Given an engine batch (machine labels written at prepare) whose taxonomists' job failed, and one photo a job
+    # labeled (it cannot happen in a failed batch today; if it ever does, that paid label must stay)
+    from fieldlabel.labeling.failure import unlabel_engine_labels
+
+    ids = world.seed(BATCH, 3)
+    for pid in ids[:2]:
+        world.ddb.update_item(TableName="t-photos", Key={"photo_id": {"S": pid}},
+                              UpdateExpression="SET #s = :l, #lab = :x, label_source = :m, machine_model = :v",
+                              ExpressionAttributeNames={"#s": "status", "#lab": "label"},
+                              ExpressionAttributeValues=to_item({":l": "LABELED", ":x": "quercus-robur",
+                                                                 ":m": "machine", ":v": "v000001-b0"}))
+    _label(world, ids[2], "fagus-sylvatica", human=True)
+    assert unlabel_engine_labels(world.ddb, photos_table="t-photos", batch_id=BATCH, now_iso=NOW) == 2
+    assert [world.photo(p)["status"] for p in ids] == ["BATCHED", "BATCHED", "LABELED"]
+    assert not {"label", "machine_model", "label_source"} & set(world.photo(ids[0]))
+    assert world.photo(ids[2])["label"] == "fagus-sylvatica"
+    assert unlabel_engine_labels(world.ddb, photos_table="t-photos", batch_id=BATCH, now_iso=NOW) == 0

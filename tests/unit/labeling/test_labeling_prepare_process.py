@@ -8,14 +8,15 @@ from typing import Any
 import boto3
 import pytest
 from fieldlabel.labeling.groundtruth.backend import GroundTruthBackend
+from fieldlabel.labeling.modelstore import taxonomy_hash
 from fieldlabel.labeling.prepare import EmptyBatchError, prepare_labeling_job, prepare_review_job
 from fieldlabel.labeling.process import JobNotCompletedError, process_output
-from fieldlabel.labeling.registry_io import read_model, record_model, taxonomy_hash
+from fieldlabel.labeling.registry_io import read_model, record_model
 
 from tests.unit.labeling.conftest import LABELS, NOW, World
 
 BATCH = "b20261126t063000z-1a2b3c4d"
-TAX = taxonomy_hash(LABELS)
+TAX = taxonomy_hash(LABELS, LABELS[-1])
 
 
 class FakeSageMaker:
@@ -93,7 +94,7 @@ def test_prepare_chains_the_last_model_into_an_automated_job(world: World, gt: G
 def test_a_model_trained_on_another_label_set_is_never_chained(world: World, gt: GroundTruthBackend) -> None:
     # Given a model kept by a job that used another taxonomy (one species more)
     world.seed(BATCH, 5)
-    other = taxonomy_hash([*LABELS[:-1], "ulmus-glabra", LABELS[-1]])
+    other = taxonomy_hash([*LABELS[:-1], "ulmus-glabra", LABELS[-1]], LABELS[-1])
     record_model(world.ddb, "t-batches", model_arn="arn:aws:sagemaker:us-east-1:1:model/other-taxonomy",
                  job_name="earlier", batch_id="b0", completed_at=NOW, taxonomy_hash=other)
 
@@ -107,7 +108,7 @@ def test_a_model_trained_on_another_label_set_is_never_chained(world: World, gt:
     # and each label set keeps its own model
     assert read_model(world.ddb, "t-batches", TAX) is None
     assert read_model(world.ddb, "t-batches", other)["model_arn"].endswith("/other-taxonomy")
-    assert TAX != other and TAX == taxonomy_hash(list(LABELS))
+    assert TAX != other and TAX == taxonomy_hash(list(LABELS), LABELS[-1])
 
 
 def test_prepare_without_automation_never_chains(world: World, gt: GroundTruthBackend) -> None:
