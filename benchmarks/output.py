@@ -178,7 +178,7 @@ def main() -> None:
             ddb = FakeDynamoDB(n)
             stats = process_output(dynamodb=ddb, s3=FakeS3({uri: manifest}), backend=gt, tables=tables,
                                    batch_id=BATCH, kind="automated", job=job, now_iso="2026-11-26T07:00:00Z",
-                                   release_unlabeled=lambda reason: (0, 0), expected_count=n, concurrency=16)
+                                   release_unlabeled=lambda reason: (0, 0, 0), expected_count=n, concurrency=16)
             return {"lines": stats["lines"], "labeled": stats["labeled"], "failed": stats["failed"],
                     "registry_updates": ddb.updates, "manifest_mb": round(manifest.stat().st_size / 2**20, 1)}
 

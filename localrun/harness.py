@@ -593,6 +593,17 @@ class _Patches:
         self._undo.clear()
 
 
+class _NoSleep:
+    """Stands in for the ``time`` module of moto's retrier: ``sleep`` returns at once, the rest is ``time``'s."""
+
+    @staticmethod
+    def sleep(seconds: float) -> None:
+        return None
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(time, name)
+
+
 _ENV_LOCK = threading.RLock()
 
 
@@ -859,6 +870,12 @@ class WorkflowHarness:
 
         self._patches.set(StateTaskServiceAwsSdk, "_eval_service_task", eval_sdk_task)
 
+        # Retry intervals are the definition's (seconds to minutes); moto would sleep through each one. The retries
+        # themselves (their count, order and errors) are unchanged, only the waiting is skipped.
+        from moto.stepfunctions.parser.asl.component.common.retry import retrier_decl
+
+        self._patches.set(retrier_decl, "time", _NoSleep())
+
         sync_cls = _sync_labeling_task_class()
         original = state_task_factory.state_task_service_for
 
@@ -1035,6 +1052,11 @@ class WorkflowHarness:
         sfn = boto3.client("stepfunctions", region_name=REGION)
         arn = sfn.start_execution(stateMachineArn=self.state_machine_arn, name=f"batch-{batch_id}", input=json.dumps(
             {"batch_id": batch_id, "photo_count": photo_count, "kind": kind, "attempt": attempt}))["executionArn"]
+        return self.wait_for(arn, timeout=timeout)
+
+    def wait_for(self, arn: str, *, timeout: float = 120.0) -> Run:
+        """Wait for the execution ``arn`` (started by anyone, e.g. ``fieldlabel resume``) to end."""
+        sfn = boto3.client("stepfunctions", region_name=REGION)
         deadline = time.monotonic() + timeout
         while True:
             desc = sfn.describe_execution(executionArn=arn)

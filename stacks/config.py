@@ -160,6 +160,11 @@ class Labeling(_Frozen):
     task_availability_days: int = Field(default=10, ge=1, le=30)
     max_concurrent_tasks: int = Field(default=1000, ge=1, le=5000)
     max_attempts: int = Field(default=3, ge=1, le=10, description="failed labeling attempts before a photo is parked")
+    # A released photo waits retry_backoff_minutes * 2^(attempts-1), at most retry_backoff_max_hours, before it is
+    # due again, so an outage does not burn its attempts in a few dispatcher runs (0 = due at once).
+    retry_backoff_minutes: int = Field(default=60, ge=0, le=7 * 24 * 60,
+                                       description="back-off of a released photo after its first failed attempt")
+    retry_backoff_max_hours: int = Field(default=24, ge=1, le=30 * 24, description="longest back-off of a photo")
     task_title: str = Field(default="Identify the tree species in the photo", min_length=1, max_length=128)
     task_description: str = Field(
         default="Choose the species shown, or 'not a tree / cannot tell'.", min_length=1, max_length=255

@@ -68,6 +68,8 @@ class Intake(Construct):
                 "SMALL_BATCH_POLICY": b.small_batch_policy,
                 "AUTOMATED_LABELING": str(config.labeling.automated).lower(),
                 "MAX_ATTEMPTS": str(config.labeling.max_attempts),
+                "RETRY_BACKOFF_SECONDS": str(config.labeling.retry_backoff_minutes * 60),
+                "RETRY_BACKOFF_MAX_SECONDS": str(config.labeling.retry_backoff_max_hours * 3600),
             },
         )
         grants.ddb(self.dispatch_fn, storage.photos_table, write=True)

@@ -2,13 +2,16 @@
 
 Prepare the job -> run it (``createLabelingJob.sync``, or adopt a job that already exists) -> record the labels ->
 expert review (select, run a custom review job, apply) -> publish an immutable dataset version -> notify.
-Every failure ends in "Release the batch's photos" (photos back to pending, batch FAILED) and a notification.
+A failure before the job completed ends in "Release the batch's photos" (photos back to the pool, batch FAILED); a
+failure after it (recording, review, publishing: the labels are paid for) is retried, then parks the batch for an
+operator, whose ``fieldlabel resume`` starts a new execution at the failed step ("Is this a resumption?").
 See docs/workflow.md for the states and contracts, docs/decisions.md for the IAM of the ``.sync`` integration.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from aws_cdk import ArnFormat, Duration, RemovalPolicy, Stack
@@ -63,6 +66,10 @@ _DOMAIN_TRANSIENT = ["ThrottlingException", "ProvisionedThroughputExceededExcept
 # ones are what the SDK integration reports. A job that ran and failed is States.TaskFailed and is not retried.
 _SAGEMAKER_TRANSIENT = ["SageMaker.AmazonSageMakerException", "SageMaker.ThrottlingException",
                         "SageMaker.ResourceLimitExceeded", "SageMaker.ResourceLimitExceededException"]
+# Steps after the labeling job completed are retried on any error before the batch is parked: the job's labels are
+# paid for, so a transient fault must cost a retry of that one step, not the batch.
+_AFTER_JOB_RETRY_INTERVAL = Duration.seconds(20)
+_AFTER_JOB_RETRY_ATTEMPTS = 2
 
 
 @dataclass(frozen=True)
@@ -202,6 +209,8 @@ class LabelingWorkflow(Construct):
             "CONFIG_JSON": config.runtime_json(),
             "JOB_SETTINGS_JSON": json.dumps(job_settings, separators=(",", ":")),
             "MAX_ATTEMPTS": str(config.labeling.max_attempts),
+            "RETRY_BACKOFF_SECONDS": str(config.labeling.retry_backoff_minutes * 60),
+            "RETRY_BACKOFF_MAX_SECONDS": str(config.labeling.retry_backoff_max_hours * 3600),
         }
         job_env = {
             **common,
@@ -249,8 +258,8 @@ class LabelingWorkflow(Construct):
                                environment=job_env, invoked_by=STEP_FUNCTIONS)
         # Also invoked asynchronously by the stopped-execution rule, so it has an on-failure destination.
         fail = kit.function(self, "FailBatch", handler_dir="fail_batch", timeout=minutes(15), memory_size=512,
-                            description="Releases a failed batch's photos and marks the batch failed",
-                            environment=common, async_failures=self._async_failures)
+                            description="Stops a batch's jobs, then releases its photos or parks it for an operator",
+                            environment=job_env, async_failures=self._async_failures)
         select_review = kit.function(
             self, "SelectReview", handler_dir="select_review", timeout=minutes(15), memory_size=1024,
             description="Picks a labeled batch's photos for expert review", invoked_by=STEP_FUNCTIONS,
@@ -304,10 +313,12 @@ class LabelingWorkflow(Construct):
         grants.s3_write(publish, art, "datasets/")
         grants.kms_use(publish, storage.key)
         assets.grant_read(publish)
-        # fail: releases the batch's photos and marks the batch failed.
+        # fail: stops the batch's jobs, releases its photos and marks it failed, or parks it.
         grants.ddb(fail, photos, write=True)
         grants.ddb(fail, batches, write=True, indexes=False)
         grants.kms_use(fail, storage.key)
+        fail.add_to_role_policy(iam.PolicyStatement(
+            actions=["sagemaker:DescribeLabelingJob", "sagemaker:StopLabelingJob"], resources=[labeling_job_arn]))
         # Review stage, per docs/review.md "IAM".
         grants.ddb(select_review, photos)
         grants.s3_write(select_review, art, JOB_INPUT_PREFIX)
@@ -332,12 +343,19 @@ class LabelingWorkflow(Construct):
     # ------------------------------------------------------------------------------------------------ definition
 
     def _invoke(self, state_name: str, fn: lambda_.IFunction, payload: sfn.TaskInput | None, result_path: str,
-                ) -> tasks.LambdaInvoke:
-        """A Lambda step; ``payload`` None passes the whole state (``Parameters: "$"`` is not valid ASL)."""
+                *, after_job: bool = False) -> tasks.LambdaInvoke:
+        """A Lambda step; ``payload`` None passes the whole state (``Parameters: "$"`` is not valid ASL).
+
+        ``after_job``: the step runs on labels already paid for, so any other error is retried too (last retrier)
+        before the step's Catch parks the batch.
+        """
         task = tasks.LambdaInvoke(self, state_name, lambda_function=fn, payload=payload, result_path=result_path,
                                   payload_response_only=True, retry_on_service_exceptions=False)
         task.add_retry(errors=_LAMBDA_TRANSIENT, interval=Duration.seconds(2), backoff_rate=2, max_attempts=6)
         task.add_retry(errors=_DOMAIN_TRANSIENT, interval=Duration.seconds(5), backoff_rate=2, max_attempts=5)
+        if after_job:
+            task.add_retry(errors=["States.ALL"], interval=_AFTER_JOB_RETRY_INTERVAL, backoff_rate=3,
+                           max_attempts=_AFTER_JOB_RETRY_ATTEMPTS)
         return task
 
     def _run_job(self, state_name: str, request_path: str, fields: tuple[str, ...], result_path: str,
@@ -383,6 +401,7 @@ class LabelingWorkflow(Construct):
     def _definition(self) -> sfn.IChainable:
         f = self.functions
         fail_chain = self._failure_chain()
+        park = self._park_chain()
 
         prepare = self._invoke("Prepare the labeling job", f.prepare, None, "$.prepared")
         prepare.add_catch(fail_chain, errors=["States.ALL"], result_path="$.error")
@@ -408,8 +427,9 @@ class LabelingWorkflow(Construct):
             "batch_id": sfn.JsonPath.string_at("$.batch_id"),
             "kind": sfn.JsonPath.string_at("$.prepared.kind"),
             "job": sfn.JsonPath.object_at("$.job"),
-        }), "$.labeling")
-        record.add_catch(fail_chain, errors=["States.ALL"], result_path="$.error")
+        }), "$.labeling", after_job=True)
+        record.add_catch(park("record", "Park after recording the labels failed"), errors=["States.ALL"],
+                         result_path="$.error")
 
         job_state = (
             sfn.Choice(self, "Has the labeling job finished?")
@@ -435,10 +455,30 @@ class LabelingWorkflow(Construct):
         start_job.when(sfn.Condition.string_equals("$.prepared.kind", "automated"), run_automated)
         start_job.otherwise(run_human)
 
-        publish_and_notify = self._publish_chain(fail_chain)
-        after_review = publish_and_notify if f.train is None else self._training_stage(f.train, publish_and_notify)
-        record.next(self._review_stage(after_review))
-        return prepare.next(start_job)
+        publish = self._publish_chain(park)
+        after_review = publish if f.train is None else self._training_stage(f.train, publish)
+        review = self._review_stage(after_review, park)
+        record.next(review)
+        prepare.next(start_job)
+
+        # `fieldlabel resume` starts a new execution with "resume_from": the batch's state is rebuilt from the
+        # registry (the prepare function's resume stage) and the workflow goes on at the step that failed.
+        resume = self._invoke("Prepare the resumption", f.prepare, None, "$")
+        cannot_resume = sfn.Fail(self, "The batch could not be resumed", error="ResumeRefused",
+                                 cause="The batch is not parked (or another resumption took it over); nothing changed")
+        resume.add_catch(cannot_resume, errors=["States.ALL"], result_path="$.error")
+        resume.next(
+            sfn.Choice(self, "Where does the batch resume?")
+            .when(sfn.Condition.string_equals("$.resume_from", "record"), start_job)
+            .when(sfn.Condition.string_equals("$.resume_from", "review"), review)
+            .when(sfn.Condition.string_equals("$.resume_from", "publish"), publish)
+            .otherwise(cannot_resume)
+        )
+        return (
+            sfn.Choice(self, "Is this a resumption?")
+            .when(sfn.Condition.is_present("$.resume_from"), resume)
+            .otherwise(prepare)
+        )
 
     def _training_stage(self, train_fn: lambda_.Function, publish: sfn.IChainable) -> sfn.IChainable:
         """Train the chain's next model; a failure is noted and the batch is published all the same."""
@@ -453,8 +493,9 @@ class LabelingWorkflow(Construct):
         train.add_catch(failed.next(publish), errors=["States.ALL"], result_path="$.training_error")
         return train.next(publish)
 
-    def _review_stage(self, publish: sfn.IChainable) -> sfn.IChainable:
+    def _review_stage(self, publish: sfn.IChainable, park: Callable[[str, str], sfn.IChainable]) -> sfn.Choice:
         f = self.functions
+        park_review = park("review", "Park after the review failed")
 
         def skipped(name: str, reason: str, *, with_error: str | None = None) -> sfn.Chain:
             params: dict[str, object] = {"skipped": reason}
@@ -462,32 +503,48 @@ class LabelingWorkflow(Construct):
                 params["error"] = sfn.JsonPath.object_at(with_error)
             return sfn.Pass(self, name, parameters=params, result_path="$.review").next(publish)
 
+        # Only a review job that ran and did not finish (failed, stopped, timed out) is given up: publishing goes on
+        # without its results. Errors of our own steps are retried, then park the batch (the labels stay).
         review_failed = skipped("Note that the review did not finish", "review failed",
                                 with_error="$.review_error")
         select = self._invoke("Select photos for expert review", f.select_review, sfn.TaskInput.from_object({
             "batch_id": sfn.JsonPath.string_at("$.batch_id"),
-        }), "$.review_selection")
-        select.add_catch(review_failed, errors=["States.ALL"], result_path="$.review_error")
+        }), "$.review_selection", after_job=True)
+        select.add_catch(park_review, errors=["States.ALL"], result_path="$.error")
         prepare_review = self._invoke("Prepare the review job", f.prepare, sfn.TaskInput.from_object({
             "stage": "review",
             "batch_id": sfn.JsonPath.string_at("$.batch_id"),
             "manifest_uri": sfn.JsonPath.string_at("$.review_selection.manifest_uri"),
-        }), "$.review_prepared")
-        prepare_review.add_catch(review_failed, errors=["States.ALL"], result_path="$.review_error")
+        }), "$.review_prepared", after_job=True)
+        prepare_review.add_catch(park_review, errors=["States.ALL"], result_path="$.error")
         run_review = self._run_job("Run the expert review job", "$.review_prepared.request", _COMMON_REQUEST_FIELDS,
                                    "$.review_job")
         stop_review = self._stop("Stop the review job that ran too long", "$.review_prepared.job_name")
         stop_review.add_catch(review_failed, errors=["States.ALL"], result_path="$.stop_error")
         stop_review.next(review_failed)
+        # A failed create (e.g. ResourceInUse: a resumed batch's review job exists) or a job that ended: look at
+        # the job, wait for it if it runs, apply it if it completed.
+        look_up_review = self._describe("Look up the review job", "$.review_prepared.job_name", "$.review_job")
+        look_up_review.add_catch(park_review, errors=["States.ALL"], result_path="$.error")
+        wait_review = sfn.Wait(self, "Wait for the review job",
+                               time=sfn.WaitTime.seconds_path("$.prepared.poll_seconds"))
+        wait_review.next(look_up_review)
         run_review.add_catch(stop_review, errors=["States.Timeout"], result_path="$.review_error")
-        run_review.add_catch(review_failed, errors=["States.ALL"], result_path="$.review_error")
+        run_review.add_catch(look_up_review, errors=["States.ALL"], result_path="$.review_error")
         apply = self._invoke("Apply the expert review", f.apply_review, sfn.TaskInput.from_object({
             "batch_id": sfn.JsonPath.string_at("$.batch_id"),
             "output_manifest_uri": sfn.JsonPath.string_at("$.review_job.LabelingJobOutput.OutputDatasetS3Uri"),
             "job_name": sfn.JsonPath.string_at("$.review_job.LabelingJobName"),
-        }), "$.review")
-        apply.add_catch(review_failed, errors=["States.ALL"], result_path="$.review_error")
+        }), "$.review", after_job=True)
+        apply.add_catch(park_review, errors=["States.ALL"], result_path="$.error")
         apply.next(publish)
+        look_up_review.next(
+            sfn.Choice(self, "Has the review job finished?")
+            .when(sfn.Condition.string_equals("$.review_job.LabelingJobStatus", "Completed"), apply)
+            .when(sfn.Condition.or_(*(sfn.Condition.string_equals("$.review_job.LabelingJobStatus", s)
+                                      for s in ("Initializing", "InProgress", "Stopping"))), wait_review)
+            .otherwise(review_failed)
+        )
 
         anything = (
             sfn.Choice(self, "Is there anything to review?")
@@ -502,7 +559,7 @@ class LabelingWorkflow(Construct):
             .otherwise(skipped("Note that review is disabled", "review disabled"))
         )
 
-    def _publish_chain(self, fail_chain: sfn.IChainable) -> sfn.IChainable:
+    def _publish_chain(self, park: Callable[[str, str], sfn.IChainable]) -> tasks.LambdaInvoke:
         payload: dict[str, object] = {
             "batch_id": sfn.JsonPath.string_at("$.batch_id"),
             "labeling": sfn.JsonPath.object_at("$.labeling"),
@@ -511,8 +568,9 @@ class LabelingWorkflow(Construct):
         if self.functions.train is not None:
             payload["training"] = sfn.JsonPath.object_at("$.training")
         publish = self._invoke("Publish the dataset version", self.functions.publish,
-                               sfn.TaskInput.from_object(payload), "$.published")
-        publish.add_catch(fail_chain, errors=["States.ALL"], result_path="$.error")
+                               sfn.TaskInput.from_object(payload), "$.published", after_job=True)
+        publish.add_catch(park("publish", "Park after publishing failed"), errors=["States.ALL"],
+                          result_path="$.error")
         done = sfn.Succeed(self, "The dataset is published")
         notify = tasks.SnsPublish(
             self, "Tell the team the dataset is published", topic=self.topic,
@@ -523,11 +581,44 @@ class LabelingWorkflow(Construct):
                          interval=Duration.seconds(5), backoff_rate=2, max_attempts=5)
         # The dataset is out; a lost notification must not turn a published batch into a failed one.
         notify.add_catch(done, errors=["States.ALL"], result_path="$.notify_error")
-        return publish.next(notify).next(done)
+        publish.next(notify).next(done)
+        return publish
+
+    def _park_chain(self) -> Callable[[str, str], sfn.IChainable]:
+        """Park the batch for an operator; returns a maker of the per-step entry (a Pass naming the step)."""
+        parked = sfn.Fail(self, "The batch is parked", error="BatchParked",
+                          cause="The labeling job completed and its labels are kept; see the notification and "
+                                "run `fieldlabel resume <batch>` when the cause is fixed")
+        park = self._invoke("Park the batch for an operator", self.functions.fail, None, "$.parked")
+        notify = tasks.SnsPublish(
+            self, "Tell the team the batch is parked", topic=self.topic,
+            subject=sfn.JsonPath.string_at("$.parked.subject"),
+            message=sfn.TaskInput.from_json_path_at("$.parked.message"), result_path=sfn.JsonPath.DISCARD,
+        )
+        notify.add_retry(errors=["SNS.ThrottledException", "SNS.InternalErrorException", "SNS.KMSThrottlingException"],
+                         interval=Duration.seconds(5), backoff_rate=2, max_attempts=5)
+        notify.add_catch(parked, errors=["States.ALL"], result_path="$.notify_error")
+        alarm = tasks.SnsPublish(
+            self, "Tell the team the batch could not be parked", topic=self.topic,
+            subject=sfn.JsonPath.format("[{}] batch {} needs an operator: parking failed", self._config.project,
+                                        sfn.JsonPath.string_at("$.batch_id")),
+            message=sfn.TaskInput.from_text(sfn.JsonPath.json_to_string(sfn.JsonPath.object_at("$"))),
+            result_path=sfn.JsonPath.DISCARD,
+        )
+        alarm.add_catch(parked, errors=["States.ALL"], result_path="$.notify_error")
+        alarm.next(parked)
+        park.add_catch(alarm, errors=["States.ALL"], result_path="$.park_error")
+        park.next(notify).next(parked)
+
+        def at(step: str, name: str) -> sfn.IChainable:
+            return sfn.Pass(self, name, result=sfn.Result.from_string(step), result_path="$.park_step").next(park)
+
+        return at
 
     def _failure_chain(self) -> sfn.IChainable:
         failed = sfn.Fail(self, "The batch failed", error="BatchFailed",
-                          cause="The batch's photos went back to the pending pool; see the notification")
+                          cause="The batch's photos went back to the pool (or, had its job completed, it was parked); "
+                                "see the notification")
         release = self._invoke("Release the batch's photos", self.functions.fail, None, "$.failed")
         notify = tasks.SnsPublish(
             self, "Tell the team the batch failed", topic=self.topic,
@@ -606,7 +697,7 @@ class LabelingWorkflow(Construct):
             f.prepare: [index, f"{bucket}/jobs/*", labeling_job_arn, *engine_reads],
             f.process: [index, f"{bucket}/gt-output/*"],
             f.publish: [index, f"{bucket}/datasets/*"],
-            f.fail: [index],
+            f.fail: [index, labeling_job_arn],
             f.select_review: [index, f"{bucket}/jobs/*"],
             f.apply_review: [f"{bucket}/gt-output/*", f"{bucket}/review-answers/*"],
             f.pre_annotation: [],

@@ -186,6 +186,13 @@ class StorageStack(Stack):
                     sort_key=dynamodb.Attribute(name="photo_id", type=dynamodb.AttributeType.STRING),
                     projection_type=dynamodb.ProjectionType.ALL,
                 ),
+                # Sparse: only photos backing off after a failed attempt carry due_at (docs/intake.md, "Back-off").
+                dynamodb.GlobalSecondaryIndexPropsV2(
+                    index_name="by_due",
+                    partition_key=dynamodb.Attribute(name="status", type=dynamodb.AttributeType.STRING),
+                    sort_key=dynamodb.Attribute(name="due_at", type=dynamodb.AttributeType.STRING),
+                    projection_type=dynamodb.ProjectionType.KEYS_ONLY,
+                ),
             ],
             **table_common,  # type: ignore[arg-type]
         )

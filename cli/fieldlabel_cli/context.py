@@ -57,6 +57,7 @@ class AppContext:
                 "PhotosTableName": getattr(args, "photos_table", None),
                 "BatchesTableName": getattr(args, "batches_table", None),
                 "DispatchFunctionName": getattr(args, "dispatch_function", None),
+                "StateMachineArn": getattr(args, "state_machine", None),
             },
             outputs_file=getattr(args, "outputs", None),
             stack_prefix=getattr(args, "stack_prefix", None),

@@ -31,6 +31,7 @@ examples:
   fieldlabel taxonomists list --json
   fieldlabel status
   fieldlabel flush
+  fieldlabel resume b20261126t063000z-1a2b3c4d
   fieldlabel report --by month --chart automation.png
   fieldlabel export ./datasets --download
   fieldlabel cost --photos 5000 --machine-share 0.6

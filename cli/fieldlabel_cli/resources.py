@@ -35,6 +35,7 @@ KNOWN_OUTPUTS: dict[str, str] = {
     "PhotosTableName": "--photos-table",
     "BatchesTableName": "--batches-table",
     "DispatchFunctionName": "--dispatch-function",
+    "StateMachineArn": "--state-machine",
 }
 # Output keys the stacks actually write for a name (the Workforce stack says ...GroupName).
 ALIASES: dict[str, tuple[str, ...]] = {

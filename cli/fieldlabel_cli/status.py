@@ -15,9 +15,11 @@ from typing import Any
 from botocore.exceptions import ClientError
 from fieldlabel.common.clock import parse_iso
 from fieldlabel.intake.dispatch import pending_stats
-from fieldlabel.labeling.registry_io import MODEL_CONTROL_KEY
+from fieldlabel.labeling.registry_io import MODEL_CONTROL_PREFIX
 from fieldlabel.registry.model import (
+    BACKOFF,
     BATCHED,
+    BY_DUE_INDEX,
     DISPATCH_LEASE_KEY,
     LABELED,
     PARKED,
@@ -34,7 +36,8 @@ from fieldlabel_cli.errors import CliError, UsageError, error_code, translate_aw
 ACTIVE_STATUSES = ("CLAIMING", "STARTED", "LABELING", "REVIEWING")
 PUBLISHED = "PUBLISHED"
 FAILED = "FAILED"
-COUNTED_PHOTO_STATUSES = (PENDING, BATCHED, LABELED, PARKED, QUARANTINED)
+BATCH_PARKED = "PARKED"
+COUNTED_PHOTO_STATUSES = (PENDING, BACKOFF, BATCHED, LABELED, PARKED, QUARANTINED)
 BATCH_ID_RE = re.compile(r"^b[0-9]{8}t[0-9]{6}z-[0-9a-f]{8}$")
 
 
@@ -84,9 +87,32 @@ def get_batch(ddb: Any, batches_table: str, batch_id: str) -> dict[str, Any] | N
     return from_item(ddb.get_item(TableName=batches_table, Key={"batch_id": {"S": batch_id}}).get("Item"))
 
 
+def latest_model(ddb: Any, batches_table: str) -> dict[str, Any] | None:
+    """The most recently completed of the stored models (one ``#model#<taxonomy hash>`` item per label set)."""
+    models: list[dict[str, Any]] = []
+    kwargs: dict[str, Any] = {"TableName": batches_table, "FilterExpression": "begins_with(batch_id, :m)",
+                              "ExpressionAttributeValues": {":m": {"S": MODEL_CONTROL_PREFIX}}}
+    while True:
+        resp = ddb.scan(**kwargs)
+        models.extend(from_item(raw) or {} for raw in resp.get("Items", []))
+        if "LastEvaluatedKey" not in resp:
+            break
+        kwargs["ExclusiveStartKey"] = resp["LastEvaluatedKey"]
+    return max(models, key=lambda m: str(m.get("completed_at", "")), default=None)
+
+
+def next_due(ddb: Any, photos_table: str) -> str | None:
+    """When the first photo backing off is due again (the sparse ``by_due`` index), or None."""
+    resp = ddb.query(TableName=photos_table, IndexName=BY_DUE_INDEX, Limit=1, ScanIndexForward=True,
+                     KeyConditionExpression="#s = :b", ExpressionAttributeNames={"#s": "status"},
+                     ExpressionAttributeValues={":b": {"S": BACKOFF}})
+    items = resp.get("Items", [])
+    return str(items[0]["due_at"]["S"]) if items else None
+
+
 def control_items(ddb: Any, batches_table: str) -> dict[str, dict[str, Any]]:
-    """``#pending-counter``, ``#dispatch-lease`` and ``#model`` (those that exist), by key."""
-    keys = [PENDING_COUNTER_KEY, DISPATCH_LEASE_KEY, MODEL_CONTROL_KEY]
+    """``#pending-counter`` and ``#dispatch-lease`` (those that exist), by key."""
+    keys = [PENDING_COUNTER_KEY, DISPATCH_LEASE_KEY]
     request: dict[str, Any] = {batches_table: {"Keys": [{"batch_id": {"S": k}} for k in keys]}}
     found: dict[str, dict[str, Any]] = {}
     while request:
@@ -140,14 +166,20 @@ def gather_status(ddb: Any, *, photos_table: str, batches_table: str, now: datet
     control = control_items(ddb, batches_table)
     lease = control.get(DISPATCH_LEASE_KEY)
     lease_expires = float(lease["expires_at"]) if lease and "expires_at" in lease else None
-    model = control.get(MODEL_CONTROL_KEY)
+    model = latest_model(ddb, batches_table)
+    parked = sorted((b for b in batches if b.get("status") == BATCH_PARKED
+                     or (b.get("status") == PUBLISHED and b.get("parked_step"))),
+                    key=lambda b: str(b.get("parked_at", "")))
     last = published[-1] if published else None
     return {
         "pending": {"count": stats.count, "oldest_registered_at": stats.oldest_registered_at,
                     "oldest_age_seconds": round(stats.oldest_age_seconds, 1),
                     "counter": (control.get(PENDING_COUNTER_KEY) or {}).get("pending")},
         "photos": counts,
+        "backoff_next_due_at": next_due(ddb, photos_table) if counts[BACKOFF] else None,
         "running": [_batch_view(b, now) for b in running],
+        "parked": [{**_batch_view(b, now), "parked_step": b.get("parked_step"), "park_reason": b.get("park_reason"),
+                    "parked_at": b.get("parked_at")} for b in parked],
         "failures": [{**_batch_view(b, now), "failure_reason": b.get("failure_reason")} for b in failed[:failures]],
         "failed_batches": len(failed),
         "dispatcher": {
@@ -156,7 +188,7 @@ def gather_status(ddb: Any, *, photos_table: str, batches_table: str, now: datet
             if lease_expires is not None else None,
         },
         "model": None if not model else {k: model.get(k) for k in ("model_arn", "job_name", "source_batch_id",
-                                                                      "completed_at")},
+                                                                      "completed_at", "taxonomy_hash")},
         "published": {
             "batches": len(published),
             "last": None if not last else {"batch_id": last["batch_id"], "dataset_version": last.get("dataset_version"),
@@ -206,6 +238,9 @@ def render_status(data: dict[str, Any]) -> str:
         lines.append("Pending:    none")
     lines.append(f"Photos:     {c[PENDING]:,} pending, {c[BATCHED]:,} in batches, {c[LABELED]:,} labeled, "
                  f"{c[PARKED]:,} parked, {c[QUARANTINED]:,} quarantined")
+    if c[BACKOFF]:
+        lines.append(f"Backing off: {c[BACKOFF]:,} photo(s) released after a failed attempt, pending again from "
+                     f"{data.get('backoff_next_due_at') or '-'}")
     d = data["dispatcher"]
     state = f"running now (lease until {d['lease_expires_at']})" if d["running"] else "idle"
     lines.append(f"Dispatcher: {state}")
@@ -240,6 +275,13 @@ def render_status(data: dict[str, Any]) -> str:
                          f"{b['photo_count'] or 0:>7,}  {human_age(b['age_seconds']):<10} {job or '-'}{progress}")
     else:
         lines.append("Running batches: none")
+    parked_batches = data.get("parked") or []
+    if parked_batches:
+        lines.append("")
+        lines.append(f"Parked batches ({len(parked_batches)}), labels kept; resume with `fieldlabel resume BATCH_ID`:")
+        for b in parked_batches:
+            lines.append(f"  {b['batch_id']}  at {b.get('parked_step')}  since {b.get('parked_at') or '-'}  "
+                         f"{b.get('park_reason') or 'no reason recorded'}")
     failures = data["failures"]
     if failures:
         lines.append("")

@@ -29,6 +29,10 @@ def emit_metrics(report: DispatchReport) -> None:
     """Dispatch metrics (docs/intake.md, "Metrics"); pending figures only when this run held the lease."""
     metrics.add_metric(name="BatchesClaimed", unit=MetricUnit.Count, value=len(report.batches))
     metrics.add_metric(name="PhotosClaimed", unit=MetricUnit.Count, value=report.photos_claimed)
+    if report.swept is not None:
+        # strays returned by the sweep: should be 0; a steady non-zero count means a path that leaves photos behind
+        metrics.add_metric(name="StrayPhotosSwept", unit=MetricUnit.Count,
+                           value=report.swept.released + report.swept.parked + report.swept.quarantined)
     if report.stats is not None:
         metrics.add_metric(name="PendingPhotos", unit=MetricUnit.Count, value=report.stats.count)
         metrics.add_metric(name="OldestPendingAgeSeconds", unit=MetricUnit.Seconds,
@@ -56,6 +60,11 @@ def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         "batches": report.batches,
         "recovered": report.recovered,
         "photos_claimed": report.photos_claimed,
+        "promoted": report.promoted,
+        "swept": None if report.swept is None else {
+            "examined": report.swept.examined, "released": report.swept.released, "parked": report.swept.parked,
+            "quarantined": report.swept.quarantined, "reasons": report.swept.reasons},
+        "lease_lost": report.lease_lost,
     }
     logger.info("dispatch run", extra=summary)
     return summary

@@ -1,10 +1,14 @@
-"""Fail-batch Lambda: the failure path. Releases the batch's photos, marks it FAILED, returns the summary.
+"""Fail-batch Lambda: stops the batch's jobs, then releases its photos (batch FAILED) or parks it for an operator.
 
-Event ``{"batch_id", "error": {"Error", "Cause"}, "job_name"?}`` -> ``{"subject", "message", "figures"}``.
+Three callers (docs/workflow.md, "Failure paths"):
 
-It is also the target of an EventBridge rule for executions that were stopped by hand or timed out, which never
-reach the state machine's own failure path: event ``{"execution_name": "batch-<batch_id>", "error": {...}}``. Then
-it also publishes the summary itself (``SUMMARY_TOPIC_ARN``), and leaves alone a batch that already finished.
+* the state machine's failure path, with the whole state (``{"batch_id", "error": {"Error", "Cause"}, ...}``);
+* the state machine's park path, with the whole state plus ``"park_step"`` (``record``/``review``/``publish``);
+* an EventBridge rule for executions that were stopped by hand or timed out, which never reach either path:
+  ``{"execution_name": "batch-<batch_id>[-resume-<n>]", "error": {...}}``. Then it also publishes the summary
+  itself (``SUMMARY_TOPIC_ARN``) and leaves alone a batch that already finished.
+
+Returns ``{"subject", "message", "figures"}`` (``figures.outcome`` is ``failed``, ``parked`` or absent when skipped).
 """
 
 from __future__ import annotations
@@ -18,11 +22,12 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from fieldlabel.common.clock import iso, utc_now
 from fieldlabel.common.observability import logger, metrics, tracer
-from fieldlabel.labeling.failure import fail_batch
-from fieldlabel.labeling.registry_io import get_batch
+from fieldlabel.labeling.failure import settle_batch, unlabel_engine_labels
+from fieldlabel.labeling.groundtruth.backend import GroundTruthBackend
+from fieldlabel.labeling.lifecycle import batch_id_of_execution
 from fieldlabel.labeling.release import release_failed_batch
 from fieldlabel.labeling.settings import WorkflowEnv
-from fieldlabel.labeling.summary import failed_summary
+from fieldlabel.labeling.summary import failed_summary, parked_summary
 
 
 @functools.cache
@@ -33,13 +38,20 @@ def _env() -> WorkflowEnv:
 
 
 @functools.cache
-def _dynamodb() -> Any:
-    return boto3.client("dynamodb")
+def _backend() -> GroundTruthBackend:
+    return _env().backend()
 
 
-# A batch in one of these states is not in limbo: the execution ended after it was published or released.
-_FINISHED = ("PUBLISHED", "FAILED")
-EXECUTION_PREFIX = "batch-"
+@functools.cache
+def _clients() -> tuple[Any, Any]:
+    return boto3.client("dynamodb"), boto3.client("sagemaker")
+
+
+def _error(event: dict[str, Any]) -> dict[str, Any] | None:
+    for key in ("error", "lookup_error", "stop_error"):
+        if isinstance(event.get(key), dict):
+            return dict(event[key])
+    return None
 
 
 @logger.inject_lambda_context(log_event=True)
@@ -48,30 +60,43 @@ EXECUTION_PREFIX = "batch-"
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     """See the module docstring."""
     env = _env()
-    dynamodb = _dynamodb()
+    dynamodb, sagemaker = _clients()
     from_rule = "execution_name" in event
-    batch_id = event["batch_id"] if not from_rule else str(event["execution_name"]).removeprefix(EXECUTION_PREFIX)
+    batch_id = batch_id_of_execution(str(event["execution_name"])) if from_rule else str(event["batch_id"])
     logger.append_keys(batch_id=batch_id)
     now = utc_now()
-    if from_rule:
-        batch = get_batch(dynamodb, env.batches_table, batch_id)
-        if batch is None or batch.get("status") in _FINISHED:
-            logger.info("execution ended after the batch finished; nothing to release",
-                        extra={"status": (batch or {}).get("status")})
-            return {"skipped": True, "batch_id": batch_id, "status": (batch or {}).get("status")}
 
-    def release(reason: str) -> tuple[int, int]:
+    def release(reason: str) -> tuple[int, int, int]:
+        # The own engine's machine labels (written at prepare, before any job) go back with the photos.
+        unlabel_engine_labels(dynamodb, photos_table=env.photos_table, batch_id=batch_id, now_iso=iso(now))
         report = release_failed_batch(dynamodb, photos_table=env.photos_table, batches_table=env.batches_table,
-                                      batch_id=batch_id, reason=reason, max_attempts=env.max_attempts, now=now)
-        return report.released, report.parked
+                                      batch_id=batch_id, reason=reason, max_attempts=env.max_attempts, now=now,
+                                      backoff=env.backoff)
+        return report.released, report.parked, report.quarantined
 
-    outcome = fail_batch(dynamodb=dynamodb, photos_table=env.photos_table, batch_id=batch_id,
-                         error=event.get("error"), now_iso=iso(now), release=release)
-    metrics.add_metric(name="BatchesFailed", unit=MetricUnit.Count, value=1)
-    logger.error("batch failed", extra=outcome)
-    summary = failed_summary(project=env.project, batch_id=batch_id, reason=outcome["reason"],
-                             released=outcome["released"], parked=outcome["parked"],
-                             discarded_labels=outcome["discarded_labels"], job_name=event.get("job_name"))
+    review = event.get("review") if isinstance(event.get("review"), dict) else None
+    training = event.get("training") if isinstance(event.get("training"), dict) else None
+    outcome = settle_batch(
+        dynamodb=dynamodb, sagemaker=sagemaker, backend=_backend(), batches_table=env.batches_table,
+        batch_id=batch_id, error=_error(event), now_iso=iso(now), release=release,
+        park_step=event.get("park_step") if not from_rule else None, review=review, training=training,
+        skip_finished=from_rule,
+    )
+    if outcome.outcome == "skipped":
+        logger.info("execution ended after the batch finished; nothing to do", extra={"status": outcome.status})
+        return {"skipped": True, "batch_id": batch_id, "status": outcome.status}
+    if outcome.outcome == "parked":
+        metrics.add_metric(name="BatchesParked", unit=MetricUnit.Count, value=1)
+        logger.error("batch parked for an operator", extra=outcome.as_dict())
+        summary = parked_summary(project=env.project, batch_id=batch_id, step=outcome.step or "",
+                                 reason=outcome.reason, status=outcome.status, jobs=outcome.jobs)
+    else:
+        metrics.add_metric(name="BatchesFailed", unit=MetricUnit.Count, value=1)
+        logger.error("batch failed", extra=outcome.as_dict())
+        summary = failed_summary(project=env.project, batch_id=batch_id, reason=outcome.reason,
+                                 released=outcome.released, parked=outcome.parked_photos,
+                                 quarantined=outcome.quarantined, jobs=outcome.jobs,
+                                 job_name=event.get("job_name"))
     topic = os.environ.get("SUMMARY_TOPIC_ARN")
     if from_rule and topic:
         boto3.client("sns").publish(TopicArn=topic, Subject=summary["subject"], Message=summary["message"])

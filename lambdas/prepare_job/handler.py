@@ -3,6 +3,7 @@
 Event ``{"batch_id", "photo_count", "kind", "attempt"}`` (the execution input) -> ``{"exists", "job_name", "kind",
 "photo_count", "manifest_uri", "initial_model_arn", "request", "poll_seconds", "review_enabled"}``.
 Event ``{"stage": "review", "batch_id", "manifest_uri"}`` -> ``{"job_name", "manifest_uri", "request"}``.
+Event with ``"resume_from"`` (a resumed parked batch, docs/workflow.md) -> the rebuilt workflow state.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from fieldlabel.common.observability import logger, metrics, tracer
 from fieldlabel.labeling.engine_prepare import EngineContext, prepare_engine_job
 from fieldlabel.labeling.engine_wiring import engine_settings, model_loader, pointer_reader
 from fieldlabel.labeling.groundtruth.backend import GroundTruthBackend
+from fieldlabel.labeling.lifecycle import prepare_resume
 from fieldlabel.labeling.modelstore import taxonomy_hash
 from fieldlabel.labeling.prepare import Tables, prepare_labeling_job, prepare_review_job
 from fieldlabel.labeling.settings import WorkflowEnv
@@ -50,6 +52,13 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     tables = Tables(env.photos_table, env.batches_table, env.artifacts_bucket)
     batch_id = event["batch_id"]
     logger.append_keys(batch_id=batch_id)
+    if "resume_from" in event:
+        # `fieldlabel resume`: the whole execution input; the result replaces the state (docs/workflow.md).
+        state = prepare_resume(dynamodb=dynamodb, backend=_backend(), batches_table=env.batches_table, state=event,
+                               poll_seconds=env.poll_seconds, review_enabled=env.review_enabled,
+                               now_iso=iso(utc_now()))
+        logger.warning("parked batch resumed", extra={"step": state["resume_from"], "resume": state["resume"]})
+        return state
     if event.get("stage") == "review":
         prepared = prepare_review_job(dynamodb=dynamodb, backend=_backend(), tables=tables, batch_id=batch_id,
                                       manifest_uri=event["manifest_uri"], now_iso=iso(utc_now()))
@@ -61,7 +70,7 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     else:
         prepared = prepare_labeling_job(
             dynamodb=dynamodb, s3=s3, sagemaker=sagemaker, backend=_backend(), tables=tables, batch_id=batch_id,
-            automated_enabled=env.automated_enabled, now_iso=iso(utc_now()),
+            automated_enabled=env.automated_enabled, now_iso=iso(utc_now()), taxonomy_hash=env.taxonomy_hash,
         )
     prepared["poll_seconds"] = env.poll_seconds
     prepared["review_enabled"] = env.review_enabled

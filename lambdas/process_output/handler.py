@@ -55,11 +55,11 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     batch = get_batch(dynamodb, env.batches_table, batch_id) or {}
     expected = batch.get("labeling_photo_count")
 
-    def release(reason: str) -> tuple[int, int]:
+    def release(reason: str) -> tuple[int, int, int]:
         report = release_unlabeled(dynamodb, photos_table=env.photos_table, batches_table=env.batches_table,
                                    batch_id=batch_id, reason=reason, max_attempts=env.max_attempts, now=now,
-                                   batch_status="LABELING", now_iso=iso(now))
-        return report.released, report.parked
+                                   batch_status="LABELING", now_iso=iso(now), backoff=env.backoff)
+        return report.released, report.parked, report.quarantined
 
     kind = event.get("kind") or batch.get("kind") or "human_only"
     job = event.get("job") or {}
@@ -71,7 +71,9 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
             dynamodb=dynamodb, s3=s3, backend=_backend(),
             tables=Tables(env.photos_table, env.batches_table, env.artifacts_bucket),
             batch_id=batch_id, kind=kind, job=job, now_iso=iso(now), release_unlabeled=release,
-            expected_count=expected if isinstance(expected, int) else None, concurrency=env.update_concurrency,
+            expected_count=expected if isinstance(expected, int) else None,
+            left_out=int(batch.get("labeling_skipped") or 0), taxonomy_hash=env.taxonomy_hash,
+            concurrency=env.update_concurrency,
         )
     if env.engine == "model":
         # The engine's machine labels were written when the batch was prepared; count them with the human ones.

@@ -14,7 +14,9 @@ from typing import Any
 
 import pytest
 from fieldlabel.labeling.groundtruth.backend import GroundTruthBackend, GroundTruthSettings
-from fieldlabel.labeling.process import label_update
+from fieldlabel.labeling.lifecycle import request_resume
+from fieldlabel.labeling.modelstore import taxonomy_hash
+from fieldlabel.labeling.registry_io import model_key
 
 from localrun.harness import PhotoOutcome, WorkflowHarness, config_from_context
 
@@ -27,6 +29,16 @@ AL_BATCH = 1250  # Ground Truth's automated-labeling minimum
 
 def _labels() -> list[str]:
     return list(config_from_context().taxonomy.labels)
+
+
+def _model_key() -> str:
+    """The control item of the model trained on the configured label set."""
+    return model_key(_taxonomy_hash())
+
+
+def _taxonomy_hash() -> str:
+    taxonomy = config_from_context().taxonomy
+    return taxonomy_hash(taxonomy.labels, taxonomy.unknown_label)
 
 
 def _label_of(photo_id: str) -> str:
@@ -98,8 +110,10 @@ def test_automated_batches_are_labeled_reviewed_published_and_chained(harness: W
     assert len(photos) == AL_BATCH
     for pid, item in photos.items():
         if pid in plan.failed:
+            # released after the job: backing off before they are due again
             assert (item["status"], item["attempts"], item.get("batch_id"), item["last_batch_id"]) == (
-                "PENDING", 1, None, BATCH_A)
+                "BACKOFF", 1, None, BATCH_A)
+            assert item["due_at"] > item["updated_at"]
             continue
         assert item["status"] == "LABELED"
         assert item["human_annotated"] is (pid in plan.human)
@@ -110,7 +124,8 @@ def test_automated_batches_are_labeled_reviewed_published_and_chained(harness: W
 
     # and the model the job ended with is kept for the next job
     job = h.ground_truth.jobs[f"treelabel-dev-{BATCH_A}"]
-    assert h.batch("#model")["model_arn"] == job.final_model_arn
+    assert h.batch(_model_key())["model_arn"] == job.final_model_arn
+    assert h.batch(_model_key())["taxonomy_hash"] == h.batch(BATCH_A)["taxonomy_hash"] == _taxonomy_hash()
 
     # and the dataset version holds exactly the labeled photos, usable as an augmented manifest
     batch = h.batch(BATCH_A)
@@ -151,7 +166,7 @@ def test_automated_batches_are_labeled_reviewed_published_and_chained(harness: W
     assert run.status == "SUCCEEDED", (run.error, run.cause)
     second_job = h.ground_truth.jobs[f"treelabel-dev-{BATCH_B}"]
     assert second_job.request["LabelingJobAlgorithmsConfig"]["InitialActiveLearningModelArn"] == job.final_model_arn
-    assert h.batch("#model")["model_arn"] == second_job.final_model_arn != job.final_model_arn
+    assert h.batch(_model_key())["model_arn"] == second_job.final_model_arn != job.final_model_arn
     assert h.batch(BATCH_B)["dataset_version"] == f"v000002-{BATCH_B}"
     assert h.s3_json(f"s3://{h.artifacts_bucket}/datasets/LATEST")["version"] == f"v000002-{BATCH_B}"
     assert len(_dataset_lines(h, f"v000002-{BATCH_B}")) == AL_BATCH
@@ -175,7 +190,7 @@ def test_small_batch_is_labeled_by_humans_only(harness: WorkflowHarness) -> None
     photos = h.photos(BATCH_A)
     assert {p["status"] for p in photos.values()} == {"LABELED"}
     assert all(p["human_annotated"] for p in photos.values())
-    assert h.batch("#model") == {}
+    assert h.batch(_model_key()) == {}
     assert h.batch(BATCH_A)["kind"] == "human_only"
 
 
@@ -196,7 +211,7 @@ def test_failed_job_releases_the_batch_and_parks_photos_out_of_attempts(harness:
     photos = h.photos(BATCH_A)
     assert {pid: p["status"] for pid, p in photos.items() if pid in tired} == dict.fromkeys(tired, "PARKED")
     assert {pid: (p["status"], p["attempts"]) for pid, p in photos.items() if pid in fresh} == dict.fromkeys(
-        fresh, ("PENDING", 1))
+        fresh, ("BACKOFF", 1))
     batch = h.batch(BATCH_A)
     assert batch["status"] == "FAILED"
     assert "Workforce unavailable" in batch["failure_reason"]
@@ -206,24 +221,38 @@ def test_failed_job_releases_the_batch_and_parks_photos_out_of_attempts(harness:
     assert h.batch("#dataset-version") == {}
 
 
-def test_crash_while_recording_labels_discards_partial_labels_and_releases_everything(
-    harness: WorkflowHarness,
-) -> None:
-    # Given a job that completes, and a process-output step that records 20 labels and then crashes
+def _resume(h: WorkflowHarness, batch_id: str) -> Any:
+    """What `fieldlabel resume BATCH_ID` does, then wait for the new execution."""
+    import boto3
+
+    started = request_resume(boto3.client("dynamodb"), boto3.client("stepfunctions"), batches_table=h.batches_table,
+                             state_machine_arn=h.state_machine_arn, batch_id=batch_id,
+                             now_iso="2026-11-26T08:00:00.000000Z")
+    return h.wait_for(started["execution_arn"])
+
+
+def test_recording_that_keeps_failing_parks_the_batch_and_resume_finishes_it(harness: WorkflowHarness) -> None:
+    # Given a job that completes, and a process-output step that records 20 labels and then crashes, every time
     h = harness
     ids = h.seed_batch(BATCH_A, 60, kind="human_only")
     h.ground_truth.plan = Plan(ids, failed=0, human_every=1)
+    calls: list[int] = []
 
     def crash_after_20(event: dict[str, Any]) -> None:
         import boto3
+        from fieldlabel.labeling.process import label_update
 
+        calls.append(1)
         ddb = boto3.client("dynamodb")
         for pid in sorted(ids)[:20]:
             photo = GroundTruthBackend(_settings_stub()).parse_output_line({
                 "photo-id": pid, "species": "0",
                 "species-metadata": {"class-name": _label_of(pid), "confidence": 0.9, "human-annotated": "yes",
                                      "job-name": "labeling-job/x"}})
-            ddb.update_item(**label_update(photo, batch_id=BATCH_A, photos_table=h.photos_table, now_iso="t"))
+            try:
+                ddb.update_item(**label_update(photo, batch_id=BATCH_A, photos_table=h.photos_table, now_iso="t"))
+            except ddb.exceptions.ConditionalCheckFailedException:
+                pass  # recorded by an earlier attempt
         raise RuntimeError("simulated crash while recording labels")
 
     h.faults["process_output"] = crash_after_20
@@ -231,15 +260,95 @@ def test_crash_while_recording_labels_discards_partial_labels_and_releases_every
     # When the workflow runs
     run = h.run_batch(BATCH_A, photo_count=60, kind="human_only")
 
-    # Then the batch failed with the crash as reason, and no photo stays labeled or batched
-    assert (run.status, run.error) == ("FAILED", "BatchFailed")
-    assert "Record the labels" in run.states
+    # Then only the failed step was retried (1 + 2 retries), and the batch is parked: the paid labels stay, nothing
+    # went back to the pool, the labeling job ran once
+    assert (run.status, run.error) == ("FAILED", "BatchParked")
+    assert len(calls) == 3 and run.states.count("Prepare the labeling job") == 1
+    assert run.states[-4:] == ["Park after recording the labels failed", "Park the batch for an operator",
+                               "Tell the team the batch is parked", "The batch is parked"]
     photos = h.photos(BATCH_A)
-    assert {(p["status"], p["attempts"]) for p in photos.values()} == {("PENDING", 1)}
-    assert not any("label" in p for p in photos.values())
-    assert "simulated crash" in h.batch(BATCH_A)["failure_reason"]
+    assert sorted(p["status"] for p in photos.values()) == ["BATCHED"] * 40 + ["LABELED"] * 20
+    assert all(p["attempts"] == 0 and p["batch_id"] == BATCH_A for p in photos.values())
+    batch = h.batch(BATCH_A)
+    assert (batch["status"], batch["parked_step"]) == ("PARKED", "record")
+    assert "simulated crash" in batch["park_reason"]
     (note,) = h.notifications()
-    assert "labels of this run discarded: 20" in note["Message"]
+    assert note["Subject"] == f"[treelabel-dev] batch {BATCH_A} PARKED at record"
+    assert f"fieldlabel resume {BATCH_A}" in note["Message"]
+
+    # When the cause is fixed and the operator resumes the batch
+    del h.faults["process_output"]
+    resumed = _resume(h, BATCH_A)
+
+    # Then the new execution adopts the completed job (no second job), records every label and publishes
+    assert resumed.status == "SUCCEEDED", (resumed.error, resumed.cause)
+    assert resumed.states[:3] == ["Is this a resumption?", "Prepare the resumption", "Where does the batch resume?"]
+    assert "Prepare the labeling job" not in resumed.states
+    assert [r["LabelAttributeName"] for r in h.ground_truth.requests].count("species") == 1
+    photos = h.photos(BATCH_A)
+    assert {p["status"] for p in photos.values()} == {"LABELED"}
+    assert {pid: p["label"] for pid, p in photos.items()} == {pid: _label_of(pid) for pid in ids}
+    batch = h.batch(BATCH_A)
+    assert (batch["status"], batch["dataset_version"]) == ("PUBLISHED", f"v000001-{BATCH_A}")
+    assert len(_dataset_lines(h, f"v000001-{BATCH_A}")) == 60
+    assert h.s3_json(f"s3://{h.artifacts_bucket}/datasets/LATEST")["batch_id"] == BATCH_A
+
+
+def test_a_failed_review_step_parks_and_resume_adopts_the_finished_review_job(harness: WorkflowHarness) -> None:
+    # Given a batch whose human labels are unsure (so they go to review), whose review job completes, but whose
+    # apply step keeps failing
+    h = harness
+    h.seed_batch(BATCH_A, 40, kind="human_only")
+    h.ground_truth.plan = lambda i, line: PhotoOutcome("human", _label_of(line["photo-id"]), 0.5)
+
+    def broken(event: dict[str, Any]) -> None:
+        raise RuntimeError("reviewers table unavailable")
+
+    h.faults["apply_review"] = broken
+    run = h.run_batch(BATCH_A, photo_count=40, kind="human_only")
+
+    # Then the batch is parked at review with every label kept, and nothing is published
+    assert (run.status, run.error) == ("FAILED", "BatchParked"), (run.error, run.cause)
+    assert "Run the expert review job" in run.states and "Publish the dataset version" not in run.states
+    assert {p["status"] for p in h.photos(BATCH_A).values()} == {"LABELED"}
+    assert h.batch(BATCH_A)["parked_step"] == "review" and h.batch("#dataset-version") == {}
+
+    # When resumed after the fix
+    del h.faults["apply_review"]
+    resumed = _resume(h, BATCH_A)
+
+    # Then the existing review job is adopted (its name is taken: no second review job), applied, published
+    assert resumed.status == "SUCCEEDED", (resumed.error, resumed.cause)
+    assert "Look up the review job" in resumed.states and "Apply the expert review" in resumed.states
+    review_jobs = [r for r in h.ground_truth.requests if r["LabelAttributeName"] == "species-review"]
+    assert len(review_jobs) == 1
+    assert h.batch(BATCH_A)["status"] == "PUBLISHED"
+    stats = h.s3_json(f"s3://{h.artifacts_bucket}/datasets/v000001-{BATCH_A}/statistics.json")
+    assert stats["review"]["reviewed"] > 0 and stats["photos"] == 40
+
+
+def test_a_transient_publish_failure_retries_only_that_step(harness: WorkflowHarness) -> None:
+    # Given a publish step that fails once
+    h = harness
+    ids = h.seed_batch(BATCH_A, 20, kind="human_only")
+    h.ground_truth.plan = Plan(ids, failed=0, human_every=1)
+    failures: list[int] = []
+
+    def once(event: dict[str, Any]) -> None:
+        if not failures:
+            failures.append(1)
+            raise RuntimeError("S3 briefly unavailable")
+
+    h.faults["publish_dataset"] = once
+    run = h.run_batch(BATCH_A, photo_count=20, kind="human_only")
+
+    # Then the execution publishes; recording ran once, publishing twice
+    assert run.status == "SUCCEEDED", (run.error, run.cause)
+    invoked = [name for name, _ in h.invocations]
+    handlers = {name: fn["handler"].split(".")[0] for name, fn in h.functions.items()}
+    assert [handlers[n] for n in invoked].count("process_output") == 1
+    assert [handlers[n] for n in invoked].count("publish_dataset") == 2
+    assert h.batch(BATCH_A)["status"] == "PUBLISHED"
 
 
 def test_an_existing_job_is_adopted_and_waited_for(harness: WorkflowHarness) -> None:

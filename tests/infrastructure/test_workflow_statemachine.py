@@ -102,20 +102,60 @@ def test_states_read_as_sentences_and_all_lead_somewhere(definition: dict) -> No
     for s in states.values():
         targets |= {s.get("Next"), s.get("Default")} | {c["Next"] for c in s.get("Choices", []) + s.get("Catch", [])}
     assert set(states) <= targets  # nothing unreachable
-    assert {"The dataset is published", "The batch failed"} <= {n for n, s in states.items()
+    assert {"The dataset is published", "The batch failed", "The batch is parked"} <= {n for n, s in states.items()
                                                                   if s["Type"] in ("Succeed", "Fail")}
 
 
-def test_failures_release_the_batch_and_notify(definition: dict) -> None:
+def test_failures_before_the_job_completed_release_the_batch_and_notify(definition: dict) -> None:
     states = definition["States"]
     release = states["Release the batch's photos"]
     assert release["Next"] == "Tell the team the batch failed"
     assert states["Tell the team the batch failed"]["Next"] == "The batch failed"
-    for name in ("Prepare the labeling job", "Record the labels", "Publish the dataset version",
-                 "Look up the labeling job"):
+    for name in ("Prepare the labeling job", "Look up the labeling job", "Stop the labeling job that ran too long"):
         assert any(c["Next"] == "Release the batch's photos" for c in states[name]["Catch"]), name
     choice = states["Has the labeling job finished?"]
     assert choice["Default"] == "Release the batch's photos"
+
+
+# Steps that run on labels already paid for, and the step each one parks the batch at.
+AFTER_JOB = {"Record the labels": "record", "Select photos for expert review": "review",
+             "Prepare the review job": "review", "Look up the review job": "review",
+             "Apply the expert review": "review", "Publish the dataset version": "publish"}
+
+
+def test_failures_after_the_job_are_retried_then_park_the_batch_at_that_step(definition: dict) -> None:
+    states = definition["States"]
+    for name, step in AFTER_JOB.items():
+        state = states[name]
+        (catch,) = state["Catch"]
+        assert catch["ErrorEquals"] == ["States.ALL"], name
+        entry = states[catch["Next"]]
+        assert (entry["Type"], entry["Result"], entry["ResultPath"]) == ("Pass", step, "$.park_step"), name
+        assert entry["Next"] == "Park the batch for an operator", name
+        if state["Resource"].startswith("<"):  # our Lambdas: any error is retried (last retrier) before parking
+            assert state["Retry"][-1]["ErrorEquals"] == ["States.ALL"], name
+            assert all("States.ALL" not in r["ErrorEquals"] for r in state["Retry"][:-1]), name
+    park = states["Park the batch for an operator"]
+    assert park["Next"] == "Tell the team the batch is parked"
+    assert states["Tell the team the batch is parked"]["Next"] == "The batch is parked"
+    assert states["The batch is parked"] == {**states["The batch is parked"], "Type": "Fail", "Error": "BatchParked"}
+    # nothing after the job completed leads to the release (which would send paid photos back to the pool)
+    for name in AFTER_JOB:
+        assert all(c["Next"] != "Release the batch's photos" for c in states[name]["Catch"]), name
+
+
+def test_a_resumption_enters_at_the_parked_step(definition: dict) -> None:
+    states = definition["States"]
+    assert definition["StartAt"] == "Is this a resumption?"
+    start = states["Is this a resumption?"]
+    assert start["Choices"] == [{"Variable": "$.resume_from", "IsPresent": True, "Next": "Prepare the resumption"}]
+    assert start["Default"] == "Prepare the labeling job"
+    resume = states["Prepare the resumption"]
+    assert resume["ResultPath"] == "$" and resume["Catch"][0]["Next"] == "The batch could not be resumed"
+    where = states[resume["Next"]]
+    assert {c["StringEquals"]: c["Next"] for c in where["Choices"]} == {
+        "record": "Does the batch already have a labeling job?", "review": "Is expert review enabled?",
+        "publish": "Publish the dataset version"}
 
 
 def test_review_stage_sits_between_recording_and_publishing(definition: dict, prod: Synthesis) -> None:
@@ -133,6 +173,14 @@ def test_review_stage_sits_between_recording_and_publishing(definition: dict, pr
     assert gt_states["Note that the review did not finish"]["Next"] == "Publish the dataset version"
     assert "Train the model" not in gt_states and "Note that the model labeled every photo" not in gt_states
     assert "training" not in json.dumps(gt_states["Publish the dataset version"]["Parameters"])
+    # a review job that ran and did not finish never blocks what follows; one that exists is adopted
+    run = states["Run the expert review job"]
+    assert {c["ErrorEquals"][0]: c["Next"] for c in run["Catch"]} == {
+        "States.Timeout": "Stop the review job that ran too long", "States.ALL": "Look up the review job"}
+    finished = states["Has the review job finished?"]
+    assert finished["Default"] == "Note that the review did not finish"
+    assert finished["Choices"][0] == {"Variable": "$.review_job.LabelingJobStatus", "StringEquals": "Completed",
+                                      "Next": "Apply the expert review"}
 
 
 def test_engine_states_train_after_review_and_skip_an_empty_human_job(definition: dict) -> None:

@@ -4,6 +4,6 @@
 
 from __future__ import annotations
 
-from fieldlabel_cli.commands import cost, evaluate, export, flush, report, status, taxonomists, upload
+from fieldlabel_cli.commands import cost, evaluate, export, flush, report, resume, status, taxonomists, upload
 
-COMMAND_MODULES = (upload, taxonomists, status, flush, report, export, cost, evaluate)
+COMMAND_MODULES = (upload, taxonomists, status, flush, resume, report, export, cost, evaluate)

@@ -21,26 +21,37 @@ from botocore.exceptions import ClientError
 from fieldlabel.common.clock import iso, parse_iso
 from fieldlabel.common.ids import new_batch_id
 from fieldlabel.intake.settings import AL_MIN_OBJECTS, DispatchSettings
-from fieldlabel.registry.control import acquire_lease, add_pending, release_lease, set_pending
+from fieldlabel.registry.control import acquire_lease, add_pending, batch_get, release_lease, set_pending
 from fieldlabel.registry.model import (
+    BACKOFF,
     BATCHED,
     BY_BATCH_INDEX,
+    BY_DUE_INDEX,
     BY_STATUS_INDEX,
     CLAIMING,
     FAILED,
     KIND_AUTOMATED,
     KIND_HUMAN_ONLY,
+    NO_LABELING_COPY,
     PARKED,
     PENDING,
+    PUBLISHED,
+    QUARANTINED,
     STARTED,
     error_code,
     from_item,
+    to_attr,
 )
 from fieldlabel.registry.photos import count_status
 
 _TRANSACT_LIMIT = 100
 _TRANSACT_RETRIES = 3
 _LEASE_RENEW_EVERY = 100  # claim transactions between lease renewals
+SWEEP_CURSOR_KEY = "#sweep-cursor"
+
+
+class LeaseLostError(RuntimeError):
+    """Another dispatcher took the ``#dispatch-lease`` over (ours expired): this run must stop at once."""
 
 
 # --- decision ---------------------------------------------------------------------------------------------------
@@ -148,7 +159,6 @@ def conditional_bulk_update(
     updates: list[tuple[str, dict[str, Any]]],
     *,
     fence: dict[str, Any] | None = None,
-    fence_ok: Callable[[], bool] | None = None,
 ) -> BulkResult:
     """Apply conditional photo updates in TransactWriteItems of up to 100 items (99 with a fence).
 
@@ -158,10 +168,11 @@ def conditional_bulk_update(
         updates: ``(photo_id, Update-without-TableName-and-Key)`` pairs, each with its own ConditionExpression.
         fence: an optional ``ConditionCheck`` (full TransactItem body) included in every transaction; when it fails,
             processing stops with ``fenced=True``.
-        fence_ok: re-checks the fence before single-item fallbacks (which cannot include it).
 
     A cancelled transaction is retried without the items whose condition failed (they are ``rejected``); after
-    repeated cancellations for other reasons (conflicts), the remaining items fall back to single conditional updates.
+    repeated cancellations for other reasons (conflicts), the remaining items fall back to one request per item.
+    With a fence, each of those is a two-item transaction (the fence and the update), so ownership is checked
+    atomically with every single update, not once before the fallback.
     """
     result = BulkResult()
     size = _TRANSACT_LIMIT - (1 if fence else 0)
@@ -197,21 +208,42 @@ def conditional_bulk_update(
                     else:
                         keep.append((pid, upd))
                 chunk = keep
-        if chunk:
-            if fence_ok is not None and not fence_ok():
+        for pid, upd in chunk:
+            outcome = _single_update(ddb, table, pid, upd, fence)
+            result.requests += 1
+            if outcome == "fenced":
                 result.fenced = True
                 return result
-            for pid, upd in chunk:
-                try:
-                    ddb.update_item(TableName=table, Key={"photo_id": {"S": pid}}, **upd)
-                    result.done.append(pid)
-                except ClientError as exc:
-                    if error_code(exc) != "ConditionalCheckFailedException":
-                        raise
-                    result.rejected.append(pid)
-                finally:
-                    result.requests += 1
+            (result.done if outcome == "done" else result.rejected).append(pid)
     return result
+
+
+def _single_update(ddb: Any, table: str, pid: str, upd: dict[str, Any], fence: dict[str, Any] | None) -> str:
+    """One conditional update, fenced when ``fence`` is given: ``"done"``, ``"rejected"`` or ``"fenced"``."""
+    update = {"TableName": table, "Key": {"photo_id": {"S": pid}}, **upd}
+    if fence is None:
+        try:
+            ddb.update_item(**update)
+            return "done"
+        except ClientError as exc:
+            if error_code(exc) != "ConditionalCheckFailedException":
+                raise
+            return "rejected"
+    for attempt in range(_TRANSACT_RETRIES):
+        try:
+            ddb.transact_write_items(TransactItems=[{"ConditionCheck": fence}, {"Update": update}])
+            return "done"
+        except ClientError as exc:
+            if error_code(exc) != "TransactionCanceledException":
+                raise
+            codes = [r.get("Code", "None") for r in exc.response.get("CancellationReasons", [])]
+            if codes and codes[0] == "ConditionalCheckFailed":
+                return "fenced"
+            if len(codes) > 1 and codes[1] == "ConditionalCheckFailed":
+                return "rejected"
+            if attempt == _TRANSACT_RETRIES - 1:
+                raise  # still conflicting: the run fails, recovery finishes the batch later
+    raise AssertionError("unreachable: the last attempt returns or raises")
 
 
 # --- batch records -----------------------------------------------------------------------------------------------
@@ -256,17 +288,11 @@ def claim_photos(
                                       ":pending": {"S": PENDING}},
     }
     fence = _owner_fence(batches_table, batch_id, owner)
-
-    def fence_ok() -> bool:
-        rec = get_batch(ddb, batches_table, batch_id) or {}
-        return rec.get("status") == CLAIMING and rec.get("claim_owner") == owner
-
     total = BulkResult()
     step = (_TRANSACT_LIMIT - 1) * _LEASE_RENEW_EVERY
     for start in range(0, len(photo_ids), step):
         part = claim_chunk = photo_ids[start : start + step]
-        res = conditional_bulk_update(ddb, photos_table, [(pid, upd) for pid in claim_chunk], fence=fence,
-                                      fence_ok=fence_ok)
+        res = conditional_bulk_update(ddb, photos_table, [(pid, upd) for pid in claim_chunk], fence=fence)
         total.done += res.done
         total.rejected += res.rejected
         total.requests += res.requests
@@ -357,6 +383,9 @@ class DispatchReport:
     batches: list[dict[str, Any]] = field(default_factory=list)
     recovered: list[str] = field(default_factory=list)
     photos_claimed: int = 0
+    promoted: int = 0
+    swept: SweepReport | None = None
+    lease_lost: bool = False
 
 
 def stale_claiming_batches(ddb: Any, batches_table: str, older_than_iso: str) -> list[dict[str, Any]]:
@@ -379,8 +408,11 @@ def recover_batch(ddb: Any, sfn: Any, settings: DispatchSettings, record: dict[s
                   now_iso: str) -> str | None:
     """Finish a batch whose dispatcher crashed (or whose start failed): take it over, count it, start it.
 
-    Taking over rewrites ``claim_owner`` under a condition, which fences the old dispatcher out of the batch. An empty
-    batch record is deleted. Returns the execution ARN, or None when there was nothing to start.
+    Taking over rewrites ``claim_owner`` under a condition, which fences the old dispatcher out of the batch. The
+    photos are counted on the ``by_batch`` index, which may lag behind the claim: a count of zero therefore never
+    deletes the record (a photo the index has not shown yet would be left BATCHED in a batch that no longer exists).
+    The batch is marked FAILED instead, and the stray sweep (:func:`sweep_strays`) returns any photo it did claim.
+    Returns the execution ARN, or None when there was nothing to start.
     """
     batch_id = record["batch_id"]
     try:
@@ -398,7 +430,20 @@ def recover_batch(ddb: Any, sfn: Any, settings: DispatchSettings, record: dict[s
         raise
     count = count_batch_photos(ddb, settings.photos_table, batch_id)
     if count == 0:
-        ddb.delete_item(TableName=settings.batches_table, Key=_batch_key(batch_id))
+        try:
+            ddb.update_item(
+                TableName=settings.batches_table, Key=_batch_key(batch_id),
+                UpdateExpression="SET #s = :failed, failure_reason = :r, updated_at = :now",
+                ConditionExpression="#s = :claiming AND #o = :me",
+                ExpressionAttributeNames={"#s": "status", "#o": "claim_owner"},
+                ExpressionAttributeValues={":failed": {"S": FAILED}, ":claiming": {"S": CLAIMING},
+                                           ":me": {"S": owner}, ":now": {"S": now_iso},
+                                           ":r": {"S": "recovery found no claimed photo (by_batch index); "
+                                                       "the stray sweep returns any it missed"}},
+            )
+        except ClientError as exc:
+            if error_code(exc) != "ConditionalCheckFailedException":
+                raise
         return None
     kind = _kind_for(count, str(record.get("kind", KIND_HUMAN_ONLY)), settings)
     ddb.update_item(
@@ -485,16 +530,22 @@ def run_dispatch(
     started = time.monotonic()
 
     def renew() -> None:
-        # `now` is the run's start (injected for tests); the lease must run from the real current time
-        acquire_lease(ddb, settings.batches_table, owner, now_epoch + (time.monotonic() - started),
-                      settings.lease_seconds)
+        # `now` is the run's start (injected for tests); the lease must run from the real current time. A refused
+        # renewal means another dispatcher holds the lease now: stop before doing anything else.
+        if not acquire_lease(ddb, settings.batches_table, owner, now_epoch + (time.monotonic() - started),
+                             settings.lease_seconds):
+            raise LeaseLostError(f"dispatch lease taken over while run {owner} was working")
 
     try:
         cutoff = iso(now - timedelta(seconds=settings.claim_grace_seconds))
         for record in stale_claiming_batches(ddb, settings.batches_table, cutoff):
             if recover_batch(ddb, sfn, settings, record, owner, iso(now)) is not None:
                 report.recovered.append(record["batch_id"])
+        renew()
+        report.promoted = promote_due_photos(ddb, settings.photos_table, now)
+        report.swept = sweep_strays(ddb, settings, now)
         for _ in range(settings.max_batches_per_run):
+            renew()
             stats = pending_stats(ddb, settings.photos_table, now)
             report.stats = stats
             set_pending(ddb, settings.batches_table, stats.count, iso(now))
@@ -515,8 +566,180 @@ def run_dispatch(
             # report the pool as the run leaves it, which is what the PendingPhotos alarm should see
             report.stats = pending_stats(ddb, settings.photos_table, now)
             set_pending(ddb, settings.batches_table, report.stats.count, iso(now))
+    except LeaseLostError:
+        # The batch being claimed (if any) stays CLAIMING under our name; the new lease holder's recovery takes it
+        # over after the grace period. Nothing else is written by this run.
+        report.lease_lost = True
     finally:
         release_lease(ddb, settings.batches_table, owner)
+    return report
+
+
+# --- back-off: released photos wait before they are due again ------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Backoff:
+    """How long a released photo waits before it is PENDING again: ``base * 2^(attempts - 1)``, at most ``cap``.
+
+    ``base_seconds = 0`` switches the back-off off (released photos are PENDING at once).
+    """
+
+    base_seconds: int = 3600
+    max_seconds: int = 86_400
+
+    def delay_seconds(self, attempts: int) -> int:
+        """The wait after the ``attempts``-th failed attempt (1 for the first)."""
+        if self.base_seconds <= 0:
+            return 0
+        return int(min(self.max_seconds, self.base_seconds * 2 ** max(0, attempts - 1)))
+
+
+def backoff_of(settings: DispatchSettings) -> Backoff:
+    """The back-off configured for the dispatcher (and the release callers)."""
+    return Backoff(settings.retry_backoff_seconds, settings.retry_backoff_max_seconds)
+
+
+def promote_due_photos(ddb: Any, photos_table: str, now: datetime, *, limit: int = 100_000) -> int:
+    """Move photos whose back-off is over from BACKOFF to PENDING; returns how many.
+
+    Reads the sparse ``by_due`` index (only photos backing off carry ``due_at``); each move is conditional on the
+    base item (``status = BACKOFF AND due_at <= now``), so a lagging index read cannot promote a photo early.
+    """
+    now_iso = iso(now)
+    ids: list[str] = []
+    kwargs: dict[str, Any] = {
+        "TableName": photos_table, "IndexName": BY_DUE_INDEX,
+        "KeyConditionExpression": "#s = :b AND due_at <= :now", "ExpressionAttributeNames": {"#s": "status"},
+        "ExpressionAttributeValues": {":b": {"S": BACKOFF}, ":now": {"S": now_iso}},
+    }
+    while len(ids) < limit:
+        resp = ddb.query(**kwargs)
+        ids.extend(item["photo_id"]["S"] for item in resp.get("Items", []))
+        if "LastEvaluatedKey" not in resp:
+            break
+        kwargs["ExclusiveStartKey"] = resp["LastEvaluatedKey"]
+    upd = {
+        "UpdateExpression": "SET #s = :pending, updated_at = :now REMOVE due_at",
+        "ConditionExpression": "#s = :backoff AND due_at <= :now",
+        "ExpressionAttributeNames": {"#s": "status"},
+        "ExpressionAttributeValues": {":pending": {"S": PENDING}, ":backoff": {"S": BACKOFF},
+                                      ":now": {"S": now_iso}},
+    }
+    res = conditional_bulk_update(ddb, photos_table, [(pid, upd) for pid in ids[:limit]])
+    return len(res.done)
+
+
+# --- the stray sweep: no photo stays BATCHED in a batch that is over ----------------------------------------------
+
+
+@dataclass
+class SweepReport:
+    """What :func:`sweep_strays` did in one run."""
+
+    examined: int = 0
+    released: int = 0
+    parked: int = 0
+    quarantined: int = 0
+    wrapped: bool = False  # the cursor reached the end of the BATCHED photos and starts over next run
+    reasons: dict[str, int] = field(default_factory=dict)
+
+
+def _read_cursor(ddb: Any, batches_table: str) -> dict[str, Any] | None:
+    item = from_item(ddb.get_item(TableName=batches_table, Key=_batch_key(SWEEP_CURSOR_KEY),
+                                  ConsistentRead=True).get("Item")) or {}
+    key = item.get("last_key")
+    return dict(key) if isinstance(key, dict) else None
+
+
+def _write_cursor(ddb: Any, batches_table: str, last_key: dict[str, Any] | None, now_iso: str) -> None:
+    item: dict[str, Any] = {"batch_id": {"S": SWEEP_CURSOR_KEY}, "updated_at": {"S": now_iso}}
+    if last_key:
+        item["last_key"] = to_attr(last_key)
+    ddb.put_item(TableName=batches_table, Item=item)
+
+
+def sweep_strays(ddb: Any, settings: DispatchSettings, now: datetime) -> SweepReport:
+    """Find BATCHED photos whose batch is over (PUBLISHED, FAILED) or missing, and release or quarantine them.
+
+    Bounded per run: up to ``SWEEP_PHOTOS_PER_RUN`` photos from the ``by_status`` index, continuing from a cursor
+    (``#sweep-cursor``) so long-running batches at the front never hide strays behind them. The index only proposes
+    candidates: each photo and its batch are re-read from the base tables with strongly consistent reads, and a
+    photo is acted on only when the base item is still BATCHED in that batch, was last changed longer than the
+    claim grace period ago, and the batch record (read consistently) is over or absent. Every update is conditional
+    on exactly what was read, so nothing that moved on in between is touched, and nothing is ever deleted.
+
+    A stray of a batch that never started a labeling job goes back without counting an attempt; otherwise the
+    release rule applies (attempts + 1, back-off, or PARKED); a photo without a labeling copy is quarantined.
+    """
+    report = SweepReport()
+    limit = settings.sweep_photos_per_run
+    if limit <= 0:
+        return report
+    now_iso = iso(now)
+    kwargs: dict[str, Any] = {
+        "TableName": settings.photos_table, "IndexName": BY_STATUS_INDEX, "ScanIndexForward": True,
+        "KeyConditionExpression": "#s = :b", "ExpressionAttributeNames": {"#s": "status"},
+        "ExpressionAttributeValues": {":b": {"S": BATCHED}}, "Limit": min(limit, 1000),
+    }
+    cursor = _read_cursor(ddb, settings.batches_table)
+    if cursor:
+        kwargs["ExclusiveStartKey"] = to_attr(cursor)["M"]
+    ids: list[str] = []
+    last_key: dict[str, Any] | None = None
+    while len(ids) < limit:
+        resp = ddb.query(**kwargs)
+        ids.extend(item["photo_id"]["S"] for item in resp.get("Items", []))
+        raw_last = resp.get("LastEvaluatedKey")
+        last_key = from_item(raw_last) if raw_last else None
+        if not raw_last:
+            break
+        kwargs["ExclusiveStartKey"] = raw_last
+    report.wrapped = last_key is None
+    _write_cursor(ddb, settings.batches_table, last_key, now_iso)
+    if not ids:
+        return report
+    report.examined = len(ids)
+    photos, _ = batch_get(ddb, {settings.photos_table: ("photo_id", ids)})
+    grace_cutoff = iso(now - timedelta(seconds=settings.claim_grace_seconds))
+    candidates = [p for p in photos.values()
+                  if p.get("status") == BATCHED and p.get("batch_id") and str(p.get("updated_at", "")) < grace_cutoff]
+    batch_ids = {str(p["batch_id"]) for p in candidates}
+    batches, _ = batch_get(ddb, {settings.batches_table: ("batch_id", batch_ids)}) if batch_ids else ({}, 0)
+    updates: list[tuple[str, dict[str, Any]]] = []
+    outcomes: dict[str, str] = {}
+    backoff = backoff_of(settings)
+    for photo in candidates:
+        batch_id = str(photo["batch_id"])
+        batch = batches.get(batch_id)
+        if batch is None:
+            reason = f"stray: batch {batch_id} has no record"
+        elif batch.get("status") in (FAILED, PUBLISHED):
+            reason = f"stray: batch {batch_id} is {batch['status']}"
+        else:
+            continue  # the batch is still going (or parked for an operator): its photos are its own
+        counted = bool(batch and batch.get("job_name"))
+        pid, upd, outcome = release_update(photo, batch_id=batch_id, reason=reason,
+                                           max_attempts=settings.max_attempts, now=now, backoff=backoff,
+                                           count_attempt=counted)
+        updates.append((pid, upd))
+        outcomes[pid] = outcome
+        report.reasons[reason] = report.reasons.get(reason, 0) + 1
+    res = conditional_bulk_update(ddb, settings.photos_table, updates)
+    pending = 0
+    for pid in res.done:
+        if outcomes[pid] == "parked":
+            report.parked += 1
+        elif outcomes[pid] == "quarantined":
+            report.quarantined += 1
+        else:
+            report.released += 1
+            pending += 1 if outcomes[pid] == "pending" else 0
+    if pending:
+        try:
+            add_pending(ddb, settings.batches_table, pending, now_iso)
+        except ClientError:
+            pass  # advisory counter; the next run recounts
     return report
 
 
@@ -530,65 +753,122 @@ class ReleaseReport:
     batch_id: str
     released: int = 0
     parked: int = 0
+    quarantined: int = 0
+
+
+def release_update(
+    photo: dict[str, Any], *, batch_id: str, reason: str, max_attempts: int, now: datetime, backoff: Backoff,
+    count_attempt: bool = True,
+) -> tuple[str, dict[str, Any], str]:
+    """The release rule for one photo still BATCHED in ``batch_id``: ``(photo_id, Update, outcome)``.
+
+    Outcomes: ``quarantined`` (no labeling copy: no job could ever show it; reason ``no_labeling_copy``),
+    ``parked`` (``attempts + 1`` reached ``max_attempts``; ``park_reason``), ``backoff`` (``attempts + 1``, due
+    again at ``now + backoff(attempts)``), or ``pending`` (no back-off configured, or ``count_attempt`` False: the
+    photo was never sent to a labeling job, so the attempt is not held against it).
+
+    The update is conditional on ``status = BATCHED AND batch_id = <batch> AND attempts = <read value>``, so a
+    repeated release changes nothing and a photo that moved on is untouched. ``batch_id`` moves to
+    ``last_batch_id``.
+    """
+    pid = str(photo["photo_id"])
+    now_iso = iso(now)
+    attempts = int(photo.get("attempts") or 0)
+    new_attempts = attempts + 1 if count_attempt else attempts
+    values: dict[str, Any] = {":b": {"S": batch_id}, ":now": {"S": now_iso}, ":batched": {"S": BATCHED},
+                              ":a": {"N": str(new_attempts)}}
+    sets = ["attempts = :a", "last_batch_id = :b", "updated_at = :now"]
+    if not photo.get("labeling_ref"):
+        outcome, status = "quarantined", QUARANTINED
+        sets.append("quarantine_reason = :q")
+        values[":q"] = {"S": NO_LABELING_COPY}
+    elif count_attempt and new_attempts >= max_attempts:
+        outcome, status = "parked", PARKED
+        sets.append("park_reason = :r")
+        values[":r"] = {"S": reason}
+    else:
+        delay = backoff.delay_seconds(new_attempts) if count_attempt else 0
+        if delay > 0:
+            outcome, status = "backoff", BACKOFF
+            sets.append("due_at = :due")
+            values[":due"] = {"S": iso(now + timedelta(seconds=delay))}
+        else:
+            outcome, status = "pending", PENDING
+    values[":new"] = {"S": status}
+    if "attempts" in photo:
+        values[":old"] = {"N": str(attempts)}
+    update = {
+        "UpdateExpression": "SET #s = :new, " + ", ".join(sets) + " REMOVE batch_id",
+        "ConditionExpression": "#s = :batched AND batch_id = :b AND "
+                               + ("attempts = :old" if "attempts" in photo else "attribute_not_exists(attempts)"),
+        "ExpressionAttributeNames": {"#s": "status"},
+        "ExpressionAttributeValues": values,
+    }
+    return pid, update, outcome
 
 
 def release_batch(
     ddb: Any, *, photos_table: str, batches_table: str, batch_id: str, reason: str, max_attempts: int, now: datetime,
+    backoff: Backoff | None = None,
 ) -> ReleaseReport:
-    """Put a failed batch's photos back in the pending pool and mark the batch FAILED; safe to call again.
+    """Put a failed batch's photos back in the pool and mark the batch FAILED; safe to call again.
 
-    :func:`release_batch_photos` does the photos; this adds the batch's ``FAILED`` status and ``failure_reason``.
+    :func:`release_batch_photos` does the photos; this adds the batch's ``FAILED`` status and ``failure_reason``
+    (conditional: the batch exists and is not ``PUBLISHED``; a published batch is never failed).
 
     Raises:
         botocore.exceptions.ClientError: on DynamoDB errors; ``ConditionalCheckFailedException`` when there is no
-            batch record ``batch_id``.
+            batch record ``batch_id`` or it is PUBLISHED.
     """
     report = release_batch_photos(ddb, photos_table=photos_table, batches_table=batches_table, batch_id=batch_id,
-                                  reason=reason, max_attempts=max_attempts, now=now)
+                                  reason=reason, max_attempts=max_attempts, now=now, backoff=backoff)
     ddb.update_item(
         TableName=batches_table, Key=_batch_key(batch_id),
         UpdateExpression="SET #s = :failed, failure_reason = :r, updated_at = :now",
-        ConditionExpression="attribute_exists(batch_id)",
+        ConditionExpression="attribute_exists(batch_id) AND #s <> :published",
         ExpressionAttributeNames={"#s": "status"},
-        ExpressionAttributeValues={":failed": {"S": FAILED}, ":r": {"S": reason}, ":now": {"S": iso(now)}},
+        ExpressionAttributeValues={":failed": {"S": FAILED}, ":r": {"S": reason}, ":now": {"S": iso(now)},
+                                   ":published": {"S": PUBLISHED}},
     )
     return report
 
 
 def release_batch_photos(
     ddb: Any, *, photos_table: str, batches_table: str, batch_id: str, reason: str, max_attempts: int, now: datetime,
+    backoff: Backoff | None = None,
 ) -> ReleaseReport:
-    """Put the photos still ``BATCHED`` in ``batch_id`` back in the pending pool; the batch record is not changed.
+    """Put the photos still ``BATCHED`` in ``batch_id`` back in the pool; the batch record is not changed.
 
-    Used alone for the photos a finished labeling job could not label (the batch goes on), and by
-    :func:`release_batch` for a failed batch.
-
-    Each photo still ``BATCHED`` in this batch gets ``attempts + 1``; it goes back to ``PENDING`` (its
-    ``registered_at`` is kept, so it is claimed first next time), or to ``PARKED`` with ``park_reason`` once
-    ``attempts`` reaches ``max_attempts``. Its ``batch_id`` moves to ``last_batch_id``. Photos that already left the
-    batch (labeled, or released by an earlier call) are untouched, so a repeated call changes nothing.
+    Used alone for the photos a finished labeling job could not label or that were left out of its manifest (the
+    batch goes on), and by :func:`release_batch` for a failed batch. Each photo follows :func:`release_update`:
+    ``BACKOFF`` until ``now + backoff(attempts)`` (then the dispatcher makes it PENDING again; its ``registered_at``
+    is kept, so it is claimed first), ``PARKED`` with ``park_reason`` once ``attempts`` reaches ``max_attempts``, or
+    ``QUARANTINED`` (``no_labeling_copy``) when it has no labeling copy. Photos that already left the batch (labeled,
+    or released by an earlier call) are untouched, so a repeated call changes nothing.
 
     Args:
         ddb: boto3 DynamoDB client.
         photos_table: photos table name.
         batches_table: batches table name.
-        batch_id: the failed batch.
-        reason: why it failed (stored as the batch's ``failure_reason`` and parked photos' ``park_reason``).
+        batch_id: the batch.
+        reason: why (stored as the batch's ``failure_reason`` by the caller and parked photos' ``park_reason``).
         max_attempts: failed labeling attempts after which a photo is parked instead of retried.
         now: the current time.
+        backoff: the back-off rule; None = :class:`Backoff` defaults.
 
     Returns:
-        How many photos were released to PENDING and how many parked.
+        How many photos were released, parked and quarantined.
 
     Raises:
         botocore.exceptions.ClientError: on DynamoDB errors.
     """
+    backoff = backoff or Backoff()
     now_iso = iso(now)
     photos: list[dict[str, Any]] = []
     kwargs: dict[str, Any] = {
         "TableName": photos_table, "IndexName": BY_BATCH_INDEX,
         "KeyConditionExpression": "batch_id = :b", "ExpressionAttributeValues": {":b": {"S": batch_id}},
-        "ProjectionExpression": "photo_id, #s, attempts", "ExpressionAttributeNames": {"#s": "status"},
+        "ProjectionExpression": "photo_id, #s, attempts, labeling_ref", "ExpressionAttributeNames": {"#s": "status"},
     }
     while True:
         resp = ddb.query(**kwargs)
@@ -597,37 +877,28 @@ def release_batch_photos(
             break
         kwargs["ExclusiveStartKey"] = resp["LastEvaluatedKey"]
     updates: list[tuple[str, dict[str, Any]]] = []
-    parked_ids: set[str] = set()
+    outcomes: dict[str, str] = {}
     for photo in photos:
         if photo.get("status") != BATCHED:
             continue
-        attempts = int(photo.get("attempts") or 0)
-        new_status = PARKED if attempts + 1 >= max_attempts else PENDING
-        if new_status == PARKED:
-            parked_ids.add(photo["photo_id"])
-        updates.append((photo["photo_id"], {
-            "UpdateExpression": "SET #s = :new, attempts = :a, last_batch_id = :b, updated_at = :now"
-                                + (", park_reason = :r" if new_status == PARKED else "") + " REMOVE batch_id",
-            "ConditionExpression": "#s = :batched AND batch_id = :b AND "
-                                   + ("attempts = :old" if "attempts" in photo else "attribute_not_exists(attempts)"),
-            "ExpressionAttributeNames": {"#s": "status"},
-            "ExpressionAttributeValues": {
-                ":new": {"S": new_status}, ":a": {"N": str(attempts + 1)}, ":b": {"S": batch_id},
-                ":now": {"S": now_iso}, ":batched": {"S": BATCHED},
-                **({":old": {"N": str(attempts)}} if "attempts" in photo else {}),
-                **({":r": {"S": reason}} if new_status == PARKED else {}),
-            },
-        }))
+        pid, upd, outcome = release_update(photo, batch_id=batch_id, reason=reason, max_attempts=max_attempts,
+                                           now=now, backoff=backoff)
+        updates.append((pid, upd))
+        outcomes[pid] = outcome
     res = conditional_bulk_update(ddb, photos_table, updates)
     report = ReleaseReport(batch_id)
+    pending = 0
     for pid in res.done:
-        if pid in parked_ids:
+        if outcomes[pid] == "parked":
             report.parked += 1
+        elif outcomes[pid] == "quarantined":
+            report.quarantined += 1
         else:
             report.released += 1
-    if report.released:
+            pending += 1 if outcomes[pid] == "pending" else 0
+    if pending:
         try:
-            add_pending(ddb, batches_table, report.released, now_iso)
+            add_pending(ddb, batches_table, pending, now_iso)
         except ClientError:
             pass  # advisory counter; the next dispatcher run recounts
     return report

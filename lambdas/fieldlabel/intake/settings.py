@@ -54,3 +54,8 @@ class DispatchSettings(_EnvModel):
     lease_seconds: int = Field(default=300, gt=0, alias="LEASE_SECONDS")
     claim_grace_seconds: int = Field(default=600, gt=0, alias="CLAIM_GRACE_SECONDS")
     max_batches_per_run: int = Field(default=5, gt=0, alias="MAX_BATCHES_PER_RUN")
+    # Released photos wait base * 2^(attempts-1) seconds, at most the cap, before they are PENDING again (0 = off).
+    retry_backoff_seconds: int = Field(default=3600, ge=0, alias="RETRY_BACKOFF_SECONDS")
+    retry_backoff_max_seconds: int = Field(default=86_400, ge=0, alias="RETRY_BACKOFF_MAX_SECONDS")
+    # BATCHED photos the stray sweep examines per run (0 = no sweep).
+    sweep_photos_per_run: int = Field(default=2000, ge=0, alias="SWEEP_PHOTOS_PER_RUN")

@@ -131,3 +131,11 @@ class LabelingBackend(Protocol):
     def label_counters(self, describe_response: dict[str, Any]) -> LabelCounters:
         """The backend's own counts of a job."""
         ...
+
+    def stop_job(self, client: Any, job_name: str) -> str:
+        """Stop ``job_name`` if it may still be running, through the backend's own ``client``.
+
+        Tolerates a job that already finished, is stopping, or does not exist. Returns ``"stopped"``, ``"absent"``,
+        or the status the job already had (e.g. ``"Completed"``), so the caller knows whether its labels exist.
+        """
+        ...

@@ -84,8 +84,11 @@ def prepare_labeling_job(
     batch_id: str,
     automated_enabled: bool,
     now_iso: str,
+    taxonomy_hash: str = "",
 ) -> dict[str, Any]:
     """Everything the state machine needs to run (or adopt) the batch's labeling job.
+
+    ``taxonomy_hash`` is the label set of the job: an automated job chains only a model trained on the same one.
 
     A job that already exists under the batch's job name is adopted, never duplicated: the result then has
     ``exists: true`` and the workflow polls it instead of creating one.
@@ -113,7 +116,7 @@ def prepare_labeling_job(
     if count == 0:
         raise EmptyBatchError(f"batch {batch_id} has no photo with a labeling copy ({skipped} skipped)")
     kind = backend.choose_kind(count, automated_enabled=automated_enabled)
-    model = read_model(dynamodb, tables.batches_table) if kind == KIND_AUTOMATED else None
+    model = read_model(dynamodb, tables.batches_table, taxonomy_hash) if kind == KIND_AUTOMATED else None
     initial_model_arn = (model or {}).get("model_arn") or None
     request = backend.build_job_request(
         batch_id=batch_id, kind=kind, manifest_uri=manifest_uri, initial_model_arn=initial_model_arn
@@ -123,6 +126,8 @@ def prepare_labeling_job(
         tables.batches_table,
         batch_id,
         {"status": "LABELING", "kind": kind, "job_name": job_name, "labeling_photo_count": count,
+         # photos left out of the manifest (no labeling copy): process quarantines them after the job
+         "labeling_skipped": skipped, "taxonomy_hash": taxonomy_hash or None,
          "initial_model_arn": initial_model_arn, "updated_at": now_iso},
     )
     return {

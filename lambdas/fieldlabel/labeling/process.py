@@ -42,12 +42,14 @@ class LabelingStats:
     failed: int = 0
     bad_lines: int = 0
     not_in_batch: int = 0
+    already_recorded: int = 0
     by_species: Counter[str] = field(default_factory=Counter)
     failure_reasons: Counter[str] = field(default_factory=Counter)
     failure_samples: list[str] = field(default_factory=list)
     counters: dict[str, int] = field(default_factory=dict)
     released: int = 0
     parked: int = 0
+    quarantined: int = 0
     final_model_arn: str | None = None
     model_recorded: bool = False
 
@@ -64,12 +66,14 @@ class LabelingStats:
             "failed": self.failed,
             "bad_lines": self.bad_lines,
             "not_in_batch": self.not_in_batch,
+            "already_recorded": self.already_recorded,
             "by_species": dict(sorted(self.by_species.items())),
             "failure_reasons": dict(self.failure_reasons.most_common(10)),
             "failure_samples": self.failure_samples,
             "label_counters": self.counters,
             "released": self.released,
             "parked": self.parked,
+            "quarantined": self.quarantined,
             "final_model_arn": self.final_model_arn,
             "model_recorded": self.model_recorded,
         }
@@ -109,21 +113,32 @@ def label_update(photo: LabeledPhoto, *, batch_id: str, photos_table: str, now_i
         "TableName": photos_table,
         "Key": {"photo_id": {"S": photo.photo_id}},
         "UpdateExpression": "SET " + ", ".join(sets),
-        # A re-run after a crash finds some photos LABELED already; writing the same label again is harmless.
-        "ConditionExpression": "batch_id = :b AND (#s = :batched OR #s = :labeled)",
+        # Only a photo still waiting for its label is written. A re-run (a retry, or `fieldlabel resume` at record)
+        # finds the photos it already labeled LABELED and leaves them alone: an expert's correction made since is
+        # never overwritten by the job's original label.
+        "ConditionExpression": "batch_id = :b AND #s = :batched",
         "ExpressionAttributeNames": {"#s": "status", "#l": "label"},
         "ExpressionAttributeValues": {k: to_attr(v) for k, v in values.items()},
+        "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
     }
 
 
-def _apply(dynamodb: Any, request: dict[str, Any]) -> int:
+def _apply(dynamodb: Any, request: dict[str, Any]) -> str:
+    """``"done"``, ``"already"`` (LABELED in this batch by an earlier run) or ``"not_in_batch"``."""
     try:
         dynamodb.update_item(**request)
     except ClientError as exc:
-        if error_code(exc) == "ConditionalCheckFailedException":
-            return 1
-        raise
-    return 0
+        if error_code(exc) != "ConditionalCheckFailedException":
+            raise
+        old = exc.response.get("Item")
+        if old is None:  # the old item is not in the error: read it (strongly consistent)
+            old = dynamodb.get_item(TableName=request["TableName"], Key=request["Key"],
+                                    ConsistentRead=True).get("Item") or {}
+        batch_id = request["ExpressionAttributeValues"][":b"]["S"]
+        if old.get("status", {}).get("S") == LABELED and old.get("batch_id", {}).get("S") == batch_id:
+            return "already"
+        return "not_in_batch"
+    return "done"
 
 
 def record_labels(
@@ -134,7 +149,11 @@ def record_labels(
     pending: list[dict[str, Any]] = []
 
     def flush(pool: ThreadPoolExecutor) -> None:
-        stats.not_in_batch += sum(pool.map(lambda r: _apply(dynamodb, r), pending))
+        for outcome in pool.map(lambda r: _apply(dynamodb, r), pending):
+            if outcome == "already":
+                stats.already_recorded += 1
+            elif outcome == "not_in_batch":
+                stats.not_in_batch += 1
         pending.clear()
 
     with ThreadPoolExecutor(max_workers=concurrency) as pool:
@@ -171,8 +190,10 @@ def process_output(
     kind: str,
     job: dict[str, Any],
     now_iso: str,
-    release_unlabeled: Callable[[str], tuple[int, int]],
+    release_unlabeled: Callable[[str], tuple[int, int, int]],
     expected_count: int | None = None,
+    left_out: int = 0,
+    taxonomy_hash: str = "",
     concurrency: int = 16,
 ) -> dict[str, Any]:
     """Record a finished job's labels, release the photos it could not label, keep its model for the next job.
@@ -187,9 +208,12 @@ def process_output(
         job: the job description (DescribeLabelingJob response / ``createLabelingJob.sync`` output).
         now_iso: ISO-8601 UTC timestamp.
         release_unlabeled: called with a reason when photos of the batch remain without a label; returns
-            ``(released, parked)``.
-        expected_count: photos in the job's input manifest; when every one of them got a label, nothing is
-            released (unknown: always check).
+            ``(released, parked, quarantined)``.
+        expected_count: photos in the job's input manifest; when every one of them got a label and no photo was
+            left out of the manifest, nothing is released (unknown: always check).
+        left_out: photos of the batch the manifest left out (no labeling copy); they are still BATCHED and are
+            handed to ``release_unlabeled`` too (which quarantines them).
+        taxonomy_hash: the label set the job used; the model is kept under it (``#model#<hash>``).
         concurrency: parallel registry updates.
 
     Returns:
@@ -219,13 +243,13 @@ def process_output(
     if stats.failure_reasons:
         reason += f": {stats.failure_reasons.most_common(1)[0][0]}"
     recorded = stats.labeled - stats.not_in_batch
-    if expected_count is None or stats.failed or stats.bad_lines or recorded < expected_count:
-        stats.released, stats.parked = release_unlabeled(reason)
+    if expected_count is None or left_out or stats.failed or stats.bad_lines or recorded < expected_count:
+        stats.released, stats.parked, stats.quarantined = release_unlabeled(reason)
 
     if kind == KIND_AUTOMATED and result.final_model_arn:
         stats.model_recorded = record_model(
             dynamodb, tables.batches_table, model_arn=result.final_model_arn, job_name=result.job_name,
-            batch_id=batch_id, completed_at=now_iso,
+            batch_id=batch_id, completed_at=now_iso, taxonomy_hash=taxonomy_hash,
         )
     update_batch(
         dynamodb, tables.batches_table, batch_id,

@@ -1,8 +1,17 @@
 """Publish a batch as an immutable dataset version: ``datasets/v<NNNNNN>-<batch_id>/`` plus ``datasets/LATEST``.
 
-Format: docs/dataset-format.md. Every file of a version is written with ``IfNoneMatch="*"``, so a version, once
-written, is never overwritten; a retried publish finds its own files and goes on. ``LATEST`` moves forward only
-(compare-and-swap on its ETag), so batches publishing out of order never point it at an older version.
+Format: docs/dataset-format.md. The order of the writes is what keeps the registry, the batch and ``LATEST``
+consistent after a crash at any point (docs/workflow.md, "Publishing after a crash"):
+
+1. the version number is taken once and kept on the batch (``dataset_version_number``);
+2. the version's files are written with ``IfNoneMatch="*"``: once written, never overwritten; a re-run finds its
+   own files and goes on;
+3. the batch becomes ``PUBLISHED`` with ``dataset_version`` (conditional: never another version, never a FAILED
+   batch);
+4. only then ``LATEST`` moves, forward only (compare-and-swap on its ETag, and only to a higher version number).
+
+So ``LATEST`` never names a version whose batch is not ``PUBLISHED``, and a re-run of a batch already ``PUBLISHED``
+skips straight to step 4.
 """
 
 from __future__ import annotations
@@ -18,8 +27,8 @@ from botocore.exceptions import ClientError
 from fieldlabel.common.s3uri import parse_s3_uri, s3_uri
 from fieldlabel.labeling.costing import batch_estimated_cost
 from fieldlabel.labeling.prepare import Tables
-from fieldlabel.labeling.registry_io import DATASET_COUNTER_KEY, get_batch, iter_batch_items, update_batch
-from fieldlabel.registry.model import LABELED, error_code
+from fieldlabel.labeling.registry_io import DATASET_COUNTER_KEY, get_batch, iter_batch_items
+from fieldlabel.registry.model import FAILED, LABELED, PUBLISHED, error_code, from_item, to_attr
 
 DATASETS_PREFIX = "datasets/"
 LATEST_KEY = "datasets/LATEST"
@@ -29,10 +38,15 @@ LINEAGE_NAME = "lineage.json"
 FORMAT_VERSION = "1"
 _SPOOL_BYTES = 8 * 1024 * 1024
 _LATEST_RETRIES = 5
+_ALLOCATE_RETRIES = 10
 
 
 class VersionConflictError(RuntimeError):
     """A dataset file exists with content of another batch (never overwritten; needs an operator)."""
+
+
+class PublishRefusedError(RuntimeError):
+    """The batch cannot be marked published: it failed, or it is already published as another version."""
 
 
 @dataclass(frozen=True)
@@ -55,35 +69,41 @@ def version_name(number: int, batch_id: str) -> str:
 def allocate_version(dynamodb: Any, batches_table: str, batch_id: str) -> int:
     """The batch's dataset version number: taken once from the ``#dataset-version`` counter, then kept.
 
-    A retry returns the number stored on the batch; a crash between taking a number and storing it leaves a gap in
-    the numbering, never two batches with one number.
+    Taking the number and storing it on the batch is one transaction (the counter moves only if the batch has no
+    number yet), so a crash leaves either both or neither: no gap, and never two numbers for one batch. A retry
+    returns the number stored on the batch.
     """
-    batch = get_batch(dynamodb, batches_table, batch_id) or {}
-    if isinstance(batch.get("dataset_version_number"), int):
-        return int(batch["dataset_version_number"])
-    resp = dynamodb.update_item(
-        TableName=batches_table,
-        Key={"batch_id": {"S": DATASET_COUNTER_KEY}},
-        UpdateExpression="ADD #n :one",
-        ExpressionAttributeNames={"#n": "last_version"},
-        ExpressionAttributeValues={":one": {"N": "1"}},
-        ReturnValues="UPDATED_NEW",
-    )
-    number = int(resp["Attributes"]["last_version"]["N"])
-    try:
-        dynamodb.update_item(
-            TableName=batches_table,
-            Key={"batch_id": {"S": batch_id}},
-            UpdateExpression="SET dataset_version_number = :n",
-            ConditionExpression="attribute_not_exists(dataset_version_number)",
-            ExpressionAttributeValues={":n": {"N": str(number)}},
-        )
-    except ClientError as exc:
-        if error_code(exc) != "ConditionalCheckFailedException":
-            raise
+    for _ in range(_ALLOCATE_RETRIES):
         batch = get_batch(dynamodb, batches_table, batch_id) or {}
-        number = int(batch["dataset_version_number"])
-    return number
+        if isinstance(batch.get("dataset_version_number"), int):
+            return int(batch["dataset_version_number"])
+        counter = get_batch(dynamodb, batches_table, DATASET_COUNTER_KEY) or {}
+        last = counter.get("last_version")
+        number = int(last or 0) + 1
+        try:
+            dynamodb.transact_write_items(TransactItems=[
+                {"Update": {
+                    "TableName": batches_table, "Key": {"batch_id": {"S": DATASET_COUNTER_KEY}},
+                    "UpdateExpression": "SET last_version = :n",
+                    "ConditionExpression": "last_version = :last" if last is not None
+                    else "attribute_not_exists(last_version)",
+                    "ExpressionAttributeValues": {":n": {"N": str(number)},
+                                                  **({":last": {"N": str(last)}} if last is not None else {})},
+                }},
+                {"Update": {
+                    "TableName": batches_table, "Key": {"batch_id": {"S": batch_id}},
+                    "UpdateExpression": "SET dataset_version_number = :n",
+                    "ConditionExpression": "attribute_exists(batch_id) AND "
+                                           "attribute_not_exists(dataset_version_number)",
+                    "ExpressionAttributeValues": {":n": {"N": str(number)}},
+                }},
+            ])
+            return number
+        except ClientError as exc:
+            if error_code(exc) not in ("TransactionCanceledException", "TransactionConflictException"):
+                raise
+            # Another batch took the number, or this batch got one meanwhile: read again.
+    raise RuntimeError(f"could not take a dataset version number for {batch_id}; retry the step")
 
 
 def dataset_line(item: dict[str, Any], *, labels: list[str], label_attribute: str) -> dict[str, Any] | None:
@@ -206,10 +226,14 @@ def publish_dataset(
         VersionConflictError: when the version's files exist with another batch's content.
     """
     bucket = tables.artifacts_bucket
+    batch = get_batch(dynamodb, tables.batches_table, batch_id) or {}
+    if batch.get("status") == PUBLISHED and batch.get("dataset_version"):
+        # A re-run after the batch was marked: its files are complete (they are written before the mark); only
+        # LATEST may still lag behind.
+        return _finish_published(s3, bucket, batch, now_iso)
     number = allocate_version(dynamodb, tables.batches_table, batch_id)
     version = version_name(number, batch_id)
     prefix = f"{DATASETS_PREFIX}{version}/"
-    batch = get_batch(dynamodb, tables.batches_table, batch_id) or {}
 
     photos = skipped = human = 0
     by_species: dict[str, int] = {}
@@ -263,6 +287,7 @@ def publish_dataset(
         "job_kind": batch.get("kind") or labeling.get("kind"),
         "initial_model_arn": batch.get("initial_model_arn"),
         "model_arn": batch.get("model_arn") or labeling.get("final_model_arn"),
+        "taxonomy_hash": batch.get("taxonomy_hash"),
         "review_job_name": (review or {}).get("job_name"),
         "label_attribute": inputs.label_attribute,
         "labels": inputs.labels,
@@ -283,17 +308,66 @@ def publish_dataset(
     _put_once(s3, bucket, prefix + LINEAGE_NAME, json.dumps(lineage, indent=1, default=str).encode(),
               content_type="application/json", owner_check=marker)
 
+    # Statistics as written: a re-run whose statistics file already existed reports the first run's figures.
+    written = json.loads(s3.get_object(Bucket=bucket, Key=prefix + STATS_NAME)["Body"].read())
+    marked = mark_published(dynamodb, tables.batches_table, batch_id, version=version, number=number,
+                            dataset_uri=s3_uri(bucket, prefix), statistics=written, now_iso=now_iso)
+    return _finish_published(s3, bucket, marked, now_iso, statistics=written)
+
+
+def mark_published(
+    dynamodb: Any, batches_table: str, batch_id: str, *, version: str, number: int, dataset_uri: str,
+    statistics: dict[str, Any], now_iso: str,
+) -> dict[str, Any]:
+    """Mark the batch ``PUBLISHED`` as ``version``; returns the batch item after the update.
+
+    Conditional: the batch exists, is not ``FAILED`` (its photos went back to the pool), and carries no other
+    ``dataset_version``. Repeating it for the same version changes nothing that matters.
+
+    Raises:
+        PublishRefusedError: when the condition fails.
+    """
+    cost = statistics.get("estimated_cost") or {}
+    stats = {**{k: statistics.get(k) for k in ("photos", "human_labeled", "machine_labeled",
+                                               "skipped_unknown_label")},
+             "reviewed": int((statistics.get("review") or {}).get("reviewed") or 0),
+             "estimated_cost_usd": cost.get("total_usd"), "estimated_savings_usd": cost.get("savings_usd")}
+    try:
+        resp = dynamodb.update_item(
+            TableName=batches_table, Key={"batch_id": {"S": batch_id}},
+            UpdateExpression="SET #s = :published, dataset_version = :v, dataset_version_number = :n, "
+                             "dataset_uri = :u, stats = :stats, published_at = if_not_exists(published_at, :now), "
+                             "updated_at = :now REMOVE parked_step, park_reason",
+            ConditionExpression="attribute_exists(batch_id) AND #s <> :failed AND "
+                                "(attribute_not_exists(dataset_version) OR dataset_version = :v)",
+            ExpressionAttributeNames={"#s": "status"},
+            ExpressionAttributeValues={":published": to_attr(PUBLISHED), ":v": to_attr(version),
+                                       ":n": to_attr(number), ":u": to_attr(dataset_uri), ":stats": to_attr(stats),
+                                       ":now": to_attr(now_iso), ":failed": to_attr(FAILED)},
+            ReturnValues="ALL_NEW",
+        )
+    except ClientError as exc:
+        if error_code(exc) != "ConditionalCheckFailedException":
+            raise
+        current = get_batch(dynamodb, batches_table, batch_id) or {}
+        raise PublishRefusedError(
+            f"batch {batch_id} cannot be published as {version}: it is {current.get('status') or 'missing'}"
+            + (f" with {current['dataset_version']}" if current.get("dataset_version") else "")) from exc
+    return from_item(resp.get("Attributes")) or {}
+
+
+def _finish_published(s3: Any, bucket: str, batch: dict[str, Any], now_iso: str,
+                      statistics: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Move ``LATEST`` for a batch already marked ``PUBLISHED`` and return the publish result."""
+    version = str(batch["dataset_version"])
+    number = int(batch["dataset_version_number"])
+    prefix = f"{DATASETS_PREFIX}{version}/"
+    if statistics is None:
+        statistics = json.loads(s3.get_object(Bucket=bucket, Key=prefix + STATS_NAME)["Body"].read())
     manifest_uri = s3_uri(bucket, prefix + MANIFEST_NAME)
     moved = _advance_latest(s3, bucket, {
         "version": version, "version_number": number, "prefix": s3_uri(bucket, prefix), "manifest_uri": manifest_uri,
-        "batch_id": batch_id, "published_at": now_iso,
-    })
-    update_batch(dynamodb, tables.batches_table, batch_id, {
-        "status": "PUBLISHED", "dataset_version": version, "dataset_uri": s3_uri(bucket, prefix),
-        "stats": {**{k: statistics[k] for k in ("photos", "human_labeled", "machine_labeled", "skipped_unknown_label")},
-                  "reviewed": reviewed, "estimated_cost_usd": cost["total_usd"],
-                  "estimated_savings_usd": cost["savings_usd"]},
-        "updated_at": now_iso,
+        "batch_id": batch["batch_id"], "published_at": batch.get("published_at") or now_iso,
     })
     return {
         "version": version,
@@ -302,7 +376,7 @@ def publish_dataset(
         "manifest_uri": manifest_uri,
         "statistics_uri": s3_uri(bucket, prefix + STATS_NAME),
         "lineage_uri": s3_uri(bucket, prefix + LINEAGE_NAME),
-        "photos": photos,
+        "photos": int(statistics.get("photos") or 0),
         "latest_moved": moved,
-        "estimated_cost": cost,
+        "estimated_cost": statistics.get("estimated_cost") or {},
     }

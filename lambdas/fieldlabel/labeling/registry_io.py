@@ -10,7 +10,7 @@ from botocore.exceptions import ClientError
 from fieldlabel.labeling.backend import BatchPhoto
 from fieldlabel.registry.model import BY_BATCH_INDEX, error_code, from_item, to_attr
 
-MODEL_CONTROL_KEY = "#model"
+MODEL_CONTROL_PREFIX = "#model#"
 DATASET_COUNTER_KEY = "#dataset-version"
 
 
@@ -93,15 +93,27 @@ def update_batch(dynamodb: Any, batches_table: str, batch_id: str, values: dict[
     return from_item(resp.get("Attributes")) or {}
 
 
-def read_model(dynamodb: Any, batches_table: str) -> dict[str, Any] | None:
-    """The ``#model`` control item: the active-learning model the last successful automated job ended with."""
-    return get_batch(dynamodb, batches_table, MODEL_CONTROL_KEY)
+def model_key(label_set_hash: str) -> str:
+    """``#model#<taxonomy hash>`` (:func:`fieldlabel.labeling.modelstore.taxonomy_hash`): one model per label set."""
+    return MODEL_CONTROL_PREFIX + label_set_hash
+
+
+def read_model(dynamodb: Any, batches_table: str, label_set_hash: str) -> dict[str, Any] | None:
+    """The active-learning model the last automated job on this label set ended with (``#model#<hash>``).
+
+    A model trained on another label set is never returned: its class indexes mean other species.
+    """
+    item = get_batch(dynamodb, batches_table, model_key(label_set_hash))
+    if item is None or item.get("taxonomy_hash") != label_set_hash:
+        return None
+    return item
 
 
 def record_model(
-    dynamodb: Any, batches_table: str, *, model_arn: str, job_name: str, batch_id: str, completed_at: str
+    dynamodb: Any, batches_table: str, *, model_arn: str, job_name: str, batch_id: str, completed_at: str,
+    taxonomy_hash: str,
 ) -> bool:
-    """Keep ``model_arn`` in ``#model`` unless a job that completed later already put its own there.
+    """Keep ``model_arn`` under the label set's key unless a job that completed later already put its own there.
 
     Returns:
         True when stored, False when a newer model was kept.
@@ -110,11 +122,12 @@ def record_model(
         dynamodb.put_item(
             TableName=batches_table,
             Item={
-                "batch_id": {"S": MODEL_CONTROL_KEY},
+                "batch_id": {"S": model_key(taxonomy_hash)},
                 "model_arn": {"S": model_arn},
                 "job_name": {"S": job_name},
                 "source_batch_id": {"S": batch_id},
                 "completed_at": {"S": completed_at},
+                "taxonomy_hash": {"S": taxonomy_hash},
             },
             ConditionExpression="attribute_not_exists(batch_id) OR completed_at <= :t",
             ExpressionAttributeValues={":t": {"S": completed_at}},

@@ -12,6 +12,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from fieldlabel.intake.dispatch import Backoff
 from fieldlabel.labeling.groundtruth.backend import GroundTruthBackend, GroundTruthSettings, ReviewJobSettings
 
 
@@ -39,6 +40,8 @@ class WorkflowEnv(BaseModel):
     poll_seconds: int = Field(default=300, ge=0, le=3600, alias="POLL_SECONDS")
     max_attempts: int = Field(default=3, ge=1, alias="MAX_ATTEMPTS")
     update_concurrency: int = Field(default=16, ge=1, le=64, alias="UPDATE_CONCURRENCY")
+    retry_backoff_seconds: int = Field(default=3600, ge=0, alias="RETRY_BACKOFF_SECONDS")
+    retry_backoff_max_seconds: int = Field(default=86_400, ge=0, alias="RETRY_BACKOFF_MAX_SECONDS")
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> WorkflowEnv:
@@ -67,6 +70,20 @@ class WorkflowEnv(BaseModel):
     def labels(self) -> list[str]:
         """Label categories in the label-category file's order (their index is the class id)."""
         return list(self.runtime_config.get("labels") or [])
+
+    @property
+    def backoff(self) -> Backoff:
+        """How long released photos wait before they are due again (intake's rule, docs/intake.md)."""
+        return Backoff(self.retry_backoff_seconds, self.retry_backoff_max_seconds)
+
+    @property
+    def taxonomy_hash(self) -> str:
+        """The label set's hash: what a stored active-learning model was trained on (``#model#<hash>``)."""
+        # The own engine's chain key (fieldlabel.labeling.modelstore), so both kinds of model follow one label-set
+        # identity. Imported here: modelstore needs numpy, which the functions that never read it need not load.
+        from fieldlabel.labeling.modelstore import taxonomy_hash
+
+        return taxonomy_hash(self.labels, self.unknown_label)
 
     @property
     def automated_enabled(self) -> bool:

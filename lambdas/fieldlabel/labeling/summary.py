@@ -90,11 +90,17 @@ def published_summary(
     }
 
 
+def _jobs_line(jobs: dict[str, str] | None) -> str:
+    if not jobs:
+        return "Jobs: none to stop."
+    return "Jobs: " + "; ".join(f"{name} {outcome}" for name, outcome in jobs.items()) + "."
+
+
 def failed_summary(
-    *, project: str, batch_id: str, reason: str, released: int, parked: int, discarded_labels: int,
-    job_name: str | None,
+    *, project: str, batch_id: str, reason: str, released: int, parked: int, quarantined: int = 0,
+    jobs: dict[str, str] | None = None, job_name: str | None = None,
 ) -> dict[str, Any]:
-    """Subject, message and figures of a failed batch."""
+    """Subject, message and figures of a failed batch (nothing was labeled; its photos went back to the pool)."""
     figures = {
         "batch_id": batch_id,
         "outcome": "failed",
@@ -102,13 +108,33 @@ def failed_summary(
         "job_name": job_name,
         "released": released,
         "parked": parked,
-        "discarded_labels": discarded_labels,
+        "quarantined": quarantined,
+        "jobs": jobs or {},
     }
     message = "\n".join([
         f"Batch {batch_id} failed: {reason}",
-        f"Photos back to pending: {released}; parked after too many attempts: {parked}; "
-        f"labels of this run discarded: {discarded_labels}.",
+        f"Photos released (pending again after their back-off): {released}; parked after too many attempts: "
+        f"{parked}; quarantined without a labeling copy: {quarantined}.",
+        _jobs_line(jobs),
         "",
         json.dumps(figures, indent=1, default=str),
     ])
     return {"subject": f"[{project}] batch {batch_id} FAILED"[:_SUBJECT_MAX], "message": message, "figures": figures}
+
+
+def parked_summary(
+    *, project: str, batch_id: str, step: str, reason: str, status: str | None, jobs: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    """Subject, message and figures of a batch held for an operator after its labeling job completed."""
+    figures = {"batch_id": batch_id, "outcome": "parked", "step": step, "reason": reason, "status": status,
+               "jobs": jobs or {}}
+    message = "\n".join([
+        f"Batch {batch_id} is parked at step '{step}': {reason}",
+        "Its labeling job completed: the labels are kept, nothing went back to the pool.",
+        f"When the cause is fixed, run: fieldlabel resume {batch_id}",
+        _jobs_line(jobs),
+        "",
+        json.dumps(figures, indent=1, default=str),
+    ])
+    return {"subject": f"[{project}] batch {batch_id} PARKED at {step}"[:_SUBJECT_MAX], "message": message,
+            "figures": figures}

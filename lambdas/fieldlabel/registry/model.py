@@ -13,11 +13,18 @@ BATCHED = "BATCHED"
 LABELED = "LABELED"
 QUARANTINED = "QUARANTINED"
 PARKED = "PARKED"
+# Released after a failed labeling attempt and waiting out its back-off (``due_at``) before it is PENDING again.
+BACKOFF = "BACKOFF"
 
 # Batch statuses (docs/contracts.md, batches table).
 CLAIMING = "CLAIMING"
 STARTED = "STARTED"
 FAILED = "FAILED"
+PUBLISHED = "PUBLISHED"
+# A batch whose job finished (its labels are paid for) but whose later step failed: held for an operator, whose
+# ``fieldlabel resume`` restarts the workflow at ``parked_step``. The photo status PARKED has the same spelling but
+# lives in the other table (photos out of attempts).
+BATCH_PARKED = "PARKED"
 
 KIND_AUTOMATED = "automated"
 KIND_HUMAN_ONLY = "human_only"
@@ -30,6 +37,11 @@ FOLDER_PREFIX = "#sidecar-folder#"
 
 BY_STATUS_INDEX = "by_status"
 BY_BATCH_INDEX = "by_batch"
+# Sparse index (partition ``status``, sort ``due_at``): only photos backing off carry ``due_at``.
+BY_DUE_INDEX = "by_due"
+
+# Quarantine reason of a claimed photo that has nothing a labeling job could show (no ``labeling_ref``).
+NO_LABELING_COPY = "no_labeling_copy"
 
 _SER = TypeSerializer()
 _DESER = TypeDeserializer()

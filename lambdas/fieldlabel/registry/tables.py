@@ -9,7 +9,7 @@ from typing import Any
 
 
 def create_registry_tables(dynamodb_client: Any, photos_table: str, batches_table: str) -> None:
-    """Create the photos table (GSIs ``by_status`` and ``by_batch``) and the batches table, on-demand billing.
+    """Create the photos table (GSIs ``by_status``, ``by_batch``, sparse ``by_due``) and the batches table, on demand.
 
     Args:
         dynamodb_client: a boto3 DynamoDB client (moto in tests).
@@ -24,6 +24,7 @@ def create_registry_tables(dynamodb_client: Any, photos_table: str, batches_tabl
             {"AttributeName": "status", "AttributeType": "S"},
             {"AttributeName": "registered_at", "AttributeType": "S"},
             {"AttributeName": "batch_id", "AttributeType": "S"},
+            {"AttributeName": "due_at", "AttributeType": "S"},
         ],
         KeySchema=[{"AttributeName": "photo_id", "KeyType": "HASH"}],
         GlobalSecondaryIndexes=[
@@ -42,6 +43,14 @@ def create_registry_tables(dynamodb_client: Any, photos_table: str, batches_tabl
                     {"AttributeName": "photo_id", "KeyType": "RANGE"},
                 ],
                 "Projection": {"ProjectionType": "ALL"},
+            },
+            {
+                "IndexName": "by_due",
+                "KeySchema": [
+                    {"AttributeName": "status", "KeyType": "HASH"},
+                    {"AttributeName": "due_at", "KeyType": "RANGE"},
+                ],
+                "Projection": {"ProjectionType": "KEYS_ONLY"},
             },
         ],
     )

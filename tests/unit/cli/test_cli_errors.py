@@ -24,7 +24,8 @@ def test_help_lists_only_working_commands(cli, capsys):
     out = capsys.readouterr().out
     assert r.code == 0
     choices = build_parser()._subparsers._group_actions[0].choices  # type: ignore[union-attr]
-    assert sorted(choices) == ["cost", "evaluate", "export", "flush", "report", "status", "taxonomists", "upload"]
+    assert sorted(choices) == ["cost", "evaluate", "export", "flush", "report", "resume", "status", "taxonomists",
+                               "upload"]
     for name in choices:
         assert name in out
     assert "--endpoint-url" in out and "--outputs" in out and "--json" in out
@@ -32,7 +33,7 @@ def test_help_lists_only_working_commands(cli, capsys):
 
 @pytest.mark.parametrize("argv", [["upload", "--help"], ["taxonomists", "add", "--help"], ["cost", "--help"],
                                   ["status", "--help"], ["flush", "--help"], ["report", "--help"],
-                                  ["export", "--help"]])
+                                  ["export", "--help"], ["resume", "--help"]])
 def test_every_subcommand_has_help(cli, argv, capsys):
     r = cli(*argv)
     assert r.code == 0

@@ -18,6 +18,7 @@ B_RUN = "b20261126t060000z-0000aaaa"
 B_REV = "b20261125t060000z-0000bbbb"
 B_OLD_FAIL = "b20261120t060000z-0000cccc"
 B_NEW_FAIL = "b20261124t060000z-0000dddd"
+B_PARKED = "b20261123t060000z-0000ffff"
 
 
 @pytest.fixture
@@ -33,6 +34,9 @@ def world(tmp_path):
             w.put_photo(f"sha256:l{i}", "LABELED", iso(NOW - timedelta(days=6)), batch_id=B_OLD_FAIL)
         w.put_photo("sha256:k0", "PARKED", iso(NOW - timedelta(days=9)), park_reason="LabelingJobFailed")
         w.put_photo("sha256:q0", "QUARANTINED", iso(NOW - timedelta(days=9)), quarantine_reason="not_an_image")
+        # 1 released after a failed attempt, backing off for 2 more hours
+        w.put_photo("sha256:w0", "BACKOFF", iso(NOW - timedelta(days=4)), attempts=1,
+                    due_at=iso(NOW + timedelta(hours=2)), last_batch_id=B_NEW_FAIL)
         w.put_batch(B_RUN, "LABELING", kind="human_only", photo_count=2, created_at=iso(NOW - timedelta(hours=3)),
                     job_name=f"treelabel-{B_RUN}", execution_arn="arn:aws:states:us-east-1:1:execution:sm:x")
         w.put_batch(B_REV, "REVIEWING", kind="automated", photo_count=1300, created_at=iso(NOW - timedelta(days=1)),
@@ -44,8 +48,16 @@ def world(tmp_path):
         w.put_batch("b20261119t060000z-0000eeee", "PUBLISHED", dataset_version="v000001-b20261119t060000z-0000eeee",
                     updated_at="2026-11-19T12:00:00Z")
         w.put_batch("#pending-counter", "-", pending=3)
-        w.put_batch("#model", "-", model_arn="arn:aws:sagemaker:us-east-1:1:model/m1", job_name="j1",
-                    source_batch_id="b20261119t060000z-0000eeee", completed_at="2026-11-19T11:00:00Z")
+        w.put_batch(B_PARKED, "PARKED", kind="human_only", photo_count=30, parked_step="publish",
+                    parked_at="2026-11-23T10:00:00Z", park_reason="RuntimeError: S3 unavailable",
+                    labeling_stats={"labeled": 30})
+        # one stored model per label set; status shows the most recent
+        w.put_batch("#model#0123456789abcdef", "-", model_arn="arn:aws:sagemaker:us-east-1:1:model/m1",
+                    job_name="j1", source_batch_id="b20261119t060000z-0000eeee",
+                    completed_at="2026-11-19T11:00:00Z", taxonomy_hash="sha256:0123456789abcdef00")
+        w.put_batch("#model#fedcba9876543210", "-", model_arn="arn:aws:sagemaker:us-east-1:1:model/m0",
+                    job_name="j0", source_batch_id="b20261101t060000z-0000eeee",
+                    completed_at="2026-11-01T11:00:00Z", taxonomy_hash="sha256:fedcba987654321000")
         yield w
 
 
@@ -61,6 +73,10 @@ def test_status_shows_pool_running_batches_and_failures(world, cli):
     assert out.index(B_REV) < out.index(B_RUN)
     assert f"treelabel-{B_REV}-review" in out and f"treelabel-{B_RUN}" in out
     # failures, newest first, with reasons
+    # photos backing off, and the parked batch with the command that resumes it
+    due = iso(NOW + timedelta(hours=2))
+    assert f"Backing off: 1 photo(s) released after a failed attempt, pending again from {due}" in out
+    assert f"{B_PARKED}  at publish" in out and "S3 unavailable" in out and "fieldlabel resume BATCH_ID" in out
     assert "Last failures (2 of 2)" in out
     assert out.index(B_NEW_FAIL) < out.index(B_OLD_FAIL)
     assert "workteam not found" in out
@@ -72,7 +88,11 @@ def test_status_json_is_complete_and_control_items_are_not_batches(world, cli):
     data = r.json()
     assert data["pending"]["count"] == 3 and data["pending"]["counter"] == 3
     assert data["pending"]["oldest_age_seconds"] == 48 * 3600
-    assert data["photos"] == {"PENDING": 3, "BATCHED": 2, "LABELED": 4, "PARKED": 1, "QUARANTINED": 1}
+    assert data["photos"] == {"PENDING": 3, "BACKOFF": 1, "BATCHED": 2, "LABELED": 4, "PARKED": 1,
+                              "QUARANTINED": 1}
+    assert data["backoff_next_due_at"] == iso(NOW + timedelta(hours=2))
+    assert [(b["batch_id"], b["parked_step"]) for b in data["parked"]] == [(B_PARKED, "publish")]
+    assert data["model"]["model_arn"].endswith("/m1") and data["model"]["taxonomy_hash"].startswith("sha256:0123")
     assert [b["batch_id"] for b in data["running"]] == [B_REV, B_RUN]
     assert data["running"][1]["status"] == "LABELING" and data["running"][1]["photo_count"] == 2
     assert [f["batch_id"] for f in data["failures"]] == [B_NEW_FAIL] and data["failed_batches"] == 2

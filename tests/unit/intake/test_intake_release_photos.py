@@ -24,10 +24,10 @@ def test_releases_photos_still_batched_and_leaves_the_batch_alone(env):  # noqa:
                                  reason="no label from the job", max_attempts=3, now=T0 + timedelta(hours=1))
     again = release_batch_photos(env.ddb, photos_table=PHOTOS, batches_table=BATCHES, batch_id=batch_id,
                                  reason="no label from the job", max_attempts=3, now=T0 + timedelta(hours=1))
-    # Then they are pending again with one attempt, the labeled one untouched, and the batch record unchanged
+    # Then they back off with one attempt, the labeled one untouched, and the batch record unchanged
     assert (first.released, first.parked, again.released) == (3, 0, 0)
-    pending = photos_by_status(env)["PENDING"]
-    assert sorted(p["photo_id"] for p in pending) == ids[1:]
-    assert all(p["attempts"] == 1 and p["last_batch_id"] == batch_id for p in pending)
+    waiting = photos_by_status(env)["BACKOFF"]
+    assert sorted(p["photo_id"] for p in waiting) == ids[1:]
+    assert all(p["attempts"] == 1 and p["last_batch_id"] == batch_id for p in waiting)
     record = batch_records(env)[batch_id]
     assert record["status"] == status_before and "failure_reason" not in record

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -60,6 +61,13 @@ class World:
 
 @pytest.fixture
 def world() -> Iterator[World]:
+    with new_world() as w:
+        yield w
+
+
+@contextmanager
+def new_world() -> Iterator[World]:
+    """A fresh registry and buckets in moto (crash-injection tests make one per crash point)."""
     with mock_aws():
         ddb = boto3.client("dynamodb", region_name="us-east-1")
         s3 = boto3.client("s3", region_name="us-east-1")

@@ -8,6 +8,7 @@ from typing import Any
 import boto3
 import pytest
 from fieldlabel.labeling.groundtruth.backend import GroundTruthBackend
+from fieldlabel.labeling.modelstore import taxonomy_hash
 from fieldlabel.labeling.prepare import EmptyBatchError, prepare_labeling_job, prepare_review_job
 from fieldlabel.labeling.process import JobNotCompletedError, process_output
 from fieldlabel.labeling.registry_io import read_model, record_model
@@ -15,6 +16,7 @@ from fieldlabel.labeling.registry_io import read_model, record_model
 from tests.unit.labeling.conftest import LABELS, NOW, World
 
 BATCH = "b20261126t063000z-1a2b3c4d"
+TAX = taxonomy_hash(LABELS, LABELS[-1])
 
 
 class FakeSageMaker:
@@ -36,7 +38,8 @@ class FakeSageMaker:
 
 def _prepare(world: World, gt: GroundTruthBackend, sm: FakeSageMaker, *, automated: bool = True) -> dict[str, Any]:
     return prepare_labeling_job(dynamodb=world.ddb, s3=world.s3, sagemaker=sm, backend=gt, tables=world.tables,
-                                batch_id=BATCH, automated_enabled=automated, now_iso=NOW)
+                                batch_id=BATCH, automated_enabled=automated, now_iso=NOW,
+                                taxonomy_hash=TAX)
 
 
 def test_prepare_writes_one_manifest_line_per_photo_and_a_human_only_request(world: World,
@@ -78,7 +81,8 @@ def test_prepare_chains_the_last_model_into_an_automated_job(world: World, gt: G
     # Given an automated-size batch and a model kept by an earlier job
     world.seed(BATCH, 5)
     model = "arn:aws:sagemaker:us-east-1:111111111111:model/earlier-job-model"
-    record_model(world.ddb, "t-batches", model_arn=model, job_name="earlier", batch_id="b0", completed_at=NOW)
+    record_model(world.ddb, "t-batches", model_arn=model, job_name="earlier", batch_id="b0", completed_at=NOW,
+                 taxonomy_hash=TAX)
 
     prepared = _prepare(world, SmallBatchesAutomated(gt.settings), FakeSageMaker())
 
@@ -87,10 +91,30 @@ def test_prepare_chains_the_last_model_into_an_automated_job(world: World, gt: G
     assert world.batch(BATCH)["initial_model_arn"] == model
 
 
+def test_a_model_trained_on_another_label_set_is_never_chained(world: World, gt: GroundTruthBackend) -> None:
+    # Given a model kept by a job that used another taxonomy (one species more)
+    world.seed(BATCH, 5)
+    other = taxonomy_hash([*LABELS[:-1], "ulmus-glabra", LABELS[-1]], LABELS[-1])
+    record_model(world.ddb, "t-batches", model_arn="arn:aws:sagemaker:us-east-1:1:model/other-taxonomy",
+                 job_name="earlier", batch_id="b0", completed_at=NOW, taxonomy_hash=other)
+
+    # When an automated job is prepared on the current taxonomy
+    prepared = _prepare(world, SmallBatchesAutomated(gt.settings), FakeSageMaker())
+
+    # Then it starts without a model, and the batch records which label set it ran on
+    assert "InitialActiveLearningModelArn" not in prepared["request"]["LabelingJobAlgorithmsConfig"]
+    assert prepared["initial_model_arn"] is None
+    assert world.batch(BATCH)["taxonomy_hash"] == TAX
+    # and each label set keeps its own model
+    assert read_model(world.ddb, "t-batches", TAX) is None
+    assert read_model(world.ddb, "t-batches", other)["model_arn"].endswith("/other-taxonomy")
+    assert TAX != other and TAX == taxonomy_hash(list(LABELS), LABELS[-1])
+
+
 def test_prepare_without_automation_never_chains(world: World, gt: GroundTruthBackend) -> None:
     world.seed(BATCH, 5)
     record_model(world.ddb, "t-batches", model_arn="arn:aws:sagemaker:us-east-1:1:model/m", job_name="j",
-                 batch_id="b0", completed_at=NOW)
+                 batch_id="b0", completed_at=NOW, taxonomy_hash=TAX)
     prepared = _prepare(world, SmallBatchesAutomated(gt.settings), FakeSageMaker(), automated=False)
     assert prepared["kind"] == "human_only"
     assert "LabelingJobAlgorithmsConfig" not in prepared["request"]
@@ -179,14 +203,15 @@ def test_output_labels_are_recorded_and_unlabeled_photos_released(world: World, 
     ])
     released: list[str] = []
 
-    def release(reason: str) -> tuple[int, int]:
+    def release(reason: str) -> tuple[int, int, int]:
         released.append(reason)
-        return 3, 0
+        return 3, 0, 0
 
     # When the output is processed
     stats = process_output(dynamodb=world.ddb, s3=world.s3, backend=gt, tables=world.tables, batch_id=BATCH,
                            kind="automated", job=_job(uri, model="arn:aws:sagemaker:us-east-1:1:model/m2"),
-                           now_iso=NOW, release_unlabeled=release, expected_count=6)
+                           now_iso=NOW, release_unlabeled=release, expected_count=6,
+                           taxonomy_hash=TAX)
 
     # Then the labels are in the registry, everything else is left BATCHED for the release
     p0, p1 = world.photo(ids[0]), world.photo(ids[1])
@@ -202,7 +227,7 @@ def test_output_labels_are_recorded_and_unlabeled_photos_released(world: World, 
     assert released and "ClientError: task expired" in released[0]
     assert (stats["released"], stats["parked"]) == (3, 0)
     # and the job's final model is kept for the next job
-    assert read_model(world.ddb, "t-batches")["model_arn"] == "arn:aws:sagemaker:us-east-1:1:model/m2"
+    assert read_model(world.ddb, "t-batches", TAX)["model_arn"] == "arn:aws:sagemaker:us-east-1:1:model/m2"
     assert world.batch(BATCH)["labeling_stats"]["labeled"] == 3
 
 
@@ -213,7 +238,7 @@ def test_output_of_a_complete_job_releases_nothing(world: World, gt: GroundTruth
                            kind="human_only", job=_job(uri), now_iso=NOW,
                            release_unlabeled=lambda r: pytest.fail("nothing to release"), expected_count=2)
     assert stats["by_species"] == {"quercus-robur": 2}
-    assert read_model(world.ddb, "t-batches") is None
+    assert read_model(world.ddb, "t-batches", TAX) is None
 
 
 def test_processing_twice_gives_the_same_registry(world: World, gt: GroundTruthBackend) -> None:
@@ -222,7 +247,7 @@ def test_processing_twice_gives_the_same_registry(world: World, gt: GroundTruthB
     uri = _output(world, [_line(i, "betula-pendula") for i in ids])
     for _ in range(2):
         stats = process_output(dynamodb=world.ddb, s3=world.s3, backend=gt, tables=world.tables, batch_id=BATCH,
-                               kind="human_only", job=_job(uri), now_iso=NOW, release_unlabeled=lambda r: (0, 0),
+                               kind="human_only", job=_job(uri), now_iso=NOW, release_unlabeled=lambda r: (0, 0, 0),
                                expected_count=3)
         assert (stats["labeled"], stats["not_in_batch"]) == (3, 0)
     assert {world.photo(i)["label"] for i in ids} == {"betula-pendula"}
@@ -232,15 +257,15 @@ def test_a_job_that_did_not_complete_has_no_output_to_process(world: World, gt: 
     with pytest.raises(JobNotCompletedError, match="Failed"):
         process_output(dynamodb=world.ddb, s3=world.s3, backend=gt, tables=world.tables, batch_id=BATCH,
                        kind="human_only", job=_job(None, status="Failed"), now_iso=NOW,
-                       release_unlabeled=lambda r: (0, 0))
+                       release_unlabeled=lambda r: (0, 0, 0))
 
 
 def test_an_older_model_never_replaces_a_newer_one(world: World) -> None:
     assert record_model(world.ddb, "t-batches", model_arn="new", job_name="j2", batch_id="b2",
-                        completed_at="2026-11-27T00:00:00Z")
+                        completed_at="2026-11-27T00:00:00Z", taxonomy_hash=TAX)
     assert not record_model(world.ddb, "t-batches", model_arn="old", job_name="j1", batch_id="b1",
-                            completed_at="2026-11-26T00:00:00Z")
-    assert read_model(world.ddb, "t-batches")["model_arn"] == "new"
+                            completed_at="2026-11-26T00:00:00Z", taxonomy_hash=TAX)
+    assert read_model(world.ddb, "t-batches", TAX)["model_arn"] == "new"
 
 
 @pytest.mark.parametrize("line,expected", [

@@ -7,7 +7,7 @@ import json
 from typing import Any
 
 import pytest
-from fieldlabel.labeling.failure import fail_batch, failure_reason
+from fieldlabel.labeling.failure import failure_reason
 from fieldlabel.labeling.publish import (
     LATEST_KEY,
     PublishInputs,
@@ -16,7 +16,7 @@ from fieldlabel.labeling.publish import (
     dataset_line,
     publish_dataset,
 )
-from fieldlabel.labeling.summary import failed_summary, published_summary
+from fieldlabel.labeling.summary import failed_summary, parked_summary, published_summary
 from fieldlabel.registry.model import to_item
 
 from tests.unit.labeling.conftest import LABELS, NOW, World
@@ -138,52 +138,7 @@ def test_dataset_line_skips_labels_outside_the_categories() -> None:
 
 
 # ------------------------------------------------------------------------------------------------------- failure
-
-
-def test_failed_batch_discards_partial_labels_and_releases_through_intake(world: World) -> None:
-    # Given a batch where 2 of 3 photos were already labeled when the run failed
-    ids = world.seed(BATCH, 3)
-    _label(world, ids[0], "quercus-robur", human=True)
-    _label(world, ids[1], "quercus-robur", human=False)
-    seen: list[str] = []
-
-    def release(reason: str) -> tuple[int, int]:
-        seen.append(reason)
-        statuses = {world.photo(i)["status"] for i in ids}
-        assert statuses == {"BATCHED"}, "every photo must be back to BATCHED before intake releases the batch"
-        return 3, 0
-
-    # When the failure path runs
-    out = fail_batch(dynamodb=world.ddb, photos_table="t-photos", batch_id=BATCH, now_iso=NOW, release=release,
-                     error={"Error": "States.TaskFailed",
-                            "Cause": json.dumps({"LabelingJobStatus": "Failed", "FailureReason": "No workers"})})
-
-    # Then the labels are gone and intake's release got the job's own reason
-    assert out == {"reason": "States.TaskFailed: No workers", "released": 3, "parked": 0, "discarded_labels": 2}
-    assert seen == ["States.TaskFailed: No workers"]
-    assert not any("label" in world.photo(i) for i in ids)
-
-
-def test_failed_batch_end_to_end_with_intakes_release(world: World) -> None:
-    # The real release (intake's release_batch): photos back to PENDING with one more attempt, batch FAILED.
-    from datetime import UTC, datetime
-
-    from fieldlabel.labeling.release import release_failed_batch
-
-    ids = world.seed(BATCH, 2, attempts=2)
-    more = world.seed(BATCH, 1, start=2)
-
-    def release(reason: str) -> tuple[int, int]:
-        report = release_failed_batch(world.ddb, photos_table="t-photos", batches_table="t-batches",
-                                      batch_id=BATCH, reason=reason, max_attempts=3, now=datetime.now(UTC))
-        return report.released, report.parked
-
-    out = fail_batch(dynamodb=world.ddb, photos_table="t-photos", batch_id=BATCH, now_iso=NOW, release=release,
-                     error={"Error": "RuntimeError", "Cause": json.dumps({"errorMessage": "boom"})})
-    assert (out["released"], out["parked"]) == (1, 2)
-    assert {world.photo(i)["status"] for i in ids} == {"PARKED"}
-    assert (world.photo(more[0])["status"], world.photo(more[0])["attempts"]) == ("PENDING", 1)
-    assert (world.batch(BATCH)["status"], world.batch(BATCH)["failure_reason"]) == ("FAILED", "RuntimeError: boom")
+# The failure path itself (stop, release or park) is in test_labeling_lifecycle.py.
 
 
 @pytest.mark.parametrize("error,expected", [
@@ -205,6 +160,10 @@ def test_summaries_name_the_batch_and_the_figures() -> None:
     assert pub["subject"] == f"[p] batch {BATCH} published"
     assert "automation 80.0 %" in pub["message"] and "accuracy 50.0 %" in pub["message"]
     assert pub["figures"]["review"]["machine_accuracy"] == 0.5
-    failed = failed_summary(project="p", batch_id=BATCH, reason="r", released=1, parked=2, discarded_labels=3,
-                            job_name=None)
+    failed = failed_summary(project="p", batch_id=BATCH, reason="r", released=1, parked=2, quarantined=3,
+                            jobs={"j": "stopped"})
     assert failed["subject"].endswith("FAILED") and failed["figures"]["parked"] == 2
+    assert "quarantined without a labeling copy: 3" in failed["message"] and "j stopped" in failed["message"]
+    parked = parked_summary(project="p", batch_id=BATCH, step="publish", reason="boom", status="PARKED")
+    assert parked["subject"] == f"[p] batch {BATCH} PARKED at publish"
+    assert f"fieldlabel resume {BATCH}" in parked["message"]

@@ -112,22 +112,25 @@ def test_process_output_emits_human_and_machine_labels_of_the_batch(env, monkeyp
     assert only(metrics, "PhotosLabeledByMachine", **svc) == 2
     assert only(metrics, "PhotosNotLabeled", **svc) == 1
     assert {m.namespace for m in metrics} == {"FieldLabel"} and {m.unit for m in metrics} == {"Count"}
-    assert _status(env, ids[5]) == "PENDING"  # the failed photo went back to the pool
+    assert _status(env, ids[5]) == "BACKOFF"  # the failed photo went back to the pool, after a back-off
 
 
 def test_fail_batch_emits_one_failed_batch(env, monkeypatch, capsys):
     batch_id, ids = _claimed_batch(env, 3, monkeypatch)
     from fail_batch import handler
 
+    from tests.unit.labeling.fakes import FakeLabelingJobs
+
     handler._env.cache_clear()
-    monkeypatch.setattr(handler, "_dynamodb", lambda: env.ddb)
+    monkeypatch.setattr(handler, "_clients", lambda: (env.ddb, FakeLabelingJobs()))
+    monkeypatch.setattr(handler, "_backend", _backend)
     capsys.readouterr()
     handler.lambda_handler({"batch_id": batch_id, "error": {"Error": "States.TaskFailed", "Cause": "boom"}},
                            FakeContext())
     metrics = emf_metrics(capsys.readouterr().out)
     handler._env.cache_clear()
     assert only(metrics, "BatchesFailed", service=SERVICE) == 1
-    assert all(_status(env, pid) == "PENDING" for pid in ids)
+    assert all(_status(env, pid) == "BACKOFF" for pid in ids)
 
 
 def test_apply_review_emits_measured_machine_accuracy(aws, monkeypatch, capsys):  # noqa: F811

@@ -10,6 +10,8 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from botocore.exceptions import ClientError
+
 from fieldlabel.labeling.backend import (
     KIND_AUTOMATED,
     KIND_HUMAN_ONLY,
@@ -286,6 +288,27 @@ class GroundTruthBackend:
             unlabeled=int(c.get("Unlabeled", 0)),
         )
 
+    def stop_job(self, client: Any, job_name: str) -> str:
+        """StopLabelingJob when DescribeLabelingJob says the job may still run (see the Protocol)."""
+        try:
+            status = str(client.describe_labeling_job(LabelingJobName=job_name)["LabelingJobStatus"])
+        except ClientError as exc:
+            if _error_code(exc) in (*_ABSENT, "ValidationException"):
+                return "absent"
+            raise
+        if status in (*TERMINAL_STATUSES, "Stopping"):
+            return status
+        try:
+            client.stop_labeling_job(LabelingJobName=job_name)
+        except ClientError as exc:
+            if _error_code(exc) in _ABSENT:
+                return "absent"
+            if _error_code(exc) == "ValidationException":
+                # It reached a terminal state between the two calls: nothing left to stop.
+                return "finished"
+            raise
+        return "stopped"
+
     def job_result(self, describe_response: dict[str, Any]) -> JobResult:
         """The workflow's view of a DescribeLabelingJob response (also the output of ``createLabelingJob.sync``)."""
         output = describe_response.get("LabelingJobOutput") or {}
@@ -318,6 +341,14 @@ def _custom_output(content: dict[str, Any], meta: dict[str, Any], photo_id: str 
         confidence=float(confidence) if isinstance(confidence, int | float) else None,
         human_annotated=True, job_name=job_name, creation_date=created,
     )
+
+
+def _error_code(exc: ClientError) -> str:
+    return str(exc.response.get("Error", {}).get("Code", ""))
+
+
+# DescribeLabelingJob answers an unknown name with ResourceNotFound; some SageMaker APIs use ValidationException.
+_ABSENT = ("ResourceNotFound", "ResourceNotFoundException")
 
 
 def _checked_name(name: str) -> str:
