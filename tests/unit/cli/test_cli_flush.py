@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 import boto3
 import pytest
 from botocore.stub import Stubber
-from fieldlabel.common.clock import iso
+from fieldlabel.common.clock import frozen, iso
 from fieldlabel.registry.model import from_item
 from fieldlabel_cli.errors import CliError
 from fieldlabel_cli.flush import FLUSH_PAYLOAD, invoke_dispatcher
@@ -17,7 +17,9 @@ from moto import mock_aws
 from moto.awslambda_simple.models import LambdaSimpleBackend
 from operator_fixtures import BATCHES, DISPATCH_FN, PHOTOS, make_world
 
-NOW = datetime.now(UTC)
+# A fixed instant pinned into every clock the command and the dispatcher read (world fixture): the lease and the
+# photos' ages mean the same on any date, however long the test session runs.
+NOW = datetime(2026, 11, 26, 9, 0, 0, tzinfo=UTC)
 
 
 class _Context:
@@ -34,7 +36,7 @@ MOTO_CONFIG = {"lambda": {"use_docker": False}}
 
 @pytest.fixture
 def world(tmp_path, monkeypatch):
-    with mock_aws(config=MOTO_CONFIG):
+    with mock_aws(config=MOTO_CONFIG), frozen(NOW):
         w = make_world(tmp_path)
         sfn = boto3.client("stepfunctions", region_name="us-east-1")
         arn = sfn.create_state_machine(

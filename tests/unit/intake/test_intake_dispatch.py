@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 from botocore.exceptions import ClientError
-from fieldlabel.common.clock import iso
+from fieldlabel.common.clock import frozen, iso
 from fieldlabel.common.ids import BATCH_ID_PATTERN
 from fieldlabel.intake.dispatch import (
     claim_photos,
@@ -430,7 +430,7 @@ def test_dispatch_handler_runs_once_and_emits_metrics(env, monkeypatch, capsys):
     # Given 7 pending photos registered long ago and a handler configured through its environment
     from intake_helpers import FakeContext
 
-    seed_pending(env, 7, start=datetime.now(UTC) - timedelta(hours=2))
+    seed_pending(env, 7, start=T0)
     for k, v in {"PHOTOS_TABLE": PHOTOS, "BATCHES_TABLE": BATCHES, "STATE_MACHINE_ARN": env.state_machine_arn,
                  "BATCH_SIZE": "100", "MAX_WAIT_SECONDS": "3600"}.items():
         monkeypatch.setenv(k, v)
@@ -439,8 +439,9 @@ def test_dispatch_handler_runs_once_and_emits_metrics(env, monkeypatch, capsys):
     mod.settings.cache_clear()
     mod.clients.cache_clear()
     try:
-        # When the schedule invokes it
-        summary = mod.lambda_handler({"source": "aws.events"}, FakeContext())
+        # When the schedule invokes it two hours later (the handler's clock is pinned)
+        with frozen(T0 + timedelta(hours=2)):
+            summary = mod.lambda_handler({"source": "aws.events"}, FakeContext())
     finally:
         mod.settings.cache_clear()
         mod.clients.cache_clear()
