@@ -14,7 +14,7 @@ import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 from botocore.exceptions import ClientError
 
@@ -725,21 +725,8 @@ def sweep_strays(ddb: Any, settings: DispatchSettings, now: datetime) -> SweepRe
         updates.append((pid, upd))
         outcomes[pid] = outcome
         report.reasons[reason] = report.reasons.get(reason, 0) + 1
-    res = conditional_bulk_update(ddb, settings.photos_table, updates)
-    pending = 0
-    for pid in res.done:
-        if outcomes[pid] == "parked":
-            report.parked += 1
-        elif outcomes[pid] == "quarantined":
-            report.quarantined += 1
-        else:
-            report.released += 1
-            pending += 1 if outcomes[pid] == "pending" else 0
-    if pending:
-        try:
-            add_pending(ddb, settings.batches_table, pending, now_iso)
-        except ClientError:
-            pass  # advisory counter; the next run recounts
+    _commit_releases(ddb, photos_table=settings.photos_table, batches_table=settings.batches_table,
+                     updates=updates, outcomes=outcomes, report=report, now_iso=now_iso)
     return report
 
 
@@ -885,8 +872,23 @@ def release_batch_photos(
                                            now=now, backoff=backoff)
         updates.append((pid, upd))
         outcomes[pid] = outcome
-    res = conditional_bulk_update(ddb, photos_table, updates)
     report = ReleaseReport(batch_id)
+    _commit_releases(ddb, photos_table=photos_table, batches_table=batches_table, updates=updates,
+                     outcomes=outcomes, report=report, now_iso=now_iso)
+    return report
+
+
+class _ReleaseCounts(Protocol):
+    released: int
+    parked: int
+    quarantined: int
+
+
+def _commit_releases(ddb: Any, *, photos_table: str, batches_table: str, updates: list[tuple[str, dict[str, Any]]],
+                     outcomes: dict[str, str], report: _ReleaseCounts, now_iso: str) -> None:
+    """Write the release updates (each conditional on the photo still being where it was read) and count into
+    ``report`` what the photos that were written became; the pending counter is advisory (the next run recounts)."""
+    res = conditional_bulk_update(ddb, photos_table, updates)
     pending = 0
     for pid in res.done:
         if outcomes[pid] == "parked":
@@ -900,5 +902,4 @@ def release_batch_photos(
         try:
             add_pending(ddb, batches_table, pending, now_iso)
         except ClientError:
-            pass  # advisory counter; the next dispatcher run recounts
-    return report
+            pass

@@ -138,21 +138,8 @@ class GroundTruthBackend:
         request = self._request(
             name=self.job_name(batch_id), label_attribute=LABEL_ATTRIBUTE, manifest_uri=manifest_uri,
             tags=self._tags(batch_id, kind),
-            human_task={
-                "WorkteamArn": s.workteam_arn,
-                "UiConfig": {"UiTemplateS3Uri": s.ui_template_uri},
-                "PreHumanTaskLambdaArn": arns.pre_human_task_lambda,
-                "TaskKeywords": ["image", "classification", "trees", "species"],
-                "TaskTitle": s.task_title,
-                "TaskDescription": s.task_description,
-                "NumberOfHumanWorkersPerDataObject": s.workers_per_photo,
-                "TaskTimeLimitInSeconds": s.task_time_limit_seconds,
-                "TaskAvailabilityLifetimeInSeconds": min(s.task_availability_seconds, MAX_TASK_AVAILABILITY_SECONDS),
-                "MaxConcurrentTaskCount": s.max_concurrent_tasks,
-                "AnnotationConsolidationConfig": {
-                    "AnnotationConsolidationLambdaArn": arns.annotation_consolidation_lambda
-                },
-            },
+            human_task=self._taxonomists_task(template_uri=s.ui_template_uri, pre_arn=arns.pre_human_task_lambda,
+                                              post_arn=arns.annotation_consolidation_lambda),
         )
         if kind == KIND_AUTOMATED:
             algorithms: dict[str, Any] = {
@@ -174,27 +161,34 @@ class GroundTruthBackend:
         Raises:
             ValueError: when the backend was built without the custom-task settings (template, Lambdas).
         """
-        s, r = self.settings, self.settings.review
+        r = self.settings.review
         if r is None:
             raise ValueError("custom-task settings (template, pre/post-annotation Lambdas) are missing; "
                              "the engine's labeling job cannot be built")
         return self._request(
             name=self.job_name(batch_id), label_attribute=LABEL_ATTRIBUTE, manifest_uri=manifest_uri,
             tags=self._tags(batch_id, KIND_MODEL),
-            human_task={
-                "WorkteamArn": s.workteam_arn,
-                "UiConfig": {"UiTemplateS3Uri": r.ui_template_uri},
-                "PreHumanTaskLambdaArn": r.pre_annotation_arn,
-                "TaskKeywords": ["image", "classification", "trees", "species"],
-                "TaskTitle": s.task_title,
-                "TaskDescription": s.task_description,
-                "NumberOfHumanWorkersPerDataObject": s.workers_per_photo,
-                "TaskTimeLimitInSeconds": s.task_time_limit_seconds,
-                "TaskAvailabilityLifetimeInSeconds": min(s.task_availability_seconds, MAX_TASK_AVAILABILITY_SECONDS),
-                "MaxConcurrentTaskCount": s.max_concurrent_tasks,
-                "AnnotationConsolidationConfig": {"AnnotationConsolidationLambdaArn": r.post_annotation_arn},
-            },
+            human_task=self._taxonomists_task(template_uri=r.ui_template_uri, pre_arn=r.pre_annotation_arn,
+                                              post_arn=r.post_annotation_arn),
         )
+
+    def _taxonomists_task(self, *, template_uri: str, pre_arn: str, post_arn: str) -> dict[str, Any]:
+        """``HumanTaskConfig`` of a labeling job on the taxonomists' team; only the UI and the two Lambdas differ
+        between the built-in classifier (automated or human-only jobs) and the engine's custom task."""
+        s = self.settings
+        return {
+            "WorkteamArn": s.workteam_arn,
+            "UiConfig": {"UiTemplateS3Uri": template_uri},
+            "PreHumanTaskLambdaArn": pre_arn,
+            "TaskKeywords": ["image", "classification", "trees", "species"],
+            "TaskTitle": s.task_title,
+            "TaskDescription": s.task_description,
+            "NumberOfHumanWorkersPerDataObject": s.workers_per_photo,
+            "TaskTimeLimitInSeconds": s.task_time_limit_seconds,
+            "TaskAvailabilityLifetimeInSeconds": min(s.task_availability_seconds, MAX_TASK_AVAILABILITY_SECONDS),
+            "MaxConcurrentTaskCount": s.max_concurrent_tasks,
+            "AnnotationConsolidationConfig": {"AnnotationConsolidationLambdaArn": post_arn},
+        }
 
     def build_review_request(self, *, batch_id: str, manifest_uri: str) -> dict[str, Any]:
         """The CreateLabelingJob request of a batch's expert review: a custom task on the reviewers' team.
