@@ -16,7 +16,7 @@ export AWS_EC2_METADATA_DISABLED := true
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 export AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED := true
 
-.PHONY: setup synth lint test test-fast test-runtime demo demo-serve browser clean bootstrap deploy diff destroy
+.PHONY: setup synth synth-all lint test test-fast test-runtime demo demo-serve browser clean bootstrap deploy diff destroy
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt lambdas/requirements.txt pyproject.toml package.json package-lock.json
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -49,6 +49,11 @@ $(CHECKOV): requirements-checkov.txt
 	.venv-checkov/bin/python -m pip install --quiet --disable-pip-version-check -r requirements-checkov.txt
 	touch $@
 
+# Both environments, one after the other (each writes cdk.out); make test runs this beside lint (mypy is the slow part).
+synth-all: setup
+	$(MAKE) --no-print-directory synth ENV=dev
+	$(MAKE) --no-print-directory synth ENV=prod
+
 lint: setup
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy stacks app.py lambdas/fieldlabel cli
@@ -59,9 +64,7 @@ PYTEST_WORKERS ?= 2
 STAGE = t0=$$(date +%s); $(1); rc=$$?; echo "make test: $(2) took $$(( $$(date +%s) - t0 )) s"; exit $$rc
 test: setup browser
 	@$(call STAGE,$(PY) -m pytest -q -p no:cacheprovider -n $(PYTEST_WORKERS),pytest)
-	@$(call STAGE,$(MAKE) --no-print-directory lint,lint)
-	@$(call STAGE,$(MAKE) --no-print-directory synth ENV=dev,synth dev)
-	@$(call STAGE,$(MAKE) --no-print-directory synth ENV=prod,synth prod)
+	@$(call STAGE,$(MAKE) --no-print-directory -j2 --output-sync=recurse lint synth-all,lint beside synth dev + prod)
 	@$(call STAGE,$(MAKE) --no-print-directory test-runtime,test-runtime)
 
 # The Lambda code's own tests on Python 3.13 (the Lambda runtime is 3.14; this machine's newest CPython is 3.13).
