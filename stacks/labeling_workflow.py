@@ -590,25 +590,10 @@ class LabelingWorkflow(Construct):
                           cause="The labeling job completed and its labels are kept; see the notification and "
                                 "run `fieldlabel resume <batch>` when the cause is fixed")
         park = self._invoke("Park the batch for an operator", self.functions.fail, None, "$.parked")
-        notify = tasks.SnsPublish(
-            self, "Tell the team the batch is parked", topic=self.topic,
-            subject=sfn.JsonPath.string_at("$.parked.subject"),
-            message=sfn.TaskInput.from_json_path_at("$.parked.message"), result_path=sfn.JsonPath.DISCARD,
-        )
-        notify.add_retry(errors=["SNS.ThrottledException", "SNS.InternalErrorException", "SNS.KMSThrottlingException"],
-                         interval=Duration.seconds(5), backoff_rate=2, max_attempts=5)
-        notify.add_catch(parked, errors=["States.ALL"], result_path="$.notify_error")
-        alarm = tasks.SnsPublish(
-            self, "Tell the team the batch could not be parked", topic=self.topic,
-            subject=sfn.JsonPath.format("[{}] batch {} needs an operator: parking failed", self._config.project,
-                                        sfn.JsonPath.string_at("$.batch_id")),
-            message=sfn.TaskInput.from_text(sfn.JsonPath.json_to_string(sfn.JsonPath.object_at("$"))),
-            result_path=sfn.JsonPath.DISCARD,
-        )
-        alarm.add_catch(parked, errors=["States.ALL"], result_path="$.notify_error")
-        alarm.next(parked)
-        park.add_catch(alarm, errors=["States.ALL"], result_path="$.park_error")
-        park.next(notify).next(parked)
+        self._step_then_notify(park, result="$.parked", error_path="$.park_error", end=parked,
+                               notify_name="Tell the team the batch is parked",
+                               alarm_name="Tell the team the batch could not be parked",
+                               alarm_subject="[{}] batch {} needs an operator: parking failed")
 
         def at(step: str, name: str) -> sfn.IChainable:
             return sfn.Pass(self, name, result=sfn.Result.from_string(step), result_path="$.park_step").next(park)
@@ -620,26 +605,37 @@ class LabelingWorkflow(Construct):
                           cause="The batch's photos went back to the pool (or, had its job completed, it was parked); "
                                 "see the notification")
         release = self._invoke("Release the batch's photos", self.functions.fail, None, "$.failed")
+        self._step_then_notify(release, result="$.failed", error_path="$.release_error", end=failed,
+                               notify_name="Tell the team the batch failed",
+                               alarm_name="Tell the team the photos could not be released",
+                               alarm_subject="[{}] batch {} FAILED, photos NOT released")
+        return release
+
+    def _step_then_notify(self, step: sfn.TaskStateBase, *, result: str, error_path: str, end: sfn.Fail,
+                          notify_name: str, alarm_name: str, alarm_subject: str) -> None:
+        """``step`` -> the team gets the subject and message it returned under ``result`` -> ``end``.
+
+        If the step itself fails, the team gets everything known instead (so an operator can act by hand), and the
+        execution still ends at ``end``; a notification that cannot be sent never hides the ending either.
+        """
         notify = tasks.SnsPublish(
-            self, "Tell the team the batch failed", topic=self.topic,
-            subject=sfn.JsonPath.string_at("$.failed.subject"),
-            message=sfn.TaskInput.from_json_path_at("$.failed.message"), result_path=sfn.JsonPath.DISCARD,
+            self, notify_name, topic=self.topic,
+            subject=sfn.JsonPath.string_at(f"{result}.subject"),
+            message=sfn.TaskInput.from_json_path_at(f"{result}.message"), result_path=sfn.JsonPath.DISCARD,
         )
         notify.add_retry(errors=["SNS.ThrottledException", "SNS.InternalErrorException", "SNS.KMSThrottlingException"],
                          interval=Duration.seconds(5), backoff_rate=2, max_attempts=5)
-        notify.add_catch(failed, errors=["States.ALL"], result_path="$.notify_error")
-        # If even the release fails, say so with everything known, so an operator can release by hand.
+        notify.add_catch(end, errors=["States.ALL"], result_path="$.notify_error")
         alarm = tasks.SnsPublish(
-            self, "Tell the team the photos could not be released", topic=self.topic,
-            subject=sfn.JsonPath.format("[{}] batch {} FAILED, photos NOT released", self._config.project,
-                                        sfn.JsonPath.string_at("$.batch_id")),
+            self, alarm_name, topic=self.topic,
+            subject=sfn.JsonPath.format(alarm_subject, self._config.project, sfn.JsonPath.string_at("$.batch_id")),
             message=sfn.TaskInput.from_text(sfn.JsonPath.json_to_string(sfn.JsonPath.object_at("$"))),
             result_path=sfn.JsonPath.DISCARD,
         )
-        alarm.add_catch(failed, errors=["States.ALL"], result_path="$.notify_error")
-        alarm.next(failed)
-        release.add_catch(alarm, errors=["States.ALL"], result_path="$.release_error")
-        return release.next(notify).next(failed)
+        alarm.add_catch(end, errors=["States.ALL"], result_path="$.notify_error")
+        alarm.next(end)
+        step.add_catch(alarm, errors=["States.ALL"], result_path=error_path)
+        step.next(notify).next(end)
 
     # ------------------------------------------------------------------------------------------------------- IAM
 
