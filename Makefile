@@ -8,6 +8,8 @@ PY := $(VENV)/bin/python
 ENV ?= dev
 # checkov pins boto3 1.35, which conflicts with the app's boto3, so it lives in a virtualenv of its own.
 CHECKOV := .venv-checkov/bin/checkov
+# So does the Label Studio server that the tests and `make demo DEMO_ARGS="--backend label-studio"` start locally.
+LABEL_STUDIO := .venv-labelstudio/bin/label-studio
 export PATH := $(CURDIR)/node_modules/node/bin:$(CURDIR)/$(VENV)/bin:$(PATH)
 # Offline by design: no CLI notices, telemetry, version checks or instance-metadata lookups.
 export CDK_DISABLE_CLI_TELEMETRY := true
@@ -26,7 +28,12 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt lambdas/requirements.t
 	npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
-setup: $(VENV)/.installed
+setup: $(VENV)/.installed $(LABEL_STUDIO)
+
+$(LABEL_STUDIO): requirements-labelstudio.txt
+	test -x .venv-labelstudio/bin/python || $(PYTHON) -m venv .venv-labelstudio
+	.venv-labelstudio/bin/python -m pip install --quiet --disable-pip-version-check -r requirements-labelstudio.txt
+	touch $@
 
 # Debian's Chromium for the worker-UI browser test; installed only when we are root (CI is), skipped otherwise.
 browser:

@@ -7,6 +7,7 @@ with a message that names the key and says what is allowed. Constructs receive t
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import re
 from collections.abc import Mapping
@@ -154,6 +155,11 @@ class Labeling(_Frozen):
         default=True,
         description="with engine 'groundtruth': use Ground Truth automated data labeling (active learning)",
     )
+    backend: Literal["groundtruth", "label_studio"] = Field(
+        default="groundtruth",
+        description="who shows the human tasks: 'groundtruth' (SageMaker Ground Truth jobs on the private workteam) "
+                    "or 'label_studio' (the self-hosted Label Studio server this app deploys; docs/label-studio.md)",
+    )
     worker_ui: Literal["crowd-image-classifier"] = "crowd-image-classifier"
     workers_per_photo: int = Field(default=3, ge=1, le=9)
     task_time_limit_seconds: int = Field(default=600, ge=30, le=28_800)
@@ -199,6 +205,99 @@ class Engine(_Frozen):
         return {"alpha": self.alpha, "delta": round(1.0 - self.confidence, 10),
                 "min_examples_per_species": self.min_examples_per_species,
                 "calibration_fraction": self.calibration_fraction}
+
+
+class LabelStudioDatabase(_Frozen):
+    """The Label Studio server's PostgreSQL (RDS), encrypted with the project's key and backed up."""
+
+    instance_class: str = Field(default="t4g.micro", description="RDS instance class without 'db.', e.g. t4g.small")
+    allocated_storage_gib: int = Field(default=20, ge=20, le=1000)
+    backup_retention_days: int = Field(default=7, ge=1, le=35)
+    multi_az: bool = False
+
+    @field_validator("instance_class")
+    @classmethod
+    def _instance_class(cls, v: str) -> str:
+        if not re.fullmatch(r"[a-z][a-z0-9]*\.[a-z0-9]+", v):
+            raise ValueError("must look like 't4g.micro' (family.size, without the 'db.' prefix)")
+        return v
+
+
+# Fargate's valid CPU units and the memory (MiB) each allows
+# (https://docs.aws.amazon.com/AmazonECS/latest/developerguide/fargate-tasks-services.html#fargate-tasks-size).
+FARGATE_MEMORY_MIB: dict[int, tuple[int, ...]] = {
+    512: (1024, 2048, 3072, 4096),
+    1024: tuple(range(2048, 8193, 1024)),
+    2048: tuple(range(4096, 16385, 1024)),
+    4096: tuple(range(8192, 30721, 1024)),
+}
+
+
+class LabelStudio(_Frozen):
+    """The self-hosted Label Studio server (``labeling.backend: label_studio``; docs/label-studio.md)."""
+
+    image: str = Field(default="heartexlabs/label-studio:1.23.2",
+                       description="the official image, pinned by tag or digest (never 'latest')")
+    domain_name: str = Field(description="the HTTPS host name taxonomists open, e.g. labels.example.org")
+    certificate_arn: str = Field(description="ACM certificate for domain_name, in the stack's region")
+    hosted_zone_id: str | None = Field(default=None, description="Route 53 zone to create domain_name's alias in")
+    cpu: int = Field(default=1024, description="Fargate CPU units: 512, 1024, 2048 or 4096")
+    memory_mib: int = Field(default=2048, description="Fargate memory in MiB, valid for cpu")
+    desired_count: int = Field(default=1, ge=1, le=4)
+    vpc_cidr: str = Field(default="10.42.0.0/16")
+    nat_gateways: int = Field(default=1, ge=1, le=3, description="NAT gateways (the image is pulled through them)")
+    database: LabelStudioDatabase = LabelStudioDatabase()
+    presign_ttl_minutes: int = Field(default=15, ge=1, le=720,
+                                     description="lifetime of the presigned photo URLs the browser receives")
+    poll_minutes: int = Field(default=10, ge=1, le=1440,
+                              description="how often the fallback poll looks for batches a lost webhook left open")
+    admin_email: str = Field(default="fieldlabel-admin@example.org",
+                             description="the server's admin account, used by the pipeline's API calls")
+
+    @field_validator("image")
+    @classmethod
+    def _pinned(cls, v: str) -> str:
+        name, _, tag = v.rpartition(":")
+        if "@sha256:" in v:
+            return v
+        if not name or not tag or "/" in tag or tag == "latest":
+            raise ValueError("must be pinned: 'repository:tag' (not 'latest') or 'repository@sha256:<digest>'")
+        return v
+
+    @field_validator("domain_name")
+    @classmethod
+    def _host(cls, v: str) -> str:
+        if not re.fullmatch(r"(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}", v):
+            raise ValueError("must be a lowercase DNS host name such as labels.example.org")
+        return v
+
+    @field_validator("certificate_arn")
+    @classmethod
+    def _cert(cls, v: str) -> str:
+        if not re.fullmatch(r"arn:aws[a-z-]*:acm:[a-z0-9-]+:\d{12}:certificate/[0-9a-f-]{36}", v):
+            raise ValueError("must be an ACM certificate ARN (arn:aws:acm:<region>:<account>:certificate/<uuid>)")
+        return v
+
+    @field_validator("vpc_cidr")
+    @classmethod
+    def _cidr(cls, v: str) -> str:
+        try:
+            net = ipaddress.ip_network(v, strict=True)
+        except ValueError as e:
+            raise ValueError(f"must be an IPv4 network such as 10.42.0.0/16 ({e})") from None
+        if net.version != 4 or not 16 <= net.prefixlen <= 22:
+            raise ValueError("must be an IPv4 network with a prefix between /16 and /22")
+        return v
+
+    @model_validator(mode="after")
+    def _fargate_size(self) -> LabelStudio:
+        allowed = FARGATE_MEMORY_MIB.get(self.cpu)
+        if allowed is None:
+            raise ValueError(f"cpu: must be one of {', '.join(map(str, FARGATE_MEMORY_MIB))}, got {self.cpu}")
+        if self.memory_mib not in allowed:
+            raise ValueError(f"memory_mib: {self.memory_mib} is not valid with cpu {self.cpu}; "
+                             f"allowed {allowed[0]}-{allowed[-1]} in steps of 1024")
+        return self
 
 
 class Workforce(_Frozen):
@@ -380,6 +479,7 @@ class AppConfig(_Frozen):
     monitoring: Monitoring = Monitoring()
     concurrency: Concurrency = Concurrency()
     costs: Costs = Costs()
+    label_studio: LabelStudio | None = None
     tags: Annotated[dict[str, str], Field(default_factory=dict, max_length=40)]
 
     @field_validator("project")
@@ -436,6 +536,13 @@ class AppConfig(_Frozen):
                 f"but the taxonomy has {n} (species + the unknown label); use at most {limit - 1} species, "
                 "or labeling.engine 'model' (custom template with a searchable picker)"
             )
+        if self.labeling.backend == "label_studio":
+            if self.label_studio is None:
+                problems.append("label_studio: required when labeling.backend is 'label_studio' "
+                                "(domain_name and certificate_arn at least; docs/label-studio.md)")
+            if groundtruth and self.labeling.automated:
+                problems.append("labeling.backend: 'label_studio' has no automated labeling of its own; "
+                                "use labeling.engine 'model', or set labeling.automated to false (human-only batches)")
         if self.workforce.mode == "create" and not self.workforce.cognito_domain_prefix:
             problems.append("workforce.cognito_domain_prefix: required when workforce.mode is 'create'")
         if problems:
@@ -456,6 +563,7 @@ class AppConfig(_Frozen):
                 "automated": self.labeling.automated,
                 "engine": self.labeling.engine,
                 "engine_settings": self.engine.settings_json(),
+                "backend": self.labeling.backend,
                 "workers_per_photo": self.labeling.workers_per_photo,
                 "tags": self.tags,
                 "costs": self.costs.model_dump(),

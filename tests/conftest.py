@@ -56,3 +56,18 @@ def pytest_sessionfinish(session: object, exitstatus: int) -> None:
     config = getattr(session, "config", None)
     reporter = config.pluginmanager.get_plugin("terminalreporter") if config is not None else None
     iam_session.session_finish(reporter)
+
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def label_studio(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    """A real Label Studio server on 127.0.0.1 (SQLite), one per test process (localrun/labelstudio.py).
+
+    Tests share it, so each test creates its own projects (project titles carry the test's batch ids).
+    """
+    from localrun.labelstudio import LabelStudioServer
+
+    with LabelStudioServer(tmp_path_factory.mktemp("label-studio")) as server:
+        yield server

@@ -294,3 +294,42 @@ def test_register_max_concurrency_is_within_what_lambda_accepts(value: int) -> N
 def test_log_execution_data_is_a_boolean() -> None:
     assert load_config(_ctx({"monitoring.log_execution_data": True}), "dev").monitoring.log_execution_data is True
     assert "environments.dev.monitoring.log_execution_data" in _error({"monitoring.log_execution_data": "maybe"})
+
+
+# --- labeling.backend 'label_studio' (docs/label-studio.md) -------------------------------------------------------
+
+def test_the_studio_environment_runs_label_studio_with_the_own_engine() -> None:
+    studio = load_config(CONTEXT, "studio")
+    assert studio.labeling.backend == "label_studio" and studio.labeling.engine == "model"
+    assert studio.label_studio is not None and studio.label_studio.image.endswith(":1.23.2")
+    assert json.loads(studio.runtime_json())["backend"] == "label_studio"
+    assert load_config(CONTEXT).labeling.backend == "groundtruth"
+
+
+@pytest.mark.parametrize(("patch", "expected"), [
+    ({"label_studio": _DELETE}, "environments.studio: label_studio: required when labeling.backend is 'label_studio'"),
+    ({"labeling.engine": "groundtruth", "labeling.automated": True},
+     "labeling.backend: 'label_studio' has no automated labeling of its own"),
+    ({"labeling.backend": "mechanical-turk"}, "environments.studio.labeling.backend"),
+    ({"label_studio.image": "heartexlabs/label-studio:latest"},
+     "environments.studio.label_studio.image: must be pinned"),
+    ({"label_studio.image": "heartexlabs/label-studio"}, "environments.studio.label_studio.image: must be pinned"),
+    ({"label_studio.domain_name": "Labels_Example"}, "environments.studio.label_studio.domain_name"),
+    ({"label_studio.certificate_arn": "arn:aws:iam::111111111111:server-certificate/x"},
+     "environments.studio.label_studio.certificate_arn: must be an ACM certificate ARN"),
+    ({"label_studio.cpu": 300}, "cpu: must be one of 512, 1024, 2048, 4096"),
+    ({"label_studio.memory_mib": 1024}, "memory_mib: 1024 is not valid with cpu 1024"),
+    ({"label_studio.vpc_cidr": "10.42.0.0/24"}, "environments.studio.label_studio.vpc_cidr"),
+    ({"label_studio.database.instance_class": "db.t4g.micro"},
+     "environments.studio.label_studio.database.instance_class"),
+    ({"label_studio.database.backup_retention_days": 0},
+     "environments.studio.label_studio.database.backup_retention_days"),
+])
+def test_label_studio_settings_fail_naming_the_key(patch: dict[str, Any], expected: str) -> None:
+    assert expected in _error(patch, "studio")
+
+
+def test_label_studio_accepts_human_only_batches_and_a_digest_pinned_image() -> None:
+    cfg = load_config(_ctx({"labeling.engine": "groundtruth", "labeling.automated": False,
+                            "label_studio.image": "heartexlabs/label-studio@sha256:" + "a" * 64}, "studio"), "studio")
+    assert cfg.labeling.backend == "label_studio" and not cfg.labeling.automated
