@@ -86,6 +86,10 @@ class LabelStudioServer:
                 "SENTRY_DSN": "",
                 "FRONTEND_SENTRY_DSN": "",
                 "LATEST_VERSION_CHECK": "false",
+                # Label Studio refuses webhooks to private addresses (SSRF protection); this loopback-only server's
+                # webhooks go to listeners on 127.0.0.1 (the tests, the harness). The deployed server keeps it on:
+                # its webhook target is the public Lambda Function URL.
+                "SSRF_PROTECTION_ENABLED": "false",
                 "PYTHONUNBUFFERED": "1",
             }
         )

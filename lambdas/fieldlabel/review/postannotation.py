@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from fieldlabel.review.consolidation import ConsolidationConfig, WorkerPrior, consolidate
+from fieldlabel.review.consolidation import ConsolidationConfig, ConsolidationResult, WorkerPrior, consolidate
 from fieldlabel.review.identity import resolve_identities
 from fieldlabel.review.payload import (
     RESPONSE_TIERS,
@@ -135,6 +135,72 @@ class ManifestLookup(Mapping[str, tuple[str | None, LabelUnderReview | None]]):
         return key in self._load()
 
 
+@dataclass(frozen=True)
+class ConsolidatedObjects:
+    """The consolidation of a list of parsed objects: the class list the result's indices refer to, and the result."""
+
+    classes: list[str]
+    result: ConsolidationResult
+    workers: list[str]
+    answers: int
+
+    def label(self, i: int) -> str | None:
+        """The consensus label of object ``i`` (None when it had no valid answer)."""
+        return self.classes[self.result.label[i]] if self.result.label[i] >= 0 else None
+
+
+def consolidate_objects(
+    parsed: list[ParsedObject],
+    *,
+    valid_labels: set[str] | None,
+    unknown_label: str,
+    key_of: Mapping[str, str],
+    dynamodb: Any,
+    reviewers_table: str | None,
+    config: ConsolidationConfig,
+) -> ConsolidatedObjects:
+    """Reliability-weighted consensus of every object's answers, seeded by the stored reviewer reliability.
+
+    The one consolidation of human answers, whichever labeling backend collected them: the post-annotation Lambda
+    calls it for a Ground Truth payload, the Label Studio backend for a batch's exported annotations.
+
+    Args:
+        parsed: the objects with their valid ``(worker id, label)`` answers.
+        valid_labels: the label categories (None: the labels answered).
+        unknown_label: the label of "not a tree / cannot tell".
+        key_of: worker id -> reviewer key (the reviewers table's ``worker_id``); missing ids are their own key.
+        dynamodb: boto3 DynamoDB client for the stored priors (None: every reviewer is new).
+        reviewers_table: the reviewers table (None or empty: every reviewer is new).
+        config: the consolidation's tunables.
+    """
+    classes = sorted(valid_labels) if valid_labels is not None else sorted(
+        {lab for p in parsed for _, lab in p.answers})
+    if len(classes) < 2:
+        classes = sorted(set(classes) | {unknown_label, "\u0000other"})
+    class_idx = {c: i for i, c in enumerate(classes)}
+    workers = sorted({key_of.get(w, w) for p in parsed for w, _ in p.answers})
+    worker_idx = {w: i for i, w in enumerate(workers)}
+    items, ws, labs = [], [], []
+    for i, p in enumerate(parsed):
+        for w, lab in p.answers:
+            items.append(i)
+            ws.append(worker_idx[key_of.get(w, w)])
+            labs.append(class_idx[lab])
+    stored = load_priors(dynamodb, reviewers_table, workers) if workers and dynamodb is not None and \
+        reviewers_table else {}
+    result = consolidate(
+        np.array(items, dtype=np.int64),
+        np.array(ws, dtype=np.int64),
+        np.array(labs, dtype=np.int64),
+        n_items=len(parsed),
+        n_workers=len(workers),
+        n_classes=len(classes),
+        priors=[stored.get(w, WorkerPrior()) for w in workers],
+        config=config,
+    )
+    return ConsolidatedObjects(classes=classes, result=result, workers=workers, answers=len(items))
+
+
 def consolidate_payload(
     event: dict[str, Any],
     *,
@@ -187,10 +253,6 @@ def consolidate_payload(
         for reason, n in p.skipped.items():
             outcome.skipped[reason] = outcome.skipped.get(reason, 0) + n
 
-    classes = sorted(valid) if valid is not None else sorted({lab for p in parsed for _, lab in p.answers})
-    if len(classes) < 2:
-        classes = sorted(set(classes) | {settings.unknown_label, "\u0000other"})
-    class_idx = {c: i for i, c in enumerate(classes)}
     # Reliability follows the person: workerId -> Cognito sub from the job's worker-response files.
     answered: dict[str, list[str]] = {}
     for p in parsed:
@@ -200,33 +262,16 @@ def consolidate_payload(
     key_of = ident.keys
     outcome.identities = {"sub": ident.from_sub, "worker_id": ident.fallback, "reads": ident.reads,
                           "errors": len(ident.errors)}
-    workers = sorted({key_of[w] for p in parsed for w, _ in p.answers})
-    worker_idx = {w: i for i, w in enumerate(workers)}
-    items, ws, labs = [], [], []
-    for i, p in enumerate(parsed):
-        for w, lab in p.answers:
-            items.append(i)
-            ws.append(worker_idx[key_of[w]])
-            labs.append(class_idx[lab])
-    outcome.answers = len(items)
-
-    stored = load_priors(dynamodb, settings.reviewers_table, workers) if workers else {}
-    priors = [stored.get(w, WorkerPrior()) for w in workers]
-    result = consolidate(
-        np.array(items, dtype=np.int64),
-        np.array(ws, dtype=np.int64),
-        np.array(labs, dtype=np.int64),
-        n_items=len(parsed),
-        n_workers=len(workers),
-        n_classes=len(classes),
-        priors=priors,
-        config=settings.consolidation,
-    )
+    done = consolidate_objects(parsed, valid_labels=valid, unknown_label=settings.unknown_label, key_of=key_of,
+                               dynamodb=dynamodb, reviewers_table=settings.reviewers_table,
+                               config=settings.consolidation)
+    classes, result = done.classes, done.result
+    outcome.answers = done.answers
     outcome.model = result.model
     outcome.needs_adjudication = int(result.needs_adjudication.sum())
 
     if settings.artifacts_bucket:
-        outcome.answer_log_uri = _write_answer_log(
+        outcome.answer_log_uri = write_answer_log(
             s3, settings.artifacts_bucket, job_name, payload_uri, parsed, key_of
         )
 
@@ -259,10 +304,12 @@ def consolidate_payload(
     )
 
 
-def _write_answer_log(
+def write_answer_log(
     s3: Any, bucket: str, job_name: str, payload_uri: str, parsed: list[ParsedObject], key_of: Mapping[str, str]
 ) -> str:
     """Write every valid answer of this invocation to the artifacts bucket, keyed by the payload URI.
+
+    (The Label Studio backend passes a ``label-studio://`` URI of the batch as ``payload_uri``, one log per batch.)
 
     The key is a hash of the payload URI, so a retried invocation overwrites its own log instead of adding a copy;
     apply-review reads all logs of the job to update reviewer reliability on the whole job at once. ``answers`` hold
