@@ -52,7 +52,7 @@ def labeling_config_xml(labels: Sequence[tuple[str, str]], *, unknown_label: str
         f"  <Image name=\"{IMAGE_NAME}\" value=\"$image\" zoom=\"true\" zoomControl=\"true\" rotateControl=\"true\"/>",
         "  <Text name=\"field_notes\" value=\"$field_text\"/>",
         f"  <Taxonomy name=\"{PICKER_NAME}\" toName=\"{IMAGE_NAME}\" required=\"true\" maxUsages=\"1\""
-        " leafsOnly=\"true\" placeholder=\"Search the species list\""
+        " minWidth=\"420px\" leafsOnly=\"true\" placeholder=\"Search the species list\""
         " requiredMessage=\"Choose a species, or 'Not a tree / cannot tell'\">",
         *(f"    {c}" for c in choices),
         "  </Taxonomy>",
