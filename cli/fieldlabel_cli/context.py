@@ -58,6 +58,8 @@ class AppContext:
                 "BatchesTableName": getattr(args, "batches_table", None),
                 "DispatchFunctionName": getattr(args, "dispatch_function", None),
                 "StateMachineArn": getattr(args, "state_machine", None),
+                "LabelStudioUrl": getattr(args, "label_studio_url", None),
+                "LabelStudioTokenSecretArn": getattr(args, "label_studio_token_secret", None),
             },
             outputs_file=getattr(args, "outputs", None),
             stack_prefix=getattr(args, "stack_prefix", None),

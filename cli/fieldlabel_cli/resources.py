@@ -23,7 +23,7 @@ from fieldlabel_cli.errors import CliError, UsageError, error_code, translate_aw
 DEFAULT_STACK_PREFIX = "treelabel"
 STACK_SUFFIXES = ("Storage", "Workforce")
 # Read only when a name is not among the first stacks' outputs (the operator commands need the dispatcher etc.).
-LATE_STACK_SUFFIXES = ("Pipeline",)
+LATE_STACK_SUFFIXES = ("Pipeline", "LabelStudio")
 
 # Output key -> the option that overrides it, for error messages.
 KNOWN_OUTPUTS: dict[str, str] = {
@@ -36,6 +36,8 @@ KNOWN_OUTPUTS: dict[str, str] = {
     "BatchesTableName": "--batches-table",
     "DispatchFunctionName": "--dispatch-function",
     "StateMachineArn": "--state-machine",
+    "LabelStudioUrl": "--label-studio-url",
+    "LabelStudioTokenSecretArn": "--label-studio-token-secret",
 }
 # Output keys the stacks actually write for a name (the Workforce stack says ...GroupName).
 ALIASES: dict[str, tuple[str, ...]] = {
@@ -127,6 +129,21 @@ class ResourceResolver:
             f"cannot find {name}: not among the outputs of {where}; pass {KNOWN_OUTPUTS.get(name, name)}, "
             "--outputs FILE, or the right --stack-prefix"
         )
+
+    def find(self, name: str) -> str | None:
+        """The value of output ``name``, or None when no source has it (for outputs only some deployments have,
+        such as ``LabelStudioUrl``: its absence means the deployment labels with Ground Truth)."""
+        if name in self._explicit:
+            return str(self._explicit[name])
+        keys = ALIASES.get(name, (name,))
+        if self._outputs_file:
+            if self._file_outputs is None:
+                self._file_outputs = load_outputs_file(self._outputs_file)
+            return next((self._file_outputs[k] for k in keys if k in self._file_outputs), None)
+        outputs = self._read_stacks()
+        if not any(key in outputs for key in keys):
+            outputs = self._read_late_stacks()
+        return next((outputs[k] for k in keys if k in outputs), None)
 
     def _read_stacks(self) -> dict[str, str]:
         if self._stack_outputs is not None:

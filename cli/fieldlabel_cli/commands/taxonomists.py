@@ -9,6 +9,7 @@ from botocore.exceptions import ClientError
 
 from fieldlabel_cli.context import AppContext
 from fieldlabel_cli.errors import EXIT_OK, CliError, UsageError, error_code, translate_aws_error
+from fieldlabel_cli.labelstudio import ensure_account, label_studio_client
 from fieldlabel_cli.taxonomists import (
     Groups,
     add_taxonomist,
@@ -22,7 +23,8 @@ HELP = "invite, remove and list the taxonomists who label photos"
 DESCRIPTION = """\
 Manage the taxonomists of the private workforce (Cognito users in the taxonomists group;
 senior reviewers are also in the reviewers group). New users receive an e-mail invitation
-with a temporary password."""
+with a temporary password. When the deployment labels in Label Studio, `add` also creates
+the person's Label Studio account."""
 
 
 def _pool_options(p: argparse.ArgumentParser) -> None:
@@ -49,6 +51,12 @@ def register(subparsers: Any, parents: list[argparse.ArgumentParser]) -> None:
     add.add_argument("--name", help="display name")
     add.add_argument("--reviewer", action="store_true", help="also make them a senior reviewer")
     _pool_options(add)
+    g = add.add_argument_group("Label Studio (default: from the stack outputs; only with labeling.backend "
+                               "label_studio)")
+    g.add_argument("--label-studio-url", help="the server's URL (output LabelStudioUrl)")
+    g.add_argument("--label-studio-token-secret",
+                   help="secret holding the admin API token (output LabelStudioTokenSecretArn; "
+                        "FIELDLABEL_LABEL_STUDIO_TOKEN overrides it)")
     add.set_defaults(handler=handle_add)
 
     rm = sub.add_parser("remove", parents=parents, help="remove a taxonomist (asks for confirmation)",
@@ -95,8 +103,16 @@ def handle_add(args: argparse.Namespace, ctx: AppContext) -> int:
     except ClientError as exc:
         raise _cognito_error(exc, pool_id, groups) from exc
     verb = "Invited" if result.created else "Already a user:"
-    ctx.emit(result.as_dict(), f"{verb} {result.email}; groups: {', '.join(result.groups)}"
-             + (" (invitation e-mail sent)" if result.created else ""))
+    text = f"{verb} {result.email}; groups: {', '.join(result.groups)}" + (
+        " (invitation e-mail sent)" if result.created else "")
+    out = result.as_dict()
+    # Label Studio has no single sign-on in its community edition: the person needs an account there too.
+    ls_client = label_studio_client(ctx)
+    if ls_client is not None:
+        account = ensure_account(ls_client, result.email, args.name)
+        out["label_studio"] = account
+        text += ("; Label Studio account created" if account["created"] else "; Label Studio account exists")
+    ctx.emit(out, text)
     return EXIT_OK
 
 
