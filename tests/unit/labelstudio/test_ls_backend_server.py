@@ -15,7 +15,7 @@ from typing import Any
 
 import boto3
 import pytest
-from fieldlabel.labeling.label_studio.backend import LabelStudioBackend, LabelStudioSettings
+from fieldlabel.labeling.label_studio.backend import ImageStorage, LabelStudioBackend, LabelStudioSettings
 from fieldlabel.labeling.label_studio.client import LabelStudioApiError, LabelStudioClient
 from fieldlabel.labeling.label_studio.completion import batch_status, finish_batch, stop_batch
 from fieldlabel.labeling.label_studio.labeling_config import picker_result
@@ -280,6 +280,60 @@ def test_stop_withdraws_only_unanswered_tasks_and_a_later_finish_keeps_the_answe
     # A resubmission after a stop brings the withdrawn photos back, the answered one is not imported twice.
     again = backend.submit_batch(client, stage="labeling", batch_id="b-stop-1", lines=lines(3))
     assert (again.imported, again.already_present) == (2, 1)
+
+
+# ------------------------------------------------------------------------------------------------------- images
+
+
+def test_s3_uris_reach_the_browser_only_as_short_lived_presigned_urls(client: LabelStudioClient,
+                                                                       label_studio: LabelStudioServer) -> None:
+    """The task keeps the labeling copy's s3:// URI; Label Studio's resolve endpoint answers with a presigned URL
+    (15 minutes) of that object, signed by the project's S3 storage. moto runs as a server, as S3's stand-in."""
+    import urllib.error
+    import urllib.request
+
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0)
+    server.start()
+    try:
+        host, port = server.get_host_and_port()
+        endpoint = f"http://{host}:{port}"
+        s3 = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1")
+        s3.create_bucket(Bucket="copies")
+        s3.put_object(Bucket="copies", Key="labeling-copies/sha256-aa.jpg", Body=b"\xff\xd8 the labeling copy")
+        storage = ImageStorage(bucket="copies", prefix="labeling-copies/", region="us-east-1",
+                               presign_ttl_minutes=15, endpoint_url=endpoint,
+                               credentials=(("aws_access_key_id", "testing"), ("aws_secret_access_key", "testing")))
+        backend = make_backend("flimages", image_storage=storage)
+        line = {"source-ref": "s3://copies/labeling-copies/sha256-aa.jpg", "photo-id": "sha256:aa"}
+        submitted = backend.submit_batch(client, stage="labeling", batch_id="b-img-1", lines=[line])
+        backend.ensure_project(client, "labeling")  # idempotent: still one storage
+        storages = client.request("GET", "/api/storages/s3/", params={"project": submitted.project_id})
+        assert len(storages) == 1 and storages[0]["presign_ttl"] == 15
+
+        # What the pipeline reads back is the stored URI (the output manifest's source-ref), not a resolved one.
+        (stored,) = client.tasks_of_batch(submitted.project_id, "b-img-1")
+        assert stored["data"]["image"] == stored["data"]["line"]["source-ref"] == line["source-ref"]
+        task = client.request("GET", f"/api/tasks/{submitted.task_ids[0]}/")
+        resolve = task["data"]["image"]
+        assert resolve.startswith(f"/tasks/{submitted.task_ids[0]}/resolve/")
+
+        class _Stop(urllib.request.HTTPRedirectHandler):
+            def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+                return None
+
+        request = urllib.request.Request(label_studio.url + resolve,
+                                         headers={"Authorization": f"Token {label_studio.token}"})
+        with pytest.raises(urllib.error.HTTPError) as redirect:
+            urllib.request.build_opener(_Stop).open(request, timeout=30)
+        location = redirect.value.headers["Location"]
+        assert location.startswith(f"{endpoint}/copies/labeling-copies/sha256-aa.jpg?")
+        assert "X-Amz-Expires=900" in location and "X-Amz-Signature=" in location
+        with urllib.request.urlopen(location, timeout=30) as photo:  # noqa: S310 - the local moto server
+            assert photo.read() == b"\xff\xd8 the labeling copy"
+    finally:
+        server.stop()
 
 
 def test_taxonomist_accounts_are_created_once(client: LabelStudioClient) -> None:

@@ -41,6 +41,22 @@ _FIELD_TEXT_MAX = 600
 
 
 @dataclass(frozen=True)
+class ImageStorage:
+    """Where the labeling copies are, so Label Studio can presign the tasks' ``s3://`` URIs for the browser.
+
+    ``endpoint_url`` and ``credentials`` are for an S3-compatible endpoint in tests; deployed, both stay empty and
+    the server signs with its task role (which may read only the labeling copies).
+    """
+
+    bucket: str
+    prefix: str
+    region: str
+    presign_ttl_minutes: int = 15
+    endpoint_url: str | None = None
+    credentials: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True)
 class LabelStudioSettings:
     """Everything the backend builds projects, tasks and requests from (the functions' environment).
 
@@ -56,6 +72,7 @@ class LabelStudioSettings:
     annotators_per_photo: int = 3
     reviewers_per_photo: int = 2
     model_version: str = ""
+    image_storage: ImageStorage | None = None
     instructions: str = ("Identify the tree species in the photo. If a suggestion is shown, confirm it by submitting, "
                          "or search the list for the right species; choose 'Not a tree / cannot tell' when unsure.")
     review_instructions: str = ("Review the label shown: submit it if it is right, or search the list for the right "
@@ -235,11 +252,18 @@ class LabelStudioBackend:
         return task
 
     def ensure_project(self, client: LabelStudioClient, stage: str) -> dict[str, Any]:
-        """The stage's project (created, or its labeling config and overlap brought up to date)."""
-        return client.ensure_project(
+        """The stage's project (created, or its labeling config and overlap brought up to date), connected to the
+        labeling copies' bucket when ``image_storage`` is set."""
+        project = client.ensure_project(
             self.project_title(stage), self.label_config(stage), maximum_annotations=self.answers_per_photo(stage),
             description=f"fieldlabel {self.settings.project}: {stage} of taxonomy {self.settings.taxonomy_hash}",
         )
+        storage = self.settings.image_storage
+        if storage is not None:
+            client.ensure_s3_storage(int(project["id"]), bucket=storage.bucket, prefix=storage.prefix,
+                                     region=storage.region, presign_ttl_minutes=storage.presign_ttl_minutes,
+                                     endpoint_url=storage.endpoint_url, credentials=dict(storage.credentials))
+        return project
 
     def submit_batch(
         self,

@@ -216,6 +216,45 @@ class LabelStudioClient:
             body["completed_by"] = completed_by
         return dict(self.request("POST", f"/api/tasks/{task_id}/annotations/", body=body))
 
+    # -------------------------------------------------------------------------------------------------- storage
+
+    def ensure_s3_storage(
+        self,
+        project_id: int,
+        *,
+        bucket: str,
+        prefix: str,
+        region: str,
+        presign_ttl_minutes: int,
+        endpoint_url: str | None = None,
+        credentials: Mapping[str, str] | None = None,
+    ) -> dict[str, Any]:
+        """The project's S3 source storage on ``bucket``/``prefix``, created when missing, kept up to date.
+
+        Tasks carry ``s3://`` URIs of the labeling copies; with this storage Label Studio answers the browser with a
+        presigned URL valid ``presign_ttl_minutes`` (never the object itself, never a long-lived link). No
+        credentials means the server's own (the ECS task role, which may read only the labeling copies); it is
+        never synced (tasks come from the pipeline's import, not from listing the bucket).
+
+        Raises:
+            LabelStudioApiError: the server could not reach the bucket with its credentials (400).
+        """
+        wanted: dict[str, Any] = {
+            "bucket": bucket, "prefix": prefix, "region_name": region, "presign": True,
+            "presign_ttl": presign_ttl_minutes, "use_blob_urls": False, "recursive_scan": True,
+            "title": f"labeling copies s3://{bucket}/{prefix}",
+        }
+        if endpoint_url:
+            wanted["s3_endpoint"] = endpoint_url
+        for storage in self.request("GET", "/api/storages/s3/", params={"project": project_id}) or []:
+            if storage.get("bucket") == bucket and (storage.get("prefix") or "") == prefix:
+                if any(storage.get(k) != v for k, v in wanted.items()):
+                    return dict(self.request("PATCH", f"/api/storages/s3/{storage['id']}",
+                                             body={**wanted, **dict(credentials or {})}))
+                return dict(storage)
+        return dict(self.request("POST", "/api/storages/s3/",
+                                 body={"project": project_id, **wanted, **dict(credentials or {})}))
+
     # -------------------------------------------------------------------------------------------------- webhooks
 
     def ensure_webhook(
