@@ -16,6 +16,7 @@ from fieldlabel.labeling.label_studio.backend import (
     LabelStudioBackend,
     LabelStudioSettings,
     field_text,
+    labels_from_taxonomy,
 )
 from fieldlabel.labeling.label_studio.client import (
     LabelStudioApiError,
@@ -122,6 +123,20 @@ def test_a_task_carries_the_line_the_field_notes_and_the_suggestion_as_predictio
     assert "predictions" not in b.task_for(outside, batch_id="b1", image="http://x/aa.jpg")
     with pytest.raises(ValueError):
         b.task_for({"photo-id": "p"}, batch_id="b1")
+
+
+def test_the_picker_labels_come_from_the_taxonomy_document() -> None:
+    doc = {"labels": [{"label": "quercus-robur", "scientific_name": "Quercus robur", "common_name": "oak",
+                       "display_name": "Quercus robur (oak)"},
+                      {"label": "fagus-sylvatica", "scientific_name": "Fagus sylvatica"}],
+           "unknown_label": UNKNOWN}
+    categories, pairs, unknown = labels_from_taxonomy(doc)
+    assert categories == ("quercus-robur", "fagus-sylvatica", UNKNOWN) and unknown == UNKNOWN
+    assert pairs == (("quercus-robur", "Quercus robur (oak)"), ("fagus-sylvatica", "Fagus sylvatica"))
+    with pytest.raises(ValueError):
+        labels_from_taxonomy({"labels": [], "unknown_label": UNKNOWN})
+    with pytest.raises(ValueError):
+        labels_from_taxonomy({"labels": [{"display_name": "x"}], "unknown_label": UNKNOWN})
 
 
 def test_field_text_is_bounded() -> None:

@@ -385,6 +385,28 @@ class LabelStudioBackend:
         return stop_batch(client, int(project["id"]), batch_id)
 
 
+def labels_from_taxonomy(document: Mapping[str, Any]) -> tuple[tuple[str, ...], tuple[tuple[str, str], ...], str]:
+    """``(category labels, (label, display name) pairs, unknown label)`` of ``config/taxonomy.json``.
+
+    The category labels are in label-category order with the unknown label last (what ``taxonomy_hash`` and the
+    consolidation take); the pairs are what the picker shows (``LabelStudioSettings.labels``).
+
+    Raises:
+        ValueError: a document without labels or unknown label.
+    """
+    entries = document.get("labels")
+    unknown = document.get("unknown_label")
+    if not isinstance(entries, list) or not entries or not isinstance(unknown, str) or not unknown:
+        raise ValueError("taxonomy document needs 'labels' (a non-empty list) and 'unknown_label'")
+    pairs: list[tuple[str, str]] = []
+    for entry in entries:
+        if not isinstance(entry, Mapping) or not isinstance(entry.get("label"), str) or not entry["label"]:
+            raise ValueError(f"taxonomy entry without a label: {entry!r}")
+        name = entry.get("display_name") or entry.get("scientific_name") or entry["label"]
+        pairs.append((entry["label"], str(name)))
+    return (*(label for label, _ in pairs), unknown), tuple(pairs), unknown
+
+
 def field_text(fields: Mapping[str, Any]) -> str:
     """One line of the collector's notes for the labeling page ("Site: A12 · Captured: ... · Notes: ...")."""
     parts = []
