@@ -8,6 +8,7 @@ import sys
 import aws_cdk as cdk
 
 from stacks.config import AppConfig, ConfigError, load_config
+from stacks.label_studio_stack import LabelStudioStack
 from stacks.monitoring_stack import MonitoringStack
 from stacks.nag import add_nag_packs
 from stacks.pipeline_stack import PipelineStack
@@ -30,12 +31,22 @@ def build(app: cdk.App, config: AppConfig | None = None) -> dict[str, cdk.Stack]
         env=env,
         description=f"{prefix}: taxonomists' workforce and work teams",
     )
+    # The self-hosted Label Studio server, only for that labeling backend (docs/label-studio.md, "Deployment").
+    label_studio = (
+        LabelStudioStack(
+            app, f"{prefix}-LabelStudio", config=config, storage=storage, workforce=workforce, env=env,
+            description=f"{prefix}: self-hosted Label Studio (network, database, service, load balancers)",
+        )
+        if config.labeling.backend == "label_studio"
+        else None
+    )
     pipeline = PipelineStack(
         app,
         f"{prefix}-Pipeline",
         config=config,
         storage=storage,
         workforce=workforce,
+        label_studio=label_studio.refs if label_studio else None,
         env=env,
         description=f"{prefix}: intake, labeling workflow and expert review",
     )
@@ -46,6 +57,8 @@ def build(app: cdk.App, config: AppConfig | None = None) -> dict[str, cdk.Stack]
     stacks: dict[str, cdk.Stack] = {
         "storage": storage, "workforce": workforce, "pipeline": pipeline, "monitoring": monitoring,
     }
+    if label_studio is not None:
+        stacks["label_studio"] = label_studio
     for stack in stacks.values():
         for key, value in sorted(config.tags.items()):
             cdk.Tags.of(stack).add(key, value)

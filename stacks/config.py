@@ -543,6 +543,11 @@ class AppConfig(_Frozen):
             if groundtruth and self.labeling.automated:
                 problems.append("labeling.backend: 'label_studio' has no automated labeling of its own; "
                                 "use labeling.engine 'model', or set labeling.automated to false (human-only batches)")
+            # The load balancer signs taxonomists in on the pool's hosted UI, so it needs the pool's domain.
+            if self.workforce.mode == "existing" and not self.workforce.cognito_domain_prefix:
+                problems.append("workforce.cognito_domain_prefix: required with labeling.backend 'label_studio' when "
+                                "workforce.mode is 'existing' (the existing user pool's domain prefix, where the "
+                                "Label Studio load balancer signs taxonomists in)")
         if self.workforce.mode == "create" and not self.workforce.cognito_domain_prefix:
             problems.append("workforce.cognito_domain_prefix: required when workforce.mode is 'create'")
         if problems:

@@ -11,6 +11,7 @@ from constructs import Construct
 
 from stacks.config import AppConfig
 from stacks.intake import Intake
+from stacks.label_studio_refs import LabelStudioRefs
 from stacks.labeling_assets import LabelingAssets
 from stacks.labeling_role import GroundTruthExecutionRole
 from stacks.labeling_workflow import LabelingWorkflow
@@ -23,7 +24,8 @@ from stacks.workforce_stack import WorkforceStack
 
 class PipelineStack(Stack):
     """Compute of the pipeline. Exposes ``assets``, ``gt_role``, ``functions`` (the one LambdaKit), ``workflow``,
-    ``intake``, ``async_failures`` (the queue of failed asynchronous invocations)."""
+    ``intake``, ``async_failures`` (the queue of failed asynchronous invocations) and ``label_studio`` (the Label
+    Studio deployment's :class:`LabelStudioRefs` when ``labeling.backend`` is ``label_studio``, else None)."""
 
     def __init__(
         self,
@@ -33,9 +35,14 @@ class PipelineStack(Stack):
         config: AppConfig,
         storage: StorageStack,
         workforce: WorkforceStack,
+        label_studio: LabelStudioRefs | None = None,
         **kwargs: object,
     ) -> None:
         super().__init__(scope, id_, **kwargs)  # type: ignore[arg-type]
+        if (config.labeling.backend == "label_studio") != (label_studio is not None):
+            raise ValueError("PipelineStack: label_studio refs are given exactly when labeling.backend is "
+                             f"'label_studio' (backend {config.labeling.backend!r})")
+        self.label_studio = label_studio
         self.storage = StorageRefs(self, "Storage", storage=storage)
         self.assets = LabelingAssets(self, "LabelingAssets", config=config)
         self.gt_role = GroundTruthExecutionRole(

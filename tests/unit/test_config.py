@@ -329,6 +329,19 @@ def test_label_studio_settings_fail_naming_the_key(patch: dict[str, Any], expect
     assert expected in _error(patch, "studio")
 
 
+_EXISTING_WORKFORCE = {"workforce.mode": "existing", "workforce.existing_workforce_name": "default",
+                      "workforce.existing_user_pool_id": "us-east-1_EXAMPLE11",
+                      "workforce.existing_app_client_id": "1example23456789"}
+
+
+def test_label_studio_on_an_existing_workforce_needs_its_pool_domain() -> None:
+    msg = _error({**_EXISTING_WORKFORCE, "workforce.cognito_domain_prefix": _DELETE}, "studio")
+    assert "workforce.cognito_domain_prefix: required with labeling.backend 'label_studio'" in msg
+    cfg = load_config(_ctx({**_EXISTING_WORKFORCE, "workforce.cognito_domain_prefix": "institute-workforce"},
+                           "studio"), "studio")
+    assert cfg.workforce.mode == "existing" and cfg.workforce.cognito_domain_prefix == "institute-workforce"
+
+
 def test_label_studio_accepts_human_only_batches_and_a_digest_pinned_image() -> None:
     cfg = load_config(_ctx({"labeling.engine": "groundtruth", "labeling.automated": False,
                             "label_studio.image": "heartexlabs/label-studio@sha256:" + "a" * 64}, "studio"), "studio")

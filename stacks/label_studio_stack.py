@@ -1,0 +1,131 @@
+"""The self-hosted Label Studio server (``labeling.backend: label_studio``; docs/label-studio.md, "Deployment").
+
+Built only for that backend. Reads like the deployment diagram: network -> secrets -> database -> service behind two
+load balancers (the taxonomists' one, signed in through the project's Cognito, and the pipeline's internal one).
+The pipeline stack receives :attr:`LabelStudioStack.refs`.
+"""
+
+from __future__ import annotations
+
+from aws_cdk import CfnOutput, Fn, Stack
+from aws_cdk import aws_kms as kms
+from aws_cdk import aws_secretsmanager as secretsmanager
+from constructs import Construct
+
+from stacks.config import AppConfig
+from stacks.label_studio_network import ZONES, LabelStudioNetwork
+from stacks.label_studio_refs import LabelStudioRefs
+from stacks.nag import ack
+from stacks.storage_stack import StorageStack
+from stacks.workforce_stack import WorkforceStack
+
+# Label Studio keeps API tokens in a 40-character column (a Django REST framework token key).
+TOKEN_LENGTH = 40
+
+
+def encrypted_secret(
+    scope: Construct, id_: str, *, key: kms.IKey, description: str, length: int, rotation_reason: str
+) -> secretsmanager.ISecret:
+    """A generated secret (letters and digits only) encrypted with ``key``, as a view that knows its key.
+
+    The key is set on the CloudFormation resource rather than through the construct: the construct would add a
+    ``kms:GenerateDataKey*`` / ``kms:ReEncrypt*`` statement for Secrets Manager to the data key's policy in the
+    storage stack (wildcard actions, and a storage-stack change). The key policy already delegates to IAM, and every
+    reader gets ``kms:Decrypt`` through :meth:`ISecret.grant_read` on the returned view, which carries the key.
+    """
+    secret = secretsmanager.Secret(
+        scope,
+        id_,
+        description=description,
+        generate_secret_string=secretsmanager.SecretStringGenerator(
+            password_length=length, exclude_punctuation=True, include_space=False
+        ),
+    )
+    resource = secret.node.default_child
+    assert isinstance(resource, secretsmanager.CfnSecret)
+    resource.kms_key_id = key.key_arn
+    ack(secret, "AwsSolutions-SMG4", rotation_reason)
+    return secretsmanager.Secret.from_secret_attributes(
+        scope, f"{id_}WithKey", secret_complete_arn=secret.secret_arn, encryption_key=key
+    )
+
+
+class LabelStudioStack(Stack):
+    """Network, secrets and (in the following sections) the database, the service and its load balancers.
+
+    Exposes ``network``, ``token_secret``, ``webhook_secret``, ``admin_password``, ``api_url`` and ``refs``
+    (:class:`LabelStudioRefs`, what the pipeline's Label Studio functions get).
+    """
+
+    @property
+    def availability_zones(self) -> list[str]:
+        """The region's first Availability Zones, chosen by CloudFormation at deploy time (``Fn::GetAZs``).
+
+        An environment-bound stack would otherwise look the account's zones up with AWS credentials at synth time,
+        and synthesis here is offline.
+        """
+        return [Fn.select(i, Fn.get_azs()) for i in range(ZONES)]
+
+    def __init__(
+        self,
+        scope: Construct,
+        id_: str,
+        *,
+        config: AppConfig,
+        storage: StorageStack,
+        workforce: WorkforceStack,
+        **kwargs: object,
+    ) -> None:
+        super().__init__(scope, id_, **kwargs)  # type: ignore[arg-type]
+        ls = config.label_studio
+        if ls is None:
+            raise ValueError("label_studio: the Label Studio stack needs the label_studio block of the config")
+        self.workforce = workforce
+        key = storage.key
+        self.network = LabelStudioNetwork(self, "Network", config=config, key=key)
+
+        # --- secrets: the admin's API token (the pipeline's), the webhooks' shared secret, the admin's password ----
+        self.token_secret = encrypted_secret(
+            self, "ApiToken", key=key, length=TOKEN_LENGTH,
+            description=f"{config.project}: API token of the Label Studio admin account the pipeline calls as",
+            rotation_reason=(
+                "The container sets this token on the admin account when it starts; a rotation would have to "
+                "restart the service too. Rotate by hand: put a new value, then force a new deployment "
+                "(docs/label-studio.md, 'Deployment')."
+            ),
+        )
+        self.webhook_secret = encrypted_secret(
+            self, "WebhookSecret", key=key, length=48,
+            description=f"{config.project}: shared secret Label Studio's webhooks send to the pipeline",
+            rotation_reason=(
+                "Label Studio stores this value in each project's webhook headers; rotating it means updating "
+                "every webhook at the same moment, which the submit function does when it next ensures the webhook."
+            ),
+        )
+        self.admin_password = encrypted_secret(
+            self, "AdminPassword", key=key, length=32,
+            description=f"{config.project}: password of the Label Studio admin account ({ls.admin_email})",
+            rotation_reason=(
+                "Only read by the container at start-up to create the admin account; nobody signs in with it "
+                "day to day (the pipeline uses the API token)."
+            ),
+        )
+
+        # What in-VPC functions call: the internal load balancer under the same host name, resolved by a private
+        # hosted zone inside the VPC (docs/decisions.md, "Label Studio: the pipeline's way to the API").
+        self.api_url = f"https://{ls.domain_name}"
+        self.refs = LabelStudioRefs(
+            vpc=self.network.vpc,
+            lambda_security_group=self.network.lambda_security_group,
+            lambda_subnets=self.network.lambda_subnets,
+            api_url=self.api_url,
+            token_secret=self.token_secret,
+            webhook_secret=self.webhook_secret,
+        )
+        for oid, value, desc in (
+            ("LabelStudioUrl", f"https://{ls.domain_name}", "Label Studio (taxonomists sign in through Cognito)"),
+            ("ApiTokenSecretArn", self.token_secret.secret_arn, "The pipeline's Label Studio API token"),
+            ("WebhookSecretArn", self.webhook_secret.secret_arn, "Shared secret of Label Studio's webhooks"),
+            ("AdminPasswordSecretArn", self.admin_password.secret_arn, f"Password of {ls.admin_email}"),
+        ):
+            CfnOutput(self, oid, value=value, description=desc)
