@@ -8,7 +8,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from aws_cdk import Stack
 from aws_cdk import aws_ec2 as ec2
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
 from aws_cdk import aws_secretsmanager as secretsmanager
 
 
@@ -25,3 +28,29 @@ class LabelStudioRefs:
     # The admin's API token (the one the container is bootstrapped with) and the webhooks' shared secret.
     token_secret: secretsmanager.ISecret
     webhook_secret: secretsmanager.ISecret
+    # The key both secrets are encrypted with (the project's data key).
+    secrets_key: kms.IKey | None = None
+
+    def grant_secret_read(self, grantee: iam.IGrantable, *secrets: secretsmanager.ISecret) -> None:
+        """Let ``grantee`` read ``secrets`` (default: the token and the webhook secret), key included.
+
+        Use this rather than ``secret.grant_read``: the data key lives in the storage stack, and CDK's grant on a key
+        of another stack can write the grantee into neither policy (the key policy would be a cross-stack cycle), so
+        ``grant_read`` gives ``secretsmanager:GetSecretValue`` without the ``kms:Decrypt`` it needs.
+        """
+        chosen = secrets or (self.token_secret, self.webhook_secret)
+        grantee.grant_principal.add_to_principal_policy(iam.PolicyStatement(
+            actions=["secretsmanager:GetSecretValue", "secretsmanager:DescribeSecret"],
+            resources=[s.secret_arn for s in chosen],
+        ))
+        if self.secrets_key is not None:
+            grant_decrypt_via_secrets_manager(grantee, self.secrets_key)
+
+
+def grant_decrypt_via_secrets_manager(grantee: iam.IGrantable, key: kms.IKey) -> None:
+    """``kms:Decrypt`` on ``key``, only when Secrets Manager asks for it on the grantee's behalf."""
+    region = Stack.of(key).region
+    grantee.grant_principal.add_to_principal_policy(iam.PolicyStatement(
+        actions=["kms:Decrypt"], resources=[key.key_arn],
+        conditions={"StringEquals": {"kms:ViaService": f"secretsmanager.{region}.amazonaws.com"}},
+    ))

@@ -7,15 +7,17 @@ The pipeline stack receives :attr:`LabelStudioStack.refs`.
 
 from __future__ import annotations
 
-from aws_cdk import CfnOutput, Fn, Stack
+from aws_cdk import CfnOutput, Duration, Fn, RemovalPolicy, Stack
 from aws_cdk import aws_kms as kms
+from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_secretsmanager as secretsmanager
 from constructs import Construct
 
 from stacks.config import AppConfig
 from stacks.label_studio_network import ZONES, LabelStudioNetwork
 from stacks.label_studio_refs import LabelStudioRefs
-from stacks.nag import ack
+from stacks.label_studio_server import StudioDatabase, StudioLoadBalancers, StudioService
+from stacks.nag import ack, checkov_skip
 from stacks.storage_stack import StorageStack
 from stacks.workforce_stack import WorkforceStack
 
@@ -51,10 +53,11 @@ def encrypted_secret(
 
 
 class LabelStudioStack(Stack):
-    """Network, secrets and (in the following sections) the database, the service and its load balancers.
+    """Network, secrets, database, service and its two load balancers.
 
-    Exposes ``network``, ``token_secret``, ``webhook_secret``, ``admin_password``, ``api_url`` and ``refs``
-    (:class:`LabelStudioRefs`, what the pipeline's Label Studio functions get).
+    Exposes ``network``, ``token_secret``, ``webhook_secret``, ``admin_password``, ``database``, ``server``
+    (:class:`StudioService`), ``load_balancers``, ``api_url`` and ``refs`` (:class:`LabelStudioRefs`, what the
+    pipeline's Label Studio functions get).
     """
 
     @property
@@ -81,7 +84,9 @@ class LabelStudioStack(Stack):
         if ls is None:
             raise ValueError("label_studio: the Label Studio stack needs the label_studio block of the config")
         self.workforce = workforce
-        key = storage.key
+        # The data key as an imported view: grants on it then go to the grantee's IAM policy only. On the storage
+        # stack's own construct CDK would also write each grantee into the key policy there, a cross-stack cycle.
+        key = kms.Key.from_key_arn(self, "DataKey", storage.key.key_arn)
         self.network = LabelStudioNetwork(self, "Network", config=config, key=key)
 
         # --- secrets: the admin's API token (the pipeline's), the webhooks' shared secret, the admin's password ----
@@ -111,6 +116,18 @@ class LabelStudioStack(Stack):
             ),
         )
 
+        # --- database, service, load balancers ----------------------------------------------------------------------
+        self.database = StudioDatabase(self, "Database", config=config, network=self.network, key=key)
+        self.server = StudioService(
+            self, "Server", config=config, network=self.network, database=self.database, key=key,
+            intake_bucket=s3.Bucket.from_bucket_name(self, "IntakeBucket", storage.names.intake_bucket),
+            token_secret=self.token_secret, admin_password=self.admin_password,
+        )
+        self.load_balancers = StudioLoadBalancers(
+            self, "LoadBalancers", config=config, network=self.network, service=self.server,
+            user_pool_id=workforce.user_pool_id, access_logs_bucket=self._load_balancer_logs(config),
+        )
+
         # What in-VPC functions call: the internal load balancer under the same host name, resolved by a private
         # hosted zone inside the VPC (docs/decisions.md, "Label Studio: the pipeline's way to the API").
         self.api_url = f"https://{ls.domain_name}"
@@ -121,6 +138,7 @@ class LabelStudioStack(Stack):
             api_url=self.api_url,
             token_secret=self.token_secret,
             webhook_secret=self.webhook_secret,
+            secrets_key=key,
         )
         for oid, value, desc in (
             ("LabelStudioUrl", f"https://{ls.domain_name}", "Label Studio (taxonomists sign in through Cognito)"),
@@ -129,3 +147,26 @@ class LabelStudioStack(Stack):
             ("AdminPasswordSecretArn", self.admin_password.secret_arn, f"Password of {ls.admin_email}"),
         ):
             CfnOutput(self, oid, value=value, description=desc)
+
+    def _load_balancer_logs(self, config: AppConfig) -> s3.Bucket:
+        """The load balancers' access logs. Load balancers deliver only to SSE-S3 buckets."""
+        bucket = s3.Bucket(
+            self,
+            "LoadBalancerLogs",
+            encryption=s3.BucketEncryption.S3_MANAGED,
+            block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
+            enforce_ssl=True,
+            object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
+            lifecycle_rules=[s3.LifecycleRule(id="expire-access-logs",
+                                              expiration=Duration.days(config.retention.access_log_days))],
+            removal_policy=RemovalPolicy.RETAIN if config.removal_retain else RemovalPolicy.DESTROY,
+            auto_delete_objects=False,
+        )
+        reason = ("This bucket only receives the load balancers' access logs, which are themselves the access record; "
+                  "logging the log deliveries would only add noise.")
+        ack(bucket, "AwsSolutions-S1", reason)
+        checkov_skip(bucket, "CKV_AWS_18", reason)
+        checkov_skip(bucket, "CKV_AWS_21",
+                     "Load balancers only ever add new log objects here and the lifecycle rule expires them; versions "
+                     "would keep nothing more.")
+        return bucket
