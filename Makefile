@@ -61,10 +61,12 @@ $(CHECKOV): requirements-checkov.txt
 	.venv-checkov/bin/python -m pip install --quiet --disable-pip-version-check -r requirements-checkov.txt
 	touch $@
 
-# Both environments, one after the other (each writes cdk.out); make test runs this beside lint (mypy is the slow part).
+# Every environment, one after the other (each writes cdk.out): dev, prod and studio (the Label Studio backend and
+# its deployment); make test runs this beside lint (mypy is the slow part).
 synth-all: setup
 	$(MAKE) --no-print-directory synth ENV=dev
 	$(MAKE) --no-print-directory synth ENV=prod
+	$(MAKE) --no-print-directory synth ENV=studio
 
 lint: setup
 	$(VENV)/bin/ruff check .
@@ -76,7 +78,7 @@ PYTEST_WORKERS ?= 2
 STAGE = t0=$$(date +%s); $(1); rc=$$?; echo "make test: $(2) took $$(( $$(date +%s) - t0 )) s"; exit $$rc
 test: setup browser
 	@$(call STAGE,$(PY) -m pytest -q -p no:cacheprovider -n $(PYTEST_WORKERS),pytest)
-	@$(call STAGE,$(MAKE) --no-print-directory -j2 --output-sync=recurse lint synth-all,lint beside synth dev + prod)
+	@$(call STAGE,$(MAKE) --no-print-directory -j2 --output-sync=recurse lint synth-all,lint beside synth dev + prod + studio)
 	@$(call STAGE,$(MAKE) --no-print-directory test-runtime,test-runtime)
 
 # The Lambda code's own tests on Python 3.13 (the Lambda runtime is 3.14; this machine's newest CPython is 3.13).

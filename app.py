@@ -51,7 +51,7 @@ def build(app: cdk.App, config: AppConfig | None = None) -> dict[str, cdk.Stack]
         description=f"{prefix}: intake, labeling workflow and expert review",
     )
     monitoring = MonitoringStack(
-        app, f"{prefix}-Monitoring", config=config, pipeline=pipeline, env=env,
+        app, f"{prefix}-Monitoring", config=config, pipeline=pipeline, label_studio=label_studio, env=env,
         description=f"{prefix}: dashboard, alarms, operations topic, budget",
     )
     stacks: dict[str, cdk.Stack] = {

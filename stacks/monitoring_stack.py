@@ -16,6 +16,7 @@ from aws_cdk import Duration, RemovalPolicy, Stack
 from aws_cdk import aws_budgets as budgets
 from aws_cdk import aws_cloudwatch as cw
 from aws_cdk import aws_cloudwatch_actions as cw_actions
+from aws_cdk import aws_elasticloadbalancingv2 as elbv2
 from aws_cdk import aws_events as events
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
@@ -28,6 +29,7 @@ from constructs import Construct
 
 from stacks.config import AppConfig
 from stacks.kms_policy import account_key_policy
+from stacks.label_studio_stack import LabelStudioStack
 from stacks.monitoring_metrics import AppMetrics, handler_dir_of
 from stacks.nag import ack
 from stacks.pipeline_stack import PipelineStack
@@ -41,6 +43,12 @@ QUARANTINE_RATE_PERIOD = Duration.hours(1)
 # claim it (small-batch policy 'wait', a lost race, a run out of time). Two dispatch intervals of slack let the next
 # run catch up before anyone is paged; a run that fails outright raises its function's errors alarm instead.
 OLDEST_PENDING_SLACK_INTERVALS = 2
+# Label Studio: server errors (both load balancers, generated or passed on) per 5 minutes before someone is paged; a
+# single 5xx is usually one interrupted request.
+LABEL_STUDIO_5XX_PER_5_MINUTES = 5
+LABEL_STUDIO_MAX_USAGE_PERCENT = 90
+# The database alarms well before it fills: 2 GiB left of at least 20.
+LABEL_STUDIO_DB_MIN_FREE_BYTES = 2 * 1024**3
 
 # Services that publish to the operations topic. Each needs the topic policy and, the topic being encrypted,
 # kms:GenerateDataKey and kms:Decrypt on its key.
@@ -106,6 +114,7 @@ class MonitoringStack(Stack):
         *,
         config: AppConfig,
         pipeline: PipelineStack,
+        label_studio: LabelStudioStack | None = None,
         **kwargs: object,
     ) -> None:
         super().__init__(scope, id_, **kwargs)  # type: ignore[arg-type]
@@ -144,6 +153,8 @@ class MonitoringStack(Stack):
         self._batches_section(pipeline)
         self._labels_section()
         self._functions_section()
+        if label_studio is not None:
+            self._label_studio_section(label_studio)
         self.budget = self._budget() if config.monitoring.monthly_budget_usd else None
 
     # ------------------------------------------------------------------------------------------------ topic
@@ -475,6 +486,102 @@ class MonitoringStack(Stack):
                     )
                 },
             )
+
+    def _label_studio_section(self, ls: LabelStudioStack) -> None:
+        """The Label Studio server: its service behind the taxonomists' load balancer, server errors on both load
+        balancers, the database."""
+        project = self._config.project
+        lbs = ls.load_balancers
+        self.facade.add_large_header("Label Studio: service, load balancers, database")
+        self.facade.monitor_fargate_application_load_balancer(
+            fargate_service=ls.server.service,
+            application_load_balancer=lbs.public,
+            application_target_group=lbs.public_targets,
+            human_readable_name="Label Studio service (taxonomists' load balancer)",
+            alarm_friendly_name="LabelStudio",
+            add_unhealthy_task_count_alarm={
+                "Unhealthy": mc.UnhealthyTaskCountThreshold(
+                    max_unhealthy_tasks=0,
+                    alarm_description_override=(
+                        "A Label Studio task fails the load balancer's health check (/health). Read the service's "
+                        "events and the container log; docs/operations.md, 'Label Studio unhealthy'."
+                    ),
+                )
+            },
+            add_cpu_usage_alarm={
+                "Cpu": mc.UsageThreshold(
+                    max_usage_percent=LABEL_STUDIO_MAX_USAGE_PERCENT,
+                    alarm_description_override=(
+                        f"Label Studio's tasks use more than {LABEL_STUDIO_MAX_USAGE_PERCENT} % CPU. Raise "
+                        "label_studio.cpu or desired_count; docs/operations.md, 'Label Studio CPU or memory'."
+                    ),
+                )
+            },
+            add_memory_usage_alarm={
+                "Memory": mc.UsageThreshold(
+                    max_usage_percent=LABEL_STUDIO_MAX_USAGE_PERCENT,
+                    alarm_description_override=(
+                        f"Label Studio's tasks use more than {LABEL_STUDIO_MAX_USAGE_PERCENT} % of their memory. "
+                        "Raise label_studio.memory_mib; docs/operations.md, 'Label Studio CPU or memory'."
+                    ),
+                )
+            },
+        )
+        # Server errors on either load balancer: those it generates (no healthy target, timeouts) and those the
+        # server answers with. The internal one carries the pipeline's API calls.
+        using: dict[str, cw.IMetric] = {}
+        for name, lb in (("public", lbs.public), ("internal", lbs.internal)):
+            using[f"{name}_elb"] = lb.metrics.http_code_elb(elbv2.HttpCodeElb.ELB_5XX_COUNT,
+                                                            statistic="Sum", period=Duration.minutes(5))
+            using[f"{name}_target"] = lb.metrics.http_code_target(elbv2.HttpCodeTarget.TARGET_5XX_COUNT,
+                                                                  statistic="Sum", period=Duration.minutes(5))
+        errors = cw.MathExpression(
+            expression="FILL(public_elb, 0) + FILL(public_target, 0) + FILL(internal_elb, 0) + "
+                       "FILL(internal_target, 0)",
+            using_metrics=using, period=Duration.minutes(5), label="Label Studio 5xx (both load balancers)",
+        )
+        errors_alarm = self._alarm(
+            "label_studio_5xx",
+            errors.create_alarm(
+                self,
+                "LabelStudio5xx",
+                alarm_name=f"{project}-label-studio-5xx",
+                alarm_description=(
+                    f"Label Studio answered at least {LABEL_STUDIO_5XX_PER_5_MINUTES} server errors in 5 minutes "
+                    "(taxonomists' or the pipeline's load balancer). Read the container log; docs/operations.md, "
+                    "'Label Studio server errors'."
+                ),
+                threshold=LABEL_STUDIO_5XX_PER_5_MINUTES,
+                comparison_operator=cw.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+                evaluation_periods=1,
+                treat_missing_data=cw.TreatMissingData.NOT_BREACHING,
+            ),
+        )
+        self.facade.add_widget(cw.AlarmWidget(title="Label Studio server errors (alarm)", alarm=errors_alarm,
+                                              width=12))
+        self.facade.monitor_rds_instance(
+            instance=ls.database.instance,
+            human_readable_name="Label Studio database (PostgreSQL)",
+            alarm_friendly_name="LabelStudioDb",
+            add_cpu_usage_alarm={
+                "Cpu": mc.UsageThreshold(
+                    max_usage_percent=LABEL_STUDIO_MAX_USAGE_PERCENT,
+                    alarm_description_override=(
+                        f"The Label Studio database uses more than {LABEL_STUDIO_MAX_USAGE_PERCENT} % CPU. Raise "
+                        "label_studio.database.instance_class; docs/operations.md, 'Label Studio database'."
+                    ),
+                )
+            },
+            add_free_storage_space_alarm={
+                "Storage": mc.MinUsageCountThreshold(
+                    min_count=LABEL_STUDIO_DB_MIN_FREE_BYTES,
+                    alarm_description_override=(
+                        "The Label Studio database has less than 2 GiB of storage left. Raise "
+                        "label_studio.database.allocated_storage_gib; docs/operations.md, 'Label Studio database'."
+                    ),
+                )
+            },
+        )
 
     # ------------------------------------------------------------------------------------------------ budget
 

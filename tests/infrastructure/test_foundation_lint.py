@@ -18,11 +18,11 @@ from tests.infrastructure.synth import Synthesis
 DATED_RULES = ("W2531", "E2531", "E2533")
 
 
-@pytest.mark.parametrize("env", ["dev", "prod"])
-def test_cfn_lint_reports_no_errors(env: str, request: pytest.FixtureRequest) -> None:
+@pytest.mark.parametrize(("env", "stacks"), [("dev", 4), ("prod", 4), ("studio", 5)])
+def test_cfn_lint_reports_no_errors(env: str, stacks: int, request: pytest.FixtureRequest) -> None:
     syn: Synthesis = request.getfixturevalue(env)
     templates = sorted(str(p) for p in syn.outdir.glob("*.template.json"))
-    assert len(templates) == 4
+    assert len(templates) == stacks
     result = subprocess.run(
         [
             str(Path(sys.executable).with_name("cfn-lint")),

@@ -51,7 +51,7 @@ def test_synth_has_no_unacknowledged_cdk_nag_finding(env: str, request: pytest.F
     assert set(syn.templates) == {"storage", "workforce", "pipeline", "monitoring"}
 
 
-@pytest.mark.parametrize("env", ["dev", "prod"])
+@pytest.mark.parametrize("env", ["dev", "prod", "studio"])
 def test_no_iam_statement_has_a_wildcard_action(env: str, request: pytest.FixtureRequest) -> None:
     syn: Synthesis = request.getfixturevalue(env)
     offenders = [

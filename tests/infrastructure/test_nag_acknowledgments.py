@@ -46,7 +46,7 @@ def _findings_and_acks(
     return syn.findings, list(_RecordingValidations.recorded)
 
 
-@pytest.mark.parametrize("env", ["dev", "prod"])
+@pytest.mark.parametrize("env", ["dev", "prod", "studio"])
 def test_every_acknowledgment_matches_a_finding_in_its_scope(
     env: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
