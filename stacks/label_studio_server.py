@@ -127,9 +127,6 @@ class StudioDatabase(Construct):
         ack(instance, "AwsSolutions-RDS11",
             "Only the service's security group reaches the database, in subnets without a route out; a "
             "non-default port would hide nothing from it.")
-        ack(instance, "AwsSolutions-RDS6",
-            "Label Studio connects with a user name and password (POSTGRE_* settings) and has no IAM token "
-            "support; the password is generated into Secrets Manager under the data key.")
         checkov_skip(instance, "CKV_AWS_161",
                      "Label Studio has no IAM database authentication; its password lives in Secrets Manager.")
         checkov_skip(instance, "CKV_AWS_118",
