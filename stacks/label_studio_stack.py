@@ -142,9 +142,11 @@ class LabelStudioStack(Stack):
         )
         for oid, value, desc in (
             ("LabelStudioUrl", f"https://{ls.domain_name}", "Label Studio (taxonomists sign in through Cognito)"),
-            ("ApiTokenSecretArn", self.token_secret.secret_arn, "The pipeline's Label Studio API token"),
-            ("WebhookSecretArn", self.webhook_secret.secret_arn, "Shared secret of Label Studio's webhooks"),
-            ("AdminPasswordSecretArn", self.admin_password.secret_arn, f"Password of {ls.admin_email}"),
+            # The CLI finds the server and its token by these names (cli/fieldlabel_cli/labelstudio.py).
+            ("LabelStudioTokenSecretArn", self.token_secret.secret_arn, "The pipeline's Label Studio API token"),
+            ("LabelStudioWebhookSecretArn", self.webhook_secret.secret_arn,
+             "Shared secret of Label Studio's webhooks"),
+            ("LabelStudioAdminPasswordSecretArn", self.admin_password.secret_arn, f"Password of {ls.admin_email}"),
         ):
             CfnOutput(self, oid, value=value, description=desc)
 

@@ -100,6 +100,14 @@ def test_the_studio_environment_adds_the_stack_cleanly_and_the_others_have_none(
     assert not kinds & {"AWS::ECS::Service", "AWS::RDS::DBInstance", "AWS::EC2::VPC"}
 
 
+def test_outputs_name_the_server_and_its_token_for_the_cli(studio: Synthesis) -> None:
+    outputs = studio.templates[LS]["Outputs"]
+    assert outputs["LabelStudioUrl"]["Value"] == f"https://{SETTINGS.domain_name}"
+    token_lid = next(lid for lid, r in _res(studio, "AWS::SecretsManager::Secret").items()
+                     if "API token" in r["Properties"]["Description"])
+    assert outputs["LabelStudioTokenSecretArn"]["Value"] == {"Ref": token_lid}
+
+
 # --- database -----------------------------------------------------------------------------------------------------
 
 def test_database_is_encrypted_with_the_data_key_private_and_backed_up(studio: Synthesis) -> None:
