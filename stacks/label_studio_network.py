@@ -15,7 +15,6 @@ from constructs import Construct
 
 from stacks.config import AppConfig
 from stacks.lambda_code import retention_days
-from stacks.nag import checkov_skip
 
 # Two Availability Zones: an Application Load Balancer needs subnets in at least two, and the database's subnet group
 # (and a Multi-AZ standby) spans both.
@@ -42,14 +41,6 @@ class LabelStudioNetwork(Construct):
                 ec2.SubnetConfiguration(name="app", subnet_type=ec2.SubnetType.PRIVATE_WITH_EGRESS, cidr_mask=24),
                 ec2.SubnetConfiguration(name="data", subnet_type=ec2.SubnetType.PRIVATE_ISOLATED, cidr_mask=26),
             ],
-        )
-        default_sg = self.vpc.node.default_child
-        assert isinstance(default_sg, ec2.CfnVPC)
-        checkov_skip(
-            default_sg, "CKV2_AWS_12",
-            "Nothing is placed in the VPC's default security group: the service, both load balancers, the database "
-            "and the functions each get their own group with explicit rules. Emptying the default group would take "
-            "a custom-resource Lambda for no gain.",
         )
         # Gateway endpoints are free and keep the functions' S3 and DynamoDB traffic off the NAT gateways.
         self.vpc.add_gateway_endpoint("S3", service=ec2.GatewayVpcEndpointAwsService.S3)

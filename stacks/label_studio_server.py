@@ -132,11 +132,6 @@ class StudioDatabase(Construct):
         checkov_skip(instance, "CKV_AWS_118",
                      "Enhanced monitoring needs a role with a managed policy; CPU, memory, storage and connection "
                      "metrics come from CloudWatch and are alarmed in the monitoring stack.")
-        checkov_skip(instance, "CKV_AWS_353",
-                     "Performance Insights is not offered on every small instance class this database may use; "
-                     "the monitoring stack alarms on CloudWatch's CPU, storage and connection metrics.")
-        checkov_skip(instance, "CKV_AWS_354",
-                     "Performance Insights is not enabled (see CKV_AWS_353), so there is no data to encrypt.")
         if not db.multi_az:
             reason = ("label_studio.database.multi_az is off: a labeling server for a small team tolerates the "
                       "minutes of a single-AZ recovery from the daily backups; set it to true for a standby.")
@@ -146,7 +141,6 @@ class StudioDatabase(Construct):
             reason = ("retention.removal_policy is 'destroy' in this environment, so the database is meant to go "
                       "with the stack; 'retain' turns deletion protection on.")
             ack(instance, "AwsSolutions-RDS10", reason)
-            checkov_skip(instance, "CKV_AWS_293", reason)
 
 
 def _settings(config: AppConfig) -> LabelStudio:
@@ -266,9 +260,6 @@ class StudioService(Construct):
         ack(task, "AwsSolutions-ECS2",
             "The environment holds only settings (database name and port, host name, feature switches); the "
             "database credentials, the admin password and the API token come from Secrets Manager.")
-        checkov_skip(task, "CKV_AWS_336",
-                     "Label Studio writes export files and uploads under its data directory in the container; "
-                     "tasks are stateless otherwise (everything lasting is in PostgreSQL and S3).")
 
         self.security_group = ec2.SecurityGroup(
             self, "SecurityGroup", vpc=network.vpc, allow_all_outbound=False,

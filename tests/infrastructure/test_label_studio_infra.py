@@ -5,9 +5,11 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from stacks.label_studio_server import CONTAINER_PORT, LABELING_PREFIXES
 from tests.infrastructure.monitoring_helpers import alarms_on, config_of, resolve, resources, topic_ref
-from tests.infrastructure.synth import Synthesis
+from tests.infrastructure.synth import Synthesis, synthesize
 
 LS = "label_studio"
 CONFIG = config_of("studio")
@@ -324,3 +326,28 @@ def test_monitoring_alarms_on_5xx_unhealthy_hosts_cpu_memory_and_the_database(st
     topic = topic_ref(studio)
     for alarm in [five_xx, unhealthy, *alarms_on(studio, "AWS/RDS", "FreeStorageSpace")]:
         assert topic in alarm.props["AlarmActions"]
+
+
+# --- an existing workforce, office networks only -------------------------------------------------------------------
+
+EXISTING = {
+    "workforce": {"mode": "existing", "existing_workforce_name": "default",
+                  "existing_user_pool_id": "us-east-1_EXAMPLE11", "existing_app_client_id": "1example23456789",
+                  "cognito_domain_prefix": "institute-workforce", "allowed_cidrs": ["203.0.113.0/24"]},
+}
+
+
+@pytest.fixture(scope="module")
+def existing(tmp_path_factory: pytest.TempPathFactory) -> Synthesis:
+    return synthesize(tmp_path_factory.mktemp("cdk-studio-existing"), "studio", EXISTING)
+
+
+def test_existing_pool_signs_in_and_allowed_networks_alone_reach_the_load_balancer(existing: Synthesis) -> None:
+    assert existing.findings == []
+    listener = _listener_of(existing, "internet-facing")
+    auth = next(a for a in listener["DefaultActions"] if a["Type"] == "authenticate-cognito")
+    cfg = auth["AuthenticateCognitoConfig"]
+    assert cfg["UserPoolDomain"] == "institute-workforce"
+    assert cfg["UserPoolArn"] == f"arn:aws:cognito-idp:{CONFIG.region}:{CONFIG.account}:userpool/us-east-1_EXAMPLE11"
+    public_lb = _groups(existing)["public_lb"]
+    assert [(r["CidrIp"], r["FromPort"]) for r in _ingress(existing, public_lb)] == [("203.0.113.0/24", 443)]
