@@ -116,8 +116,12 @@ class StudioDatabase(Construct):
         )
         for group in self.log_groups:
             self.instance.node.add_dependency(group)
+        attached = self.instance.secret
+        assert attached is not None
+        # By the attachment's ARN (the same secret): whoever reads it then waits for RDS to have added the host and
+        # port to it, so a task never starts with credentials that have no POSTGRE_HOST yet.
         self.secret = secretsmanager.Secret.from_secret_attributes(
-            self, "CredentialsWithKey", secret_complete_arn=credentials.secret_arn, encryption_key=key
+            self, "CredentialsWithKey", secret_complete_arn=attached.secret_arn, encryption_key=key
         )
         self._acknowledge(config)
 
@@ -285,7 +289,7 @@ class StudioService(Construct):
             max_healthy_percent=200,
             propagate_tags=ecs.PropagatedTagSource.SERVICE,
         )
-        # The tasks read the credentials (host included) that the database attaches to its secret.
+        # The first task migrates the database, so the service waits for the instance.
         self.service.node.add_dependency(db)
         db.connections.allow_default_port_from(self.security_group, "Label Studio tasks to PostgreSQL")
 
