@@ -559,6 +559,14 @@ class MonitoringStack(Stack):
         )
         self.facade.add_widget(cw.AlarmWidget(title="Label Studio server errors (alarm)", alarm=errors_alarm,
                                               width=12))
+        # The container's log lives in the Label Studio stack (the task definition names it); its errors show here.
+        self.facade.add_widget(cw.LogQueryWidget(
+            title="Label Studio errors (container log, last 50)",
+            log_group_names=[ls.server.log_group.log_group_name],
+            query_lines=["fields @timestamp, @message", "filter @message like /ERROR|Traceback|CRITICAL/",
+                         "sort @timestamp desc", "limit 50"],
+            width=12,
+        ))
         self.facade.monitor_rds_instance(
             instance=ls.database.instance,
             human_readable_name="Label Studio database (PostgreSQL)",

@@ -8,7 +8,14 @@ from typing import Any
 import pytest
 
 from stacks.label_studio_server import CONTAINER_PORT, LABELING_PREFIXES
-from tests.infrastructure.monitoring_helpers import alarms_on, config_of, resolve, resources, topic_ref
+from tests.infrastructure.monitoring_helpers import (
+    alarms_on,
+    config_of,
+    dashboard_text,
+    resolve,
+    resources,
+    topic_ref,
+)
 from tests.infrastructure.synth import Synthesis, synthesize
 
 LS = "label_studio"
@@ -326,6 +333,9 @@ def test_monitoring_alarms_on_5xx_unhealthy_hosts_cpu_memory_and_the_database(st
     topic = topic_ref(studio)
     for alarm in [five_xx, unhealthy, *alarms_on(studio, "AWS/RDS", "FreeStorageSpace")]:
         assert topic in alarm.props["AlarmActions"]
+    dashboard = dashboard_text(studio)
+    assert "Label Studio: service, load balancers, database" in dashboard
+    assert "Label Studio errors (container log, last 50)" in dashboard
 
 
 # --- an existing workforce, office networks only -------------------------------------------------------------------
@@ -334,6 +344,7 @@ EXISTING = {
     "workforce": {"mode": "existing", "existing_workforce_name": "default",
                   "existing_user_pool_id": "us-east-1_EXAMPLE11", "existing_app_client_id": "1example23456789",
                   "cognito_domain_prefix": "institute-workforce", "allowed_cidrs": ["203.0.113.0/24"]},
+    "label_studio": {"hosted_zone_id": "Z0123456789EXAMPLE"},
 }
 
 
@@ -342,7 +353,9 @@ def existing(tmp_path_factory: pytest.TempPathFactory) -> Synthesis:
     return synthesize(tmp_path_factory.mktemp("cdk-studio-existing"), "studio", EXISTING)
 
 
-def test_existing_pool_signs_in_and_allowed_networks_alone_reach_the_load_balancer(existing: Synthesis) -> None:
+def test_existing_pool_signs_in_allowed_networks_alone_reach_the_load_balancer_and_dns_points_at_it(
+    existing: Synthesis,
+) -> None:
     assert existing.findings == []
     listener = _listener_of(existing, "internet-facing")
     auth = next(a for a in listener["DefaultActions"] if a["Type"] == "authenticate-cognito")
@@ -351,3 +364,9 @@ def test_existing_pool_signs_in_and_allowed_networks_alone_reach_the_load_balanc
     assert cfg["UserPoolArn"] == f"arn:aws:cognito-idp:{CONFIG.region}:{CONFIG.account}:userpool/us-east-1_EXAMPLE11"
     public_lb = _groups(existing)["public_lb"]
     assert [(r["CidrIp"], r["FromPort"]) for r in _ingress(existing, public_lb)] == [("203.0.113.0/24", 443)]
+    public_alias = [r["Properties"] for r in _res(existing, "AWS::Route53::RecordSet").values()
+                    if r["Properties"].get("HostedZoneId") == "Z0123456789EXAMPLE"]
+    (alias,) = public_alias
+    public_lb_lid, _ = _only(existing, "AWS::ElasticLoadBalancingV2::LoadBalancer", Scheme="internet-facing")
+    assert alias["Name"] == f"{SETTINGS.domain_name}." and alias["Type"] == "A"
+    assert public_lb_lid in str(alias["AliasTarget"]["DNSName"])
