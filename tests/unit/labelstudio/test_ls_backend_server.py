@@ -16,7 +16,7 @@ from typing import Any
 import boto3
 import pytest
 from fieldlabel.labeling.label_studio.backend import ImageStorage, LabelStudioBackend, LabelStudioSettings
-from fieldlabel.labeling.label_studio.client import LabelStudioApiError, LabelStudioClient
+from fieldlabel.labeling.label_studio.client import PAGE_SIZE, LabelStudioApiError, LabelStudioClient
 from fieldlabel.labeling.label_studio.completion import batch_status, finish_batch, stop_batch
 from fieldlabel.labeling.label_studio.labeling_config import picker_result
 from fieldlabel.labeling.label_studio.webhook import verify_webhook, webhook_headers
@@ -135,6 +135,17 @@ def test_resubmission_imports_only_missing_photos_and_batches_stay_apart(client:
     other = backend.submit_batch(client, stage="labeling", batch_id="b-idem-2", lines=lines(1))
     assert other.project_id == first.project_id and not set(other.task_ids) & set(again.task_ids)
     assert len(client.tasks_of_batch(first.project_id, "b-idem-1")) == 4
+
+
+def test_a_batch_larger_than_a_page_is_listed_whole_and_never_imported_twice(client: LabelStudioClient) -> None:
+    """The task list pages by 100 and has no 'next' link (the data manager's shape): all pages must be read, or a
+    resubmission would import the unseen photos again."""
+    backend = make_backend("flpages")
+    first = backend.submit_batch(client, stage="labeling", batch_id="b-pages-1", lines=lines(PAGE_SIZE * 2 + 30))
+    assert len(client.tasks_of_batch(first.project_id, "b-pages-1")) == PAGE_SIZE * 2 + 30
+    again = backend.submit_batch(client, stage="labeling", batch_id="b-pages-1", lines=lines(PAGE_SIZE * 2 + 30))
+    assert (again.imported, again.already_present) == (0, PAGE_SIZE * 2 + 30)
+    assert batch_status(client, first.project_id, "b-pages-1", PAGE_SIZE * 2 + 30).total == PAGE_SIZE * 2 + 30
 
 
 def test_projects_are_found_by_exact_title_and_updated_in_place(client: LabelStudioClient) -> None:

@@ -116,8 +116,13 @@ class LabelStudioClient:
         )
 
     def _pages(self, path: str, params: Mapping[str, Any], key: str) -> Iterator[dict[str, Any]]:
-        """Every item of a paginated list (``{"count", "next", ...}`` with the items under ``key``)."""
+        """Every item of a paginated list, whichever of Label Studio's two pagination shapes it uses.
+
+        REST-framework lists (projects) answer ``{"count", "next", "results"}``; the data manager's task list answers
+        ``{"total", "tasks"}`` without ``next``, so the total decides there. A page past the end (404) also ends it.
+        """
         page = 1
+        seen = 0
         while True:
             try:
                 body = self.request("GET", path, params={**params, "page": page, "page_size": PAGE_SIZE})
@@ -126,9 +131,21 @@ class LabelStudioClient:
                 if exc.status == 404 and page > 1:
                     return
                 raise
-            items = body.get(key, []) if isinstance(body, dict) else body
+            if not isinstance(body, dict):
+                yield from body or []
+                return
+            items = body.get(key) or []
             yield from items
-            if not isinstance(body, dict) or not body.get("next") or not items:
+            seen += len(items)
+            if not items:
+                return
+            if "next" in body:
+                if not body["next"]:
+                    return
+            elif isinstance(body.get("total"), int):
+                if seen >= body["total"]:
+                    return
+            elif len(items) < PAGE_SIZE:
                 return
             page += 1
 
