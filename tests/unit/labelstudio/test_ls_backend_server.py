@@ -20,7 +20,8 @@ from fieldlabel.labeling.label_studio.client import PAGE_SIZE, LabelStudioApiErr
 from fieldlabel.labeling.label_studio.completion import batch_status, finish_batch, stop_batch
 from fieldlabel.labeling.label_studio.labeling_config import picker_result
 from fieldlabel.labeling.label_studio.webhook import verify_webhook, webhook_headers
-from fieldlabel.review.apply import decide
+from fieldlabel.review.apply import ApplySettings, apply_review
+from fieldlabel.review.consolidation import ConsolidationConfig
 from moto import mock_aws
 
 from localrun.labelstudio import LabelStudioServer
@@ -151,6 +152,17 @@ def test_a_batch_larger_than_a_page_is_listed_whole_and_never_imported_twice(cli
 def test_projects_are_found_by_exact_title_and_updated_in_place(client: LabelStudioClient) -> None:
     backend = make_backend("flproj")
     p1 = backend.ensure_project(client, "labeling")
+    calls: list[str] = []
+    recording = LabelStudioClient(client.base_url, client._token)  # noqa: SLF001 - the same server and token
+    plain = recording.request
+
+    def record(method: str, path: str, **kw: Any) -> Any:
+        calls.append(method)
+        return plain(method, path, **kw)
+
+    recording.request = record
+    assert backend.ensure_project(recording, "labeling")["id"] == p1["id"]
+    assert calls == ["GET"]  # an unchanged project is only read, never rewritten
     wider = make_backend("flproj", annotators_per_photo=5)
     p2 = wider.ensure_project(client, "labeling")
     assert p2["id"] == p1["id"] and p2["maximum_annotations"] == 5
@@ -238,19 +250,24 @@ def test_photos_without_answers_come_back_unlabeled(client: LabelStudioClient, t
     assert any(line["species"]["reasons"] == ["no_answer"] for line in no_answer)
 
 
-def test_stored_reliability_decides_a_disagreement(client: LabelStudioClient, taxonomists: list[int],
-                                                   s3: Any) -> None:
-    """The consolidation is the post-annotation Lambda's: seeded by the reviewers table, it follows the reviewer
-    with the long good record when two reviewers disagree (a plain vote would be a tie)."""
+def test_a_review_batch_is_consolidated_with_stored_reliability_and_applied_by_apply_review(
+    client: LabelStudioClient, taxonomists: list[int], s3: Any
+) -> None:
+    """The review stage end to end: the consolidation is the post-annotation Lambda's (seeded by the reviewers table
+    it follows the reviewer with the long good record when two disagree, where a plain vote ties), and the output
+    and answer log are what apply_review reads: it records the verdict and updates both reviewers' reliability."""
     dynamodb = boto3.client("dynamodb", region_name="us-east-1")
-    dynamodb.create_table(TableName="reviewers", BillingMode="PAY_PER_REQUEST",
-                          KeySchema=[{"AttributeName": "worker_id", "KeyType": "HASH"}],
-                          AttributeDefinitions=[{"AttributeName": "worker_id", "AttributeType": "S"}])
+    for table, key in (("reviewers", "worker_id"), ("photos", "photo_id")):
+        dynamodb.create_table(TableName=table, BillingMode="PAY_PER_REQUEST",
+                              KeySchema=[{"AttributeName": key, "KeyType": "HASH"}],
+                              AttributeDefinitions=[{"AttributeName": key, "AttributeType": "S"}])
     for i, (n, correct) in enumerate(((200, 196), (200, 110))):
         dynamodb.put_item(TableName="reviewers", Item={"worker_id": {"S": f"email:taxonomist{i}@example.org"},
                                                        "answers": {"N": str(n)}, "correct": {"N": str(correct)}})
+    dynamodb.put_item(TableName="photos", Item={"photo_id": {"S": "sha256:p0"}, "batch_id": {"S": "b-prior-1"},
+                                                "label": {"S": "quercus-robur"}})
     backend = make_backend("flprior", reviewers_per_photo=2)
-    review_lines = [{**line, "review-reason": "audit",
+    review_lines = [{**line, "review-reason": "audit", "audit-stratum": {"size": 40, "sampled": 2},
                      "label-under-review": {"label": "quercus-robur", "confidence": 0.99, "source": "machine"}}
                     for line in lines(1)]
     submitted = backend.submit_batch(client, stage="review", batch_id="b-prior-1", lines=review_lines)
@@ -258,14 +275,29 @@ def test_stored_reliability_decides_a_disagreement(client: LabelStudioClient, ta
     answer(client, task, "quercus-robur", taxonomists[1])
     answer(client, task, "betula-pendula", taxonomists[0])
     job = backend.review_job_name("b-prior-1")
-    finish_batch(client, s3, project_id=submitted.project_id, batch_id="b-prior-1", job_name=job,
-                 output_uri=backend.output_uri(job), labels=ALL_LABELS, unknown_label=UNKNOWN,
-                 label_attribute="species-review", dynamodb=dynamodb, reviewers_table="reviewers")
+    described = finish_batch(client, s3, project_id=submitted.project_id, batch_id="b-prior-1", job_name=job,
+                             output_uri=backend.output_uri(job), labels=ALL_LABELS, unknown_label=UNKNOWN,
+                             label_attribute="species-review", dynamodb=dynamodb, reviewers_table="reviewers",
+                             consolidation=ConsolidationConfig(adjudication_threshold=0.8),
+                             artifacts_bucket=BUCKET)
     (line,) = read_manifest(s3, backend.output_uri(job))
-    assert line["species-review"]["label"] == "betula-pendula"
+    review = line["species-review"]
+    # Reliability decides the label with high confidence; a tie of votes is still flagged for a person to look at.
+    assert review["label"] == "betula-pendula" and review["confidence"] > 0.95, review
+    assert review["reasons"] == ["tie"] and review["needs_adjudication"] is True
     assert line["review-reason"] == "audit" and line["label-under-review"]["label"] == "quercus-robur"
-    outcome = decide(line["species-review"], "quercus-robur", unknown_label=UNKNOWN, threshold=0.0)
-    assert outcome in ("corrected", "needs_adjudication")
+
+    outcome = apply_review(
+        s3=s3, dynamodb=dynamodb, batch_id="b-prior-1",
+        output_manifest_uri=described["LabelingJobOutput"]["OutputDatasetS3Uri"],
+        settings=ApplySettings(photos_table="photos", reviewers_table="reviewers", artifacts_bucket=BUCKET,
+                               unknown_label=UNKNOWN, correction_threshold=0.8),
+        now_iso="2026-12-01T12:00:00Z",
+    )
+    assert outcome.job_name == job and outcome.reviewed == 1
+    photo = dynamodb.get_item(TableName="photos", Key={"photo_id": {"S": "sha256:p0"}})["Item"]
+    assert outcome.outcomes["needs_adjudication"] == 1 and photo["label"]["S"] == "quercus-robur"
+    assert outcome.reviewers == {"updated": 2, "already_applied": 0}
 
 
 # ---------------------------------------------------------------------------------------------------------- stop

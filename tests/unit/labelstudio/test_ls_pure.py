@@ -169,7 +169,7 @@ def test_job_result_reads_the_finish_description() -> None:
 # ------------------------------------------------------------------------------------------------------ completion
 
 
-def _task(tid: int, answers: list[tuple[int, Any]], *, labeled: bool = False) -> dict[str, Any]:
+def _task(tid: int, answers: list[tuple[int | None, Any]], *, labeled: bool = False) -> dict[str, Any]:
     anns = [{"id": 100 * tid + i, "completed_by": who, "result": res, "was_cancelled": res == "cancel"}
             for i, (who, res) in enumerate(answers)]
     return {"id": tid, "is_labeled": labeled, "annotations": anns,
@@ -189,12 +189,12 @@ def test_answers_become_reviewer_keyed_pairs_and_bad_ones_are_counted() -> None:
 
 def test_a_batch_is_complete_only_when_every_expected_task_is_labeled() -> None:
     tasks = [_task(1, [], labeled=True), _task(2, [], labeled=True)]
-    assert batch_status(None, 1, "b1", 2, tasks=tasks).complete  # type: ignore[arg-type]
-    assert not batch_status(None, 1, "b1", 3, tasks=tasks).complete  # type: ignore[arg-type]
+    assert batch_status(None, 1, "b1", 2, tasks=tasks).complete
+    assert not batch_status(None, 1, "b1", 3, tasks=tasks).complete
     half = [_task(1, [], labeled=True), _task(2, [])]
-    assert batch_status(None, 1, "b1", 2, tasks=half).as_dict() == {  # type: ignore[arg-type]
+    assert batch_status(None, 1, "b1", 2, tasks=half).as_dict() == {
         "done": 1, "total": 2, "expected": 2, "complete": False}
-    assert not batch_status(None, 1, "b1", 0, tasks=[]).complete  # type: ignore[arg-type]
+    assert not batch_status(None, 1, "b1", 0, tasks=[]).complete
 
 
 # --------------------------------------------------------------------------------------------------------- webhook

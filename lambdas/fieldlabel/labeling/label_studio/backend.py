@@ -291,7 +291,7 @@ class LabelStudioBackend:
         """
         project = self.ensure_project(client, stage)
         project_id = int(project["id"])
-        existing = client.tasks_of_batch(project_id, batch_id)
+        existing = client.tasks_of_batch(project_id, batch_id, annotations=False)
         present = {str((t.get("data") or {}).get("photo_id")): int(t["id"]) for t in existing}
         new_tasks: list[dict[str, Any]] = []
         new_photos: list[str] = []

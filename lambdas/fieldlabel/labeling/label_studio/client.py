@@ -182,7 +182,9 @@ class LabelStudioClient:
                 if found is None:
                     raise
                 existing = found
-        changed = {k: v for k, v in wanted.items() if existing.get(k) != v}
+        # Label Studio stores the config without surrounding whitespace; compare it so, or every call would PATCH.
+        changed = {k: v for k, v in wanted.items()
+                   if (str(existing.get(k) or "").strip() != v.strip() if isinstance(v, str) else existing.get(k) != v)}
         if changed:
             existing = dict(self.request("PATCH", f"/api/projects/{existing['id']}/", body=changed))
         return existing
@@ -200,12 +202,15 @@ class LabelStudioClient:
             raise LabelStudioError(f"import into project {project_id} returned {body!r}, not {len(tasks)} task ids")
         return [int(i) for i in ids]
 
-    def tasks_of_batch(self, project_id: int, batch_id: str) -> list[dict[str, Any]]:
-        """Every task of the batch (``data.batch_id``) with its annotations and predictions, oldest first."""
+    def tasks_of_batch(self, project_id: int, batch_id: str, *, annotations: bool = True) -> list[dict[str, Any]]:
+        """Every task of the batch (``data.batch_id``), oldest first, with its annotations and predictions unless
+        ``annotations`` is False (the submission's idempotency check needs only the photo ids, and is faster so)."""
         query = {"filters": {"conjunction": "and", "items": [
             {"filter": "filter:tasks:data.batch_id", "operator": "equal", "type": "String", "value": batch_id},
         ]}, "ordering": ["tasks:id"]}
-        params = {"project": project_id, "fields": "all", "resolve_uri": "false", "query": json.dumps(query)}
+        params: dict[str, Any] = {"project": project_id, "resolve_uri": "false", "query": json.dumps(query)}
+        if annotations:
+            params["fields"] = "all"
         tasks = [dict(t) for t in self._pages("/api/tasks/", params, "tasks")]
         # The filter runs in the server; checking again here keeps a silently ignored filter from mixing batches.
         return [t for t in tasks if (t.get("data") or {}).get("batch_id") == batch_id]

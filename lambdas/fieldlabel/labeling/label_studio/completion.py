@@ -184,9 +184,10 @@ def finish_batch(
             needs_adjudication=bool(result.needs_adjudication[i]), answers=int(result.answers[i]), comments=[],
             skipped=sum(p.skipped.values()), reasons=result.reasons(i),
         )
-        # Ground Truth's custom-job metadata (both spellings of the job name are read downstream).
+        # Ground Truth's custom-job metadata. The job name is written bare (one of the two forms Ground Truth uses):
+        # apply_review, when not told the job, takes it as is to find the answer log under review-answers/<job>/.
         line[f"{label_attribute}-metadata"] = {
-            "job_name": f"labeling-job/{job_name}", "job-name": f"labeling-job/{job_name}",
+            "job_name": job_name, "job-name": job_name,
             "type": "groundTruth/custom", "human-annotated": "yes", "creation_date": created,
             "label-studio": {"project": project_id, "task": task.get("id")},
         }
