@@ -44,18 +44,17 @@ def _timed(what: str, fn):  # type: ignore[no-untyped-def]
     return out
 
 
-def run(url: str, token: str, photos: int, answers: int, species: int) -> None:
+def run(url: str, token: str, photos: int, answers: int, species: int, batch: str = "b-bench") -> None:
     rng = random.Random(7)
     labels = tuple((f"taxon-{i:03d}", f"Genus{i:03d} species{i:03d}") for i in range(species))
     client = LabelStudioClient(url, token)
     backend = LabelStudioBackend(LabelStudioSettings(
         project=f"bench{photos}x{answers}", taxonomy_hash="b" * 16, labels=labels, unknown_label=UNKNOWN,
         output_path="s3://bench/ls-output/", annotators_per_photo=answers, model_version="bench"))
-    truth = {f"sha256:{i:064x}": rng.choice(labels)[0] for i in range(photos)}
+    truth = {f"sha256:{batch}-{i:058x}": rng.choice(labels)[0] for i in range(photos)}
     lines = [{"source-ref": f"s3://copies/{p[7:]}.jpg", "photo-id": p, "field": {"site_id": f"S{i % 40}"},
               "label-under-review": {"label": truth[p], "confidence": 0.8, "source": "model"}}
              for i, p in enumerate(truth)]
-    batch = "b-bench"
     submitted = _timed(f"submit {photos} photos (import)", lambda: backend.submit_batch(
         client, stage="labeling", batch_id=batch, lines=lines))
     _timed("submit again (idempotency: nothing imported)", lambda: backend.submit_batch(
@@ -70,7 +69,7 @@ def run(url: str, token: str, photos: int, answers: int, species: int) -> None:
                 client.create_annotation(task_id, [picker_result(label)], completed_by=who)
 
     _timed(f"{photos * answers} answers through the API (server)", answer_all)
-    status = _timed("completion check (batch_status)", lambda: batch_status(
+    status = _timed("completion check (batch_status: server counts)", lambda: batch_status(
         client, submitted.project_id, batch, photos))
     print(f"{'':<48} {status.as_dict()}")
     with mock_aws():
@@ -94,17 +93,18 @@ def main() -> None:
     ap.add_argument("--species", type=int, default=300)
     ap.add_argument("--url", help="an existing server (default: start a local one)")
     ap.add_argument("--token", help="its API token (with --url)")
+    ap.add_argument("--batch", default="b-bench", help="batch id (a new one to re-run against the same server)")
     args = ap.parse_args()
     if args.url:
         if not args.token:
             ap.error("--url needs --token")
-        run(args.url, args.token, args.photos, args.answers, args.species)
+        run(args.url, args.token, args.photos, args.answers, args.species, args.batch)
         return
     with tempfile.TemporaryDirectory() as tmp:
         server = _timed("start a local Label Studio (first start: migrations)",
                         lambda: LabelStudioServer(Path(tmp) / "ls").start())
         try:
-            run(server.url, server.token, args.photos, args.answers, args.species)
+            run(server.url, server.token, args.photos, args.answers, args.species, args.batch)
         finally:
             server.stop()
 

@@ -203,6 +203,9 @@ def test_answers_trigger_the_webhook_and_finish_writes_the_ground_truth_shaped_o
     assert not batch_status(client, pid, "b-fin-1", 3).complete
     for who in (b, c):
         answer(client, t0, "fagus-sylvatica", who)
+    partial = batch_status(client, pid, "b-fin-1", 3)
+    assert (partial.done, partial.total, partial.complete) == (1, 3, False)
+    assert partial == batch_status(client, pid, "b-fin-1", 3, tasks=client.tasks_of_batch(pid, "b-fin-1"))
     for who, label in ((a, "quercus-robur"), (b, "quercus-robur"), (c, "betula-pendula")):
         answer(client, t1, label, who)
     for who in (a, b, c):

@@ -202,13 +202,34 @@ class LabelStudioClient:
             raise LabelStudioError(f"import into project {project_id} returned {body!r}, not {len(tasks)} task ids")
         return [int(i) for i in ids]
 
+    @staticmethod
+    def _batch_query(batch_id: str, *, unfinished: bool = False) -> str:
+        items: list[dict[str, Any]] = [
+            {"filter": "filter:tasks:data.batch_id", "operator": "equal", "type": "String", "value": batch_id}]
+        if unfinished:
+            # `completed_at` is empty exactly while the task lacks its `maximum_annotations` answers (is_labeled).
+            items.append({"filter": "filter:tasks:completed_at", "operator": "empty", "type": "Datetime",
+                          "value": True})
+        return json.dumps({"filters": {"conjunction": "and", "items": items}, "ordering": ["tasks:id"]})
+
+    def count_batch_tasks(self, project_id: int, batch_id: str, *, unfinished: bool = False) -> int:
+        """How many tasks the batch has (``unfinished``: that still lack answers), counted by the server.
+
+        Two of these are the completion check: one small request each, whatever the batch size.
+        """
+        body = self.request("GET", "/api/tasks/", params={
+            "project": project_id, "resolve_uri": "false", "page": 1, "page_size": 1,
+            "query": self._batch_query(batch_id, unfinished=unfinished)})
+        total = body.get("total") if isinstance(body, dict) else None
+        if not isinstance(total, int):
+            raise LabelStudioError(f"task list of project {project_id} has no total: {str(body)[:200]}")
+        return total
+
     def tasks_of_batch(self, project_id: int, batch_id: str, *, annotations: bool = True) -> list[dict[str, Any]]:
         """Every task of the batch (``data.batch_id``), oldest first, with its annotations and predictions unless
         ``annotations`` is False (the submission's idempotency check needs only the photo ids, and is faster so)."""
-        query = {"filters": {"conjunction": "and", "items": [
-            {"filter": "filter:tasks:data.batch_id", "operator": "equal", "type": "String", "value": batch_id},
-        ]}, "ordering": ["tasks:id"]}
-        params: dict[str, Any] = {"project": project_id, "resolve_uri": "false", "query": json.dumps(query)}
+        params: dict[str, Any] = {"project": project_id, "resolve_uri": "false",
+                                  "query": self._batch_query(batch_id)}
         if annotations:
             params["fields"] = "all"
         tasks = [dict(t) for t in self._pages("/api/tasks/", params, "tasks")]

@@ -62,11 +62,17 @@ def batch_status(
 
     ``expected`` is the number of photos submitted; a batch with fewer tasks than that (an import still missing,
     or a stop that withdrew the unanswered ones) is not complete, so only a submission that fully landed completes.
+    Without ``tasks`` the server counts (two one-row requests, ~0.1 s for 1,000 tasks where reading them takes ~9 s
+    on the local server): the webhook and the poll run this often, the full read only once, in ``finish_batch``.
     """
-    batch = list(tasks) if tasks is not None else client.tasks_of_batch(project_id, batch_id)
-    done = sum(1 for t in batch if task_done(t))
-    return BatchProgress(done=done, total=len(batch), expected=expected,
-                         complete=bool(batch) and len(batch) >= expected and done == len(batch))
+    if tasks is not None:
+        total = len(tasks)
+        done = sum(1 for t in tasks if task_done(t))
+    else:
+        total = client.count_batch_tasks(project_id, batch_id)
+        done = total - client.count_batch_tasks(project_id, batch_id, unfinished=True) if total else 0
+    return BatchProgress(done=done, total=total, expected=expected,
+                         complete=total > 0 and total >= expected and done == total)
 
 
 def user_keys(client: LabelStudioClient) -> dict[int, str]:
