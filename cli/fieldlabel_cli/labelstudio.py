@@ -12,7 +12,7 @@ import os
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
-from fieldlabel.labeling.label_studio.client import LabelStudioClient, LabelStudioError
+from fieldlabel.labeling.label_studio.client import LabelStudioApiError, LabelStudioClient, LabelStudioError
 
 from fieldlabel_cli.context import AppContext
 from fieldlabel_cli.errors import CliError, translate_aws_error
@@ -61,5 +61,10 @@ def ensure_account(client: LabelStudioClient, email: str, name: str | None) -> d
         existing = client.find_user(email)
         user = existing or client.ensure_user(email, first, last.strip())
     except LabelStudioError as exc:
-        raise CliError(f"Label Studio account for {email}: {exc}") from None
+        hint = ""
+        if isinstance(exc, LabelStudioApiError) and 300 <= exc.status < 400:
+            hint = ("; run the command where the API answers a token (inside the VPC, or through a tunnel to the "
+                    "internal load balancer) and pass --label-studio-url")
+        raise CliError(f"Label Studio account for {email} not created (the Cognito user is; running `add` again is "
+                       f"safe): {exc}{hint}") from None
     return {"url": client.base_url, "user_id": user.get("id"), "created": existing is None}

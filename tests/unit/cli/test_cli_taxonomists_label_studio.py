@@ -63,3 +63,32 @@ def test_an_unreachable_label_studio_is_a_clear_error(deployment, cli, monkeypat
     r = cli("taxonomists", "add", "x@botany.example.org", "--outputs", outputs,
             "--label-studio-url", "http://127.0.0.1:9")
     assert r.code != 0 and "Label Studio" in r.stderr and "127.0.0.1:9" in r.stderr
+
+
+def test_the_cognito_sign_in_in_front_of_the_api_is_explained(deployment, cli, monkeypatch) -> None:
+    """Outside the VPC the public load balancer answers with its Cognito sign-in: the CLI says so and what to do."""
+    import http.server
+    import threading
+
+    class SignIn(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+            self.send_response(302)
+            self.send_header("Location", "https://auth.example.org/oauth2/authorize?client_id=x")
+            self.end_headers()
+
+        def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), SignIn)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        cognito, pool_id, outputs = deployment
+        monkeypatch.setenv("FIELDLABEL_LABEL_STUDIO_TOKEN", "t" * 40)
+        r = cli("taxonomists", "add", "y@botany.example.org", "--outputs", outputs,
+                "--label-studio-url", f"http://127.0.0.1:{server.server_address[1]}")
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert r.code != 0
+    assert "Cognito sign-in" in r.stderr and "--label-studio-url" in r.stderr and "running `add` again" in r.stderr
+    assert cognito.admin_get_user(UserPoolId=pool_id, Username="y@botany.example.org")

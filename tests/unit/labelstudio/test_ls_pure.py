@@ -216,16 +216,18 @@ def test_the_webhook_secret_is_checked_case_insensitively_and_exactly() -> None:
 
 
 class _Scripted(http.server.BaseHTTPRequestHandler):
-    script: list[tuple[int, Any]] = []
+    script: list[tuple[Any, ...]] = []
     seen: list[tuple[str, str, str | None, Any]] = []
 
     def _answer(self) -> None:
         length = int(self.headers.get("Content-Length") or 0)
         body = json.loads(self.rfile.read(length)) if length else None
         type(self).seen.append((self.command, self.path, self.headers.get("Authorization"), body))
-        status, payload = type(self).script.pop(0)
-        data = json.dumps(payload).encode()
+        status, payload, *extra = type(self).script.pop(0)
+        data = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
         self.send_response(status)
+        for name, value in (extra[0] if extra else {}).items():
+            self.send_header(name, value)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(data)))
         self.end_headers()
@@ -276,6 +278,23 @@ def test_client_errors_are_not_retried(scripted: Any) -> None:
         client.request("POST", "/api/projects/", body={"title": ""})
     assert err.value.status == 400 and "bad" in err.value.body
     assert handler.seen[0][3] == {"title": ""}
+
+
+def test_a_redirect_to_a_sign_in_page_is_an_error_that_says_why(scripted: Any) -> None:
+    url, handler = scripted
+    handler.script = [(302, b"", {"Location": "https://auth.example.org/login?client_id=x"})]
+    client = LabelStudioClient(url, "tok", sleep=lambda _: pytest.fail("must not wait"))
+    with pytest.raises(LabelStudioApiError, match="Cognito") as err:
+        client.request("GET", "/api/users/")
+    assert err.value.status == 302 and "https://auth.example.org/login" in err.value.body
+    assert len(handler.seen) == 1  # the sign-in page was not fetched
+
+
+def test_a_page_that_is_not_json_is_an_error(scripted: Any) -> None:
+    url, handler = scripted
+    handler.script = [(200, b"<html>sign in</html>")]
+    with pytest.raises(LabelStudioApiError, match="not JSON"):
+        LabelStudioClient(url, "tok").request("GET", "/api/projects/")
 
 
 def test_an_unreachable_server_is_unavailable_after_the_retries() -> None:

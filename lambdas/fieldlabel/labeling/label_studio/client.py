@@ -42,6 +42,20 @@ class LabelStudioApiError(LabelStudioError):
         super().__init__(f"Label Studio answered {status} to {method} {url}: {body[:500]}")
 
 
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    """An API call answered with a redirect is an error, not a page to follow.
+
+    In front of the deployed server, a call from outside the VPC meets the load balancer's Cognito sign-in, a 302 to
+    the hosted login page; following it would hand an HTML page to the JSON decoder.
+    """
+
+    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+
+_OPENER = urllib.request.build_opener(_NoRedirect)
+
+
 class LabelStudioClient:
     """JSON over HTTP(S) to one Label Studio server, with the admin token.
 
@@ -99,17 +113,27 @@ class LabelStudioClient:
                 self._sleep(self.backoff_seconds * 2 ** (attempt - 1))
             req = urllib.request.Request(url, data=data, headers=headers, method=method)
             try:
-                with urllib.request.urlopen(req, timeout=self.timeout) as resp:  # noqa: S310 - http(s) checked above
-                    raw = resp.read()
-                return json.loads(raw) if raw.strip() else None
+                with _OPENER.open(req, timeout=self.timeout) as resp:
+                    status, raw = resp.status, resp.read()
             except urllib.error.HTTPError as exc:
                 text = exc.read().decode("utf-8", "replace")[:_ERROR_BODY_CHARS]
                 if exc.code in RETRYABLE_STATUS:
                     last = f"HTTP {exc.code}"
                     continue
+                if 300 <= exc.code < 400:
+                    text = (f"redirected to {exc.headers.get('Location', '?')}: the API is not reachable at this URL "
+                            "with a token (outside the VPC the load balancer asks for the Cognito sign-in)")
                 raise LabelStudioApiError(exc.code, text, method=method, url=url) from None
             except (urllib.error.URLError, ConnectionError, TimeoutError) as exc:
                 last = str(getattr(exc, "reason", exc))
+            else:
+                if not raw.strip():
+                    return None
+                try:
+                    return json.loads(raw)
+                except ValueError:
+                    raise LabelStudioApiError(status, "not JSON: " + raw[:200].decode("utf-8", "replace"),
+                                              method=method, url=url) from None
         raise LabelStudioUnavailableError(
             f"Label Studio at {self.base_url} is unavailable: {method} {path} failed {self.retries + 1} times "
             f"(last: {last})"
