@@ -315,6 +315,11 @@ def test_stop_withdraws_only_unanswered_tasks_and_a_later_finish_keeps_the_answe
     assert backend.stop_job(client, backend.job_name("b-stop-1")) == "stopped"
     left = client.tasks_of_batch(submitted.project_id, "b-stop-1")
     assert [t["id"] for t in left] == [submitted.task_ids[1]]
+    # The half-answered photo is out of the queue: Label Studio serves nobody a task of the stopped batch.
+    assert left[0]["is_labeled"] is True and len(left[0]["annotations"]) == 1
+    with pytest.raises(LabelStudioApiError) as nothing:
+        client.request("GET", f"/api/projects/{submitted.project_id}/next/")
+    assert nothing.value.status == 404
     assert not batch_status(client, submitted.project_id, "b-stop-1", 3).complete
     job = backend.job_name("b-stop-1")
     finish_batch(client, s3, project_id=submitted.project_id, batch_id="b-stop-1", job_name=job,

@@ -231,8 +231,10 @@ def _skipped(parsed: Sequence[ParsedObject]) -> dict[str, int]:
 
 
 def stop_batch(client: LabelStudioClient, project_id: int, batch_id: str) -> str:
-    """Withdraw the batch's tasks that nobody has answered yet; answered ones stay (a later finish exports them).
+    """Take the batch out of the taxonomists' queue; answers already given stay (a later finish exports them).
 
+    Tasks nobody has answered are deleted. A task with some but not all of its answers is kept and marked labeled
+    (``is_labeled``), which is what Label Studio's queue skips, so nobody is served a stopped batch's photo again.
     Returns ``"stopped"`` when the batch had tasks, ``"absent"`` when it has none (never submitted, or already
     withdrawn and fully unanswered).
     """
@@ -242,4 +244,7 @@ def stop_batch(client: LabelStudioClient, project_id: int, batch_id: str) -> str
     unanswered = [int(t["id"]) for t in tasks if not _answered(t)]
     if unanswered:
         client.delete_tasks(project_id, unanswered)
+    for task in tasks:
+        if _answered(task) and not task.get("is_labeled"):
+            client.request("PATCH", f"/api/tasks/{int(task['id'])}/", body={"is_labeled": True})
     return "stopped"
