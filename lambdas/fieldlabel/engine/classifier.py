@@ -280,14 +280,41 @@ def fold_fits(F: np.ndarray, y: np.ndarray, folds: np.ndarray, n_classes: int, k
     return Ws, bs, oof, iters
 
 
-def ensemble_proba(F: np.ndarray, Ws: np.ndarray, bs: np.ndarray, chunk: int = 16384) -> np.ndarray:
-    """Average of the K models' class probabilities, in chunks to bound memory."""
+ENSEMBLES = ("mean", "geometric")
+
+
+def ensemble_proba(F: np.ndarray, Ws: np.ndarray, bs: np.ndarray, chunk: int = 16384, *,
+                   combine: str = "mean") -> np.ndarray:
+    """The K models' class probabilities combined, in chunks to bound memory.
+
+    ``combine="mean"`` averages the probabilities. ``"geometric"`` averages the log-probabilities (each class over
+    the folds that saw it) and renormalises; when every fold saw every class this is the softmax of the mean
+    logits, i.e. one linear model with the folds' averaged weights, whose confidence is on the scale of a single
+    fold model, the scale of the out-of-fold calibration scores. The arithmetic mean of probabilities is less
+    confident than its members, so at a threshold certified on single-model scores it admitted fewer photos than
+    the calibration warranted (measured: docs/engine.md, "How the choices moved coverage").
+    """
+    if combine not in ENSEMBLES:
+        raise ValueError(f"combine must be one of {ENSEMBLES}")
     out = np.empty((F.shape[0], Ws.shape[2]), dtype=np.float32)
+    present = bs > _ABSENT_BIAS / 2  # (K, C): the fold saw the class
+    seen = present.sum(axis=0)
     for a in range(0, F.shape[0], chunk):
         acc = np.zeros((min(chunk, F.shape[0] - a), Ws.shape[2]), dtype=np.float32)
-        for W, b in zip(Ws, bs, strict=True):
-            acc += _softmax(F[a:a + chunk] @ W + b)
-        out[a:a + chunk] = acc / Ws.shape[0]
+        for W, b, pres in zip(Ws, bs, present, strict=True):
+            Z = F[a:a + chunk] @ W + b
+            if combine == "mean":
+                acc += _softmax(Z)
+            else:
+                Z -= Z.max(axis=1, keepdims=True)
+                Z -= np.log(np.exp(Z).sum(axis=1, keepdims=True))
+                acc += np.where(pres, Z, 0.0)
+        if combine == "mean":
+            out[a:a + chunk] = acc / Ws.shape[0]
+        else:
+            # classes no fold saw keep probability 0, as in the arithmetic mean
+            logits = np.where(seen > 0, acc / np.maximum(seen, 1), -np.inf).astype(np.float32)
+            out[a:a + chunk] = _softmax(logits)
     return out
 
 

@@ -75,7 +75,13 @@ class TrainedModel:
             if self.refit_weights is None or self.refit_bias is None:
                 raise ValueError("this model was trained without refit=True")
             return ensemble_proba(F, self.refit_weights[None], self.refit_bias[None])
-        return ensemble_proba(F, self.weights, self.biases)
+        return ensemble_proba(F, self.weights, self.biases, combine=self.ensemble)
+
+    @property
+    def ensemble(self) -> str:
+        """How the fold models' probabilities are combined (``EngineSettings.ensemble`` at training; models written
+        before the setting existed carry no key and were scored by the arithmetic mean)."""
+        return str(self.metadata.get("training", {}).get("ensemble", "mean"))
 
     def score(self, X: np.ndarray, *, refit: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(predicted class index, top-1 probability, top-1 minus top-2 margin) per row."""
@@ -168,6 +174,7 @@ def train_model(X: np.ndarray, y: Sequence[str], *, classes: Sequence[str], rand
         },
         "training": {
             "folds": k, "dim": int(F.shape[1]), "input_dim": int(X.shape[1]), "l2_c": settings.l2_c,
+            "ensemble": settings.ensemble,
             "iterations": iters,
         },
     }

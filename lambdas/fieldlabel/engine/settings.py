@@ -40,6 +40,8 @@ class EngineSettings:
             is blocked: the model confuses it (0 disables).
         start_errors: the fixed sequence starts where this many calibration errors could still pass (see
             :func:`fieldlabel.engine.stats.fixed_sequence_threshold`).
+        ensemble: how new photos' fold-model probabilities are combined: ``"geometric"`` (mean log-probability,
+            renormalised) or ``"mean"`` (the arithmetic mean; what models trained before this setting use).
     """
 
     alpha: float = 0.05
@@ -48,7 +50,7 @@ class EngineSettings:
     calibration_fraction: float = 0.03
     seed: int = 0
     folds: int = 5
-    l2_c: float = 10.0
+    l2_c: float = 30.0
     max_dim: int = 256
     max_iter: int = 300
     class_error_limit: float = 0.10
@@ -59,6 +61,7 @@ class EngineSettings:
     start_errors: int = 1
     guard_band: float = 1.0
     min_class_precision: float = 0.5
+    ensemble: str = "geometric"
 
     def __post_init__(self) -> None:
         checks = {
@@ -77,6 +80,7 @@ class EngineSettings:
             "start_errors": self.start_errors >= 0,
             "guard_band": 0.0 <= self.guard_band <= 1.0,
             "min_class_precision": 0.0 <= self.min_class_precision < 1.0,
+            "ensemble": self.ensemble in ("mean", "geometric"),
         }
         bad = [k for k, ok in checks.items() if not ok]
         if bad:

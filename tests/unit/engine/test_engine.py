@@ -201,3 +201,57 @@ def _npz_with_header(header: dict[str, str]) -> bytes:
     buf = io.BytesIO()
     np.savez(buf, header=np.frombuffer(json.dumps(header).encode(), dtype=np.uint8))
     return buf.getvalue()
+
+
+def test_ensembles_combine_fold_models_as_documented() -> None:
+    """Geometric: softmax of the mean logits when every fold saw every class; arithmetic: mean probability.
+    A class one fold never saw is averaged over the others, a class no fold saw gets probability 0."""
+    from fieldlabel.engine.classifier import _ABSENT_BIAS, ensemble_proba
+
+    rng = np.random.default_rng(0)
+    F = rng.standard_normal((7, 3)).astype(np.float32)
+    Ws = rng.standard_normal((2, 3, 4)).astype(np.float32)
+    bs = rng.standard_normal((2, 4)).astype(np.float32)
+
+    def softmax(Z: np.ndarray) -> np.ndarray:
+        E = np.exp(Z - Z.max(1, keepdims=True))
+        return E / E.sum(1, keepdims=True)
+
+    logits = [F @ Ws[k] + bs[k] for k in range(2)]
+    assert np.allclose(ensemble_proba(F, Ws, bs, combine="geometric"), softmax((logits[0] + logits[1]) / 2),
+                       atol=1e-6)
+    assert np.allclose(ensemble_proba(F, Ws, bs, combine="mean"), (softmax(logits[0]) + softmax(logits[1])) / 2,
+                       atol=1e-6)
+    # class 3 unseen by fold 1, class 2 unseen by both
+    Ws[1][:, 3] = 0.0
+    Ws[:, :, 2] = 0.0
+    bs[1, 3] = bs[0, 2] = bs[1, 2] = _ABSENT_BIAS
+    P = ensemble_proba(F, Ws, bs, combine="geometric")
+    with np.errstate(divide="ignore"):  # log 0 of the unseen classes, which the expectation does not use
+        lp0 = np.log(softmax(F @ Ws[0] + bs[0]))
+        lp1 = np.log(softmax(F @ Ws[1] + bs[1]))
+    expected = np.stack([(lp0[:, 0] + lp1[:, 0]) / 2, (lp0[:, 1] + lp1[:, 1]) / 2, np.full(7, -np.inf), lp0[:, 3]], 1)
+    assert np.allclose(P, softmax(expected), atol=1e-6)
+    assert np.all(P[:, 2] == 0.0) and np.all(P[:, 3] > 0.0)
+    with pytest.raises(ValueError, match="combine"):
+        ensemble_proba(F, Ws, bs, combine="median")
+
+
+def test_models_without_the_ensemble_key_score_by_the_mean() -> None:
+    """Model files written before ``ensemble`` existed keep the scores they were decided with."""
+    import dataclasses
+
+    from fieldlabel.engine.classifier import ensemble_proba
+
+    X, y = blobs({"a": 30, "b": 30, "c": 30}, seed=11, spread=0.8)
+    model = train_model(X, y, classes=["a", "b", "c"], random_slice=None, settings=EngineSettings(), lineage={})
+    assert model.ensemble == "geometric"
+    F = model.features(X)
+    assert np.array_equal(model.predict_proba(X), ensemble_proba(F, model.weights, model.biases, combine="geometric"))
+    training = {k: v for k, v in model.metadata["training"].items() if k != "ensemble"}
+    old = dataclasses.replace(model, metadata=model.metadata | {"training": training})
+    back = TrainedModel.from_bytes(old.to_bytes())
+    assert back.ensemble == "mean"
+    assert np.array_equal(back.predict_proba(X), ensemble_proba(F, model.weights, model.biases, combine="mean"))
+    with pytest.raises(ValueError, match="invalid ensemble"):
+        EngineSettings(ensemble="median")
