@@ -12,7 +12,9 @@ labels are audited (their truth joins training), the model retrains. Both rules 
 
 - reference: Ground Truth's description, a point estimate: the lowest max-probability threshold whose
   cross-validated accuracy of accepted labels is >= 1 - alpha, scored by one model refit on all labels, on
-  single-view Lite0 features (what the reference measurement used; ``--reference-spec`` changes it).
+  single-view Lite0 features (what the reference measurement used; ``--reference-spec`` changes it), logistic
+  regression with C = 10 (the reference measurement's; pinned, so that tuning the engine's ``l2_c`` never moves
+  the rule it is compared with).
 - engine: fieldlabel.engine with its default settings on the deployment's embedding.
 
 Then: embedding throughput on one core, and training time and peak memory for 100,000 labels of 300 species (in a
@@ -46,6 +48,7 @@ from fieldlabel_cli.evaluate import (  # noqa: E402
     scan_labeled_folder,
 )
 
+REFERENCE_L2_C = 10.0  # the reference measurement's logistic regression (shared/reference/auto-labeling.md)
 DEFAULT_PHOTOS = ROOT.parent / "shared" / "data" / "tree-species"
 CACHE = Path.home() / ".cache" / "fieldlabel-bench"
 
@@ -179,7 +182,8 @@ def main() -> None:
     print(f"{int(groups.max()) + 1} near-duplicate groups; {args.orders} orders x {args.batches} batches; "
           f"alpha {args.alpha}, delta {args.delta}, audit {args.audit:.0%}")
     t0 = time.perf_counter()
-    ref = run_orders(Xr, labels, batches=args.batches, orders=args.orders, settings=settings, rule="reference",
+    ref_settings = EngineSettings(alpha=args.alpha, delta=args.delta, l2_c=REFERENCE_L2_C)
+    ref = run_orders(Xr, labels, batches=args.batches, orders=args.orders, settings=ref_settings, rule="reference",
                      audit_fraction=args.audit, groups=groups)
     eng = run_orders(X, labels, batches=args.batches, orders=args.orders, settings=settings, rule="engine",
                      audit_fraction=args.audit, groups=groups)

