@@ -28,6 +28,8 @@ from constructs import Construct
 
 from stacks import grants
 from stacks.config import AppConfig
+from stacks.label_studio_refs import LabelStudioRefs
+from stacks.label_studio_workflow import LabelStudioFunctions, grant_label_studio, label_studio_environment
 from stacks.labeling_assets import LabelingAssets
 from stacks.labeling_role import JOB_INPUT_PREFIX, JOB_OUTPUT_PREFIX, GroundTruthExecutionRole
 from stacks.lambda_code import LambdaKit, retention_days
@@ -66,6 +68,8 @@ _DOMAIN_TRANSIENT = ["ThrottlingException", "ProvisionedThroughputExceededExcept
 # ones are what the SDK integration reports. A job that ran and failed is States.TaskFailed and is not retried.
 _SAGEMAKER_TRANSIENT = ["SageMaker.AmazonSageMakerException", "SageMaker.ThrottlingException",
                         "SageMaker.ResourceLimitExceeded", "SageMaker.ResourceLimitExceededException"]
+# What the Label Studio client raises once its own retries with backoff are spent (the Lambda's error type).
+_LS_UNAVAILABLE = "LabelStudioUnavailableError"
 # Steps after the labeling job completed are retried on any error before the batch is parked: the job's labels are
 # paid for, so a transient fault must cost a retry of that one step, not the batch.
 _AFTER_JOB_RETRY_INTERVAL = Duration.seconds(20)
@@ -108,11 +112,13 @@ class LabelingWorkflow(Construct):
         taxonomists_workteam_arn: str,
         reviewers_workteam_arn: str,
         async_failures: sqs.IQueue,
+        label_studio: LabelStudioRefs | None = None,
     ) -> None:
         super().__init__(scope, id_)
         stack = Stack.of(self)
         self._config = config
         self._async_failures = async_failures
+        self._ls_refs = label_studio
         removal = RemovalPolicy.RETAIN if config.removal_retain else RemovalPolicy.DESTROY
         project = config.project
 
@@ -126,6 +132,12 @@ class LabelingWorkflow(Construct):
                                          reviewers_workteam_arn, labeling_job_arn)
         gt_role.allow_invoke(self.functions.pre_annotation, self.functions.post_annotation)
         self._gt_role_arn = gt_role.role.role_arn
+        # labeling.backend 'label_studio': the run states wait for a task token instead of a Ground Truth job.
+        self.label_studio: LabelStudioFunctions | None = None
+        if label_studio is not None:
+            self.label_studio = LabelStudioFunctions(
+                self, "LabelStudio", config=config, kit=kit, storage=storage, refs=label_studio,
+                environment=self._ls_environment, async_failures=async_failures)
 
         # Encrypted with the data key: with monitoring.log_execution_data on, the log holds photo keys and labels.
         self.log_group = logs.LogGroup(
@@ -145,6 +157,8 @@ class LabelingWorkflow(Construct):
             logs=sfn.LogOptions(destination=self.log_group, level=sfn.LogLevel.ALL,
                                 include_execution_data=config.monitoring.log_execution_data),
         )
+        if self.label_studio is not None:
+            self.label_studio.allow_task_responses(self.state_machine)
         self._state_machine_permissions(stack, storage, gt_role, labeling_job_arn)
         self._acknowledge(stack, storage, labeling_job_arn)
         self._release_stopped_executions()
@@ -256,10 +270,17 @@ class LabelingWorkflow(Construct):
         publish = kit.function(self, "PublishDataset", handler_dir="publish_dataset", timeout=minutes(15),
                                memory_size=1024, description="Writes a batch's immutable dataset version",
                                environment=job_env, invoked_by=STEP_FUNCTIONS)
-        # Also invoked asynchronously by the stopped-execution rule, so it has an on-failure destination.
+        # What the Label Studio functions read (LabelStudioFunctions adds the server's URL and secrets).
+        self._ls_environment = dict(common)
+        ls = self._ls_refs
+        # Also invoked asynchronously by the stopped-execution rule, so it has an on-failure destination. On the
+        # Label Studio backend it stops the batch's stages there (deletes unanswered tasks), so it joins the VPC.
         fail = kit.function(self, "FailBatch", handler_dir="fail_batch", timeout=minutes(15), memory_size=512,
                             description="Stops a batch's jobs, then releases its photos or parks it for an operator",
-                            environment=job_env, async_failures=self._async_failures)
+                            environment={**job_env, **(label_studio_environment(ls) if ls else {})},
+                            async_failures=self._async_failures, network=ls)
+        if ls is not None:
+            grant_label_studio(fail, ls)
         select_review = kit.function(
             self, "SelectReview", handler_dir="select_review", timeout=minutes(15), memory_size=1024,
             description="Picks a labeled batch's photos for expert review", invoked_by=STEP_FUNCTIONS,
@@ -375,6 +396,41 @@ class LabelingWorkflow(Construct):
         state.add_retry(errors=_SAGEMAKER_TRANSIENT, interval=Duration.seconds(30), backoff_rate=2, max_attempts=4)
         return state
 
+    def _ls_run(self, state_name: str, stage: str, job_name_path: str, manifest_path: str,
+                result_path: str) -> tasks.LambdaInvoke:
+        """A Label Studio stage: ``ls_submit`` imports it and keeps the task token; the webhook or the poll resumes
+        the execution with the stage's DescribeLabelingJob-shaped result (docs/label-studio.md, "Workflow")."""
+        assert self.label_studio is not None
+        task = tasks.LambdaInvoke(
+            self, state_name, lambda_function=self.label_studio.submit,
+            integration_pattern=sfn.IntegrationPattern.WAIT_FOR_TASK_TOKEN,
+            payload=sfn.TaskInput.from_object({
+                "action": "submit", "stage": stage, "batch_id": sfn.JsonPath.string_at("$.batch_id"),
+                "job_name": sfn.JsonPath.string_at(job_name_path),
+                "manifest_uri": sfn.JsonPath.string_at(manifest_path),
+                "task_token": sfn.JsonPath.task_token,
+            }),
+            result_path=result_path, retry_on_service_exceptions=False,
+            # As long as a Ground Truth job may run; the timeout stops the stage and releases the batch.
+            task_timeout=sfn.Timeout.duration(JOB_STATE_TIMEOUT),
+        )
+        task.add_retry(errors=_LAMBDA_TRANSIENT, interval=Duration.seconds(2), backoff_rate=2, max_attempts=6)
+        # The client already retried with backoff; the server may be restarting or scaling, so wait longer.
+        task.add_retry(errors=[_LS_UNAVAILABLE, *_DOMAIN_TRANSIENT], interval=Duration.seconds(60), backoff_rate=2,
+                       max_attempts=4)
+        return task
+
+    def _ls_call(self, state_name: str, action: str, stage: str, job_name_path: str,
+                 result_path: str) -> tasks.LambdaInvoke:
+        """``ls_submit``'s look-up (the stage's result, finishing it if complete) or stop of a Label Studio stage."""
+        assert self.label_studio is not None
+        task = self._invoke(state_name, self.label_studio.submit, sfn.TaskInput.from_object({
+            "action": action, "stage": stage, "batch_id": sfn.JsonPath.string_at("$.batch_id"),
+            "job_name": sfn.JsonPath.string_at(job_name_path),
+        }), result_path)
+        task.add_retry(errors=[_LS_UNAVAILABLE], interval=Duration.seconds(60), backoff_rate=2, max_attempts=4)
+        return task
+
     def _describe(self, state_name: str, job_name_path: str, result_path: str) -> tasks.CallAwsService:
         task = tasks.CallAwsService(
             self, state_name, service="sagemaker", action="describeLabelingJob",
@@ -406,18 +462,29 @@ class LabelingWorkflow(Construct):
         prepare = self._invoke("Prepare the labeling job", f.prepare, None, "$.prepared")
         prepare.add_catch(fail_chain, errors=["States.ALL"], result_path="$.error")
 
-        run_automated = self._run_job("Run the automated labeling job", "$.prepared.request",
-                                      _AUTOMATED_REQUEST_FIELDS, "$.job")
-        run_human = self._run_job("Run the human labeling job", "$.prepared.request", _COMMON_REQUEST_FIELDS,
-                                  "$.job")
-        look_up = self._describe("Look up the labeling job", "$.prepared.job_name", "$.job")
+        label_studio = self.label_studio is not None
+        # Label Studio has no automated labeling (the config refuses it), so that backend has no automated run.
+        run_automated = None if label_studio else self._run_job(
+            "Run the automated labeling job", "$.prepared.request", _AUTOMATED_REQUEST_FIELDS, "$.job")
+        run_human: sfn.TaskStateBase | sfn.CustomState
+        if label_studio:
+            run_human = self._ls_run("Run the human labeling job", "labeling", "$.prepared.job_name",
+                                     "$.prepared.manifest_uri", "$.job")
+            look_up: sfn.TaskStateBase = self._ls_call("Look up the labeling job", "look_up", "labeling",
+                                                       "$.prepared.job_name", "$.job")
+            stop_job: sfn.TaskStateBase = self._ls_call("Stop the labeling job that ran too long", "stop",
+                                                        "labeling", "$.prepared.job_name", sfn.JsonPath.DISCARD)
+        else:
+            run_human = self._run_job("Run the human labeling job", "$.prepared.request", _COMMON_REQUEST_FIELDS,
+                                      "$.job")
+            look_up = self._describe("Look up the labeling job", "$.prepared.job_name", "$.job")
+            stop_job = self._stop("Stop the labeling job that ran too long", "$.prepared.job_name")
         look_up.add_catch(fail_chain, errors=["States.ALL"], result_path="$.lookup_error")
         wait = sfn.Wait(self, "Wait for the labeling job",
                         time=sfn.WaitTime.seconds_path("$.prepared.poll_seconds"))
-        stop_job = self._stop("Stop the labeling job that ran too long", "$.prepared.job_name")
         stop_job.add_catch(fail_chain, errors=["States.ALL"], result_path="$.stop_error")
         stop_job.next(fail_chain)
-        for run in (run_automated, run_human):
+        for run in (r for r in (run_automated, run_human) if r is not None):
             run.add_catch(stop_job, errors=["States.Timeout"], result_path="$.error")
             # Anything else (a failed job, or an error after the job was created): look at the job before giving
             # up, so a job that is in fact still running is waited for instead of abandoned.
@@ -440,7 +507,8 @@ class LabelingWorkflow(Construct):
         )
         look_up.next(job_state)
         wait.next(look_up)
-        run_automated.next(record)
+        if run_automated is not None:
+            run_automated.next(record)
         run_human.next(record)
 
         start_job = (
@@ -452,7 +520,8 @@ class LabelingWorkflow(Construct):
             no_job = sfn.Pass(self, "Note that the model labeled every photo",
                               result=sfn.Result.from_object({"LabelingJobStatus": NO_JOB_STATUS}), result_path="$.job")
             start_job.when(sfn.Condition.number_equals("$.prepared.human_count", 0), no_job.next(record))
-        start_job.when(sfn.Condition.string_equals("$.prepared.kind", "automated"), run_automated)
+        if run_automated is not None:
+            start_job.when(sfn.Condition.string_equals("$.prepared.kind", "automated"), run_automated)
         start_job.otherwise(run_human)
 
         publish = self._publish_chain(park)
@@ -517,14 +586,24 @@ class LabelingWorkflow(Construct):
             "manifest_uri": sfn.JsonPath.string_at("$.review_selection.manifest_uri"),
         }), "$.review_prepared", after_job=True)
         prepare_review.add_catch(park_review, errors=["States.ALL"], result_path="$.error")
-        run_review = self._run_job("Run the expert review job", "$.review_prepared.request", _COMMON_REQUEST_FIELDS,
-                                   "$.review_job")
-        stop_review = self._stop("Stop the review job that ran too long", "$.review_prepared.job_name")
+        run_review: sfn.TaskStateBase | sfn.CustomState
+        if self.label_studio is not None:
+            # The senior reviewers' Label Studio project, the same way as the taxonomists'.
+            run_review = self._ls_run("Run the expert review job", "review", "$.review_prepared.job_name",
+                                      "$.review_prepared.manifest_uri", "$.review_job")
+            stop_review: sfn.TaskStateBase = self._ls_call("Stop the review job that ran too long", "stop", "review",
+                                                           "$.review_prepared.job_name", sfn.JsonPath.DISCARD)
+            look_up_review: sfn.TaskStateBase = self._ls_call("Look up the review job", "look_up", "review",
+                                                              "$.review_prepared.job_name", "$.review_job")
+        else:
+            run_review = self._run_job("Run the expert review job", "$.review_prepared.request",
+                                       _COMMON_REQUEST_FIELDS, "$.review_job")
+            stop_review = self._stop("Stop the review job that ran too long", "$.review_prepared.job_name")
+            # A failed create (e.g. ResourceInUse: a resumed batch's review job exists) or a job that ended: look
+            # at the job, wait for it if it runs, apply it if it completed.
+            look_up_review = self._describe("Look up the review job", "$.review_prepared.job_name", "$.review_job")
         stop_review.add_catch(review_failed, errors=["States.ALL"], result_path="$.stop_error")
         stop_review.next(review_failed)
-        # A failed create (e.g. ResourceInUse: a resumed batch's review job exists) or a job that ended: look at
-        # the job, wait for it if it runs, apply it if it completed.
-        look_up_review = self._describe("Look up the review job", "$.review_prepared.job_name", "$.review_job")
         look_up_review.add_catch(park_review, errors=["States.ALL"], result_path="$.error")
         wait_review = sfn.Wait(self, "Wait for the review job",
                                time=sfn.WaitTime.seconds_path("$.prepared.poll_seconds"))
@@ -682,6 +761,7 @@ class LabelingWorkflow(Construct):
         f = self.functions
         invoked = [f.prepare, f.process, f.publish, f.fail, f.select_review, f.apply_review]
         invoked += [f.train] if f.train is not None else []
+        invoked += [self.label_studio.submit] if self.label_studio is not None else []
         for fn in invoked:
             ack_wildcards(sm_role, [f"{arn_token(fn)}:*"],
                           "Step Functions may invoke any version of the workflow's own function.")

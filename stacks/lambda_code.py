@@ -27,6 +27,7 @@ from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
 from stacks.config import AppConfig
+from stacks.label_studio_refs import LabelStudioRefs
 from stacks.nag import ack, ack_wildcards, checkov_skip
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -203,6 +204,7 @@ class LambdaKit(Construct):
         async_failures: sqs.IQueue | None = None,
         invoked_by: str | None = None,
         embedding_models: bool = False,
+        network: LabelStudioRefs | None = None,
     ) -> lambda_.Function:
         """Create a function whose handler is ``lambdas/<handler_dir>/handler.py:lambda_handler``.
 
@@ -214,6 +216,8 @@ class LambdaKit(Construct):
         its synchronous caller in ``invoked_by`` (e.g. ``"Step Functions"``), which is the reason it needs no
         dead-letter target; one of the two is required, so a new function cannot silently lose failed events.
         ``embedding_models`` adds the ONNX models layer (functions that call ``fieldlabel.embedding.load_embedder``).
+        ``network`` places the function in the Label Studio deployment's VPC (private subnets with a NAT route, the
+        security group the Label Studio service admits), for the functions that call its API.
         """
         if not (LAMBDAS_DIR / handler_dir / "handler.py").is_file():
             raise FileNotFoundError(f"lambdas/{handler_dir}/handler.py does not exist")
@@ -223,7 +227,7 @@ class LambdaKit(Construct):
         role = lambda_role(scope, f"{id_}ServiceRole", description=f"{self._config.project} {handler_dir} function")
         log_group = function_logs(scope, id_, config=self._config, key=self.log_key, role=role)
         ack_wildcards(role, ["*"], "X-Ray PutTraceSegments and PutTelemetryRecords (active tracing) have no "
-                                   "resource ARN.")
+                                   "resource ARN." + (_VPC_WILDCARD_REASON if network is not None else ""))
         reserved = self._config.concurrency.reserved.get(handler_dir)
         env = {
             "POWERTOOLS_SERVICE_NAME": f"{self._config.project}-{handler_dir.replace('_', '-')}",
@@ -248,15 +252,19 @@ class LambdaKit(Construct):
             tracing=lambda_.Tracing.ACTIVE,
             log_group=log_group,
             reserved_concurrent_executions=reserved,
+            **_placement(network),
         )
+        if network is not None:
+            _allow_vpc_interfaces(role)
         if async_failures is not None:
             # Lambda retries an asynchronous event twice; what still fails is kept for an operator, with an alarm.
             fn.configure_async_invoke(on_failure=destinations.SqsDestination(async_failures), retry_attempts=2)
-        self._scanner_notes(fn, handler_dir, reserved, invoked_by)
+        self._scanner_notes(fn, handler_dir, reserved, invoked_by, in_vpc=network is not None)
         return fn
 
     @staticmethod
-    def _scanner_notes(fn: lambda_.Function, handler_dir: str, reserved: int | None, invoked_by: str | None) -> None:
+    def _scanner_notes(fn: lambda_.Function, handler_dir: str, reserved: int | None, invoked_by: str | None,
+                       *, in_vpc: bool = False) -> None:
         """The scanners' Lambda checks that this design answers differently, with the reason, on the function."""
         if invoked_by is not None:
             dlq_reason = (f"Invoked synchronously by {invoked_by}: an error returns to the caller, which retries or "
@@ -266,13 +274,40 @@ class LambdaKit(Construct):
                           "destination (the async-failures queue, alarmed), which also records the error.")
         ack(fn, "Serverless-LambdaDLQ", dlq_reason)
         checkov_skip(fn, "CKV_AWS_116", dlq_reason)
-        checkov_skip(fn, "CKV_AWS_117", "The functions call only AWS APIs; a VPC would add NAT gateways and "
-                     "endpoints (cost, cold starts) and protect nothing here.")
+        if not in_vpc:
+            checkov_skip(fn, "CKV_AWS_117", "The functions call only AWS APIs; a VPC would add NAT gateways and "
+                         "endpoints (cost, cold starts) and protect nothing here.")
         checkov_skip(fn, "CKV_AWS_173", "The environment holds resource names and settings, no secrets; Lambda "
                      "encrypts it at rest with its service key.")
         if reserved is None:
             checkov_skip(fn, "CKV_AWS_115", f"Reserved concurrency is optional (concurrency.reserved.{handler_dir} "
                          "in the config): reserving fails deploys in accounts with a low concurrency limit.")
+
+
+def _placement(network: LabelStudioRefs | None) -> dict[str, Any]:
+    if network is None:
+        return {}
+    return {"vpc": network.vpc, "vpc_subnets": network.lambda_subnets,
+            "security_groups": [network.lambda_security_group]}
+
+
+def _allow_vpc_interfaces(role: iam.Role) -> None:
+    """What Lambda needs to attach a function to the VPC, instead of the managed AWSLambdaVPCAccessExecutionRole.
+
+    The same explicit actions as that policy; EC2's Describe calls have no resource-level permissions, and the
+    interfaces Lambda creates get ids only at run time, so the resource is ``*`` (acknowledged in :meth:`function`).
+    """
+    role.add_to_principal_policy(iam.PolicyStatement(
+        actions=["ec2:CreateNetworkInterface", "ec2:DescribeNetworkInterfaces", "ec2:DescribeSubnets",
+                 "ec2:DeleteNetworkInterface", "ec2:AssignPrivateIpAddresses", "ec2:UnassignPrivateIpAddresses"],
+        resources=["*"],
+    ))
+
+
+# The "*" of _allow_vpc_interfaces, acknowledged together with the X-Ray one on the same role.
+_VPC_WILDCARD_REASON = (" Lambda's network interfaces in the VPC get their ids at run time and EC2's Describe calls "
+                        "have no resource-level permissions (AWSLambdaVPCAccessExecutionRole's actions, without the "
+                        "managed policy).")
 
 
 def retention_days(days: int) -> logs.RetentionDays:

@@ -85,6 +85,7 @@ class PipelineStack(Stack):
             taxonomists_workteam_arn=workforce.taxonomists_team.attr_workteam_arn,
             reviewers_workteam_arn=workforce.reviewers_team.attr_workteam_arn,
             async_failures=self.async_failures,
+            label_studio=label_studio,
         )
         CfnOutput(self, "StateMachineArn", value=self.workflow.state_machine.state_machine_arn,
                   description="Labeling workflow (start executions named batch-<batch_id>)")

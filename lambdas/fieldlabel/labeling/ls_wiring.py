@@ -1,0 +1,106 @@
+"""Environment, clients and secrets of the workflow's Label Studio functions (ls_submit, ls_webhook, ls_poll, and
+fail_batch on that backend), built once per process.
+
+The variables (stacks/label_studio_workflow.py sets them; docs/label-studio.md, "Workflow"): ``LABEL_STUDIO_URL``,
+``LABEL_STUDIO_TOKEN_SECRET_ARN``, ``LABEL_STUDIO_WEBHOOK_SECRET_ARN`` (Secrets Manager; the secret strings are the
+token and the shared secret), ``WEBHOOK_URL`` (ls_submit: the webhook function's URL), and the workflow's
+``BATCHES_TABLE``, ``PHOTOS_TABLE``, ``REVIEWERS_TABLE``, ``ARTIFACTS_BUCKET``, ``PROJECT_PREFIX``, ``CONFIG_JSON``,
+``JOB_SETTINGS_JSON``.
+"""
+
+from __future__ import annotations
+
+import functools
+import hmac
+import os
+from collections.abc import Mapping
+from typing import Any
+
+import boto3
+from pydantic import Field
+
+from fieldlabel.labeling.settings import WorkflowEnv
+
+WEBHOOK_SECRET_HEADER = "X-Fieldlabel-Webhook-Secret"
+
+
+class LabelStudioEnv(WorkflowEnv):
+    """:class:`WorkflowEnv` plus the Label Studio server and its secrets."""
+
+    label_studio_url: str = Field(default="", alias="LABEL_STUDIO_URL")
+    token_secret_arn: str = Field(default="", alias="LABEL_STUDIO_TOKEN_SECRET_ARN")
+    webhook_secret_arn: str = Field(default="", alias="LABEL_STUDIO_WEBHOOK_SECRET_ARN")
+    webhook_url: str = Field(default="", alias="WEBHOOK_URL")
+    reviewers_table: str = Field(default="", alias="REVIEWERS_TABLE")
+
+    @property
+    def uses_label_studio(self) -> bool:
+        """``labeling.backend`` is ``label_studio``."""
+        return str(self.runtime_config.get("backend") or "groundtruth") == "label_studio"
+
+
+@functools.cache
+def ls_env() -> LabelStudioEnv:
+    """The environment of this process (checked for what every Label Studio function needs)."""
+    env = LabelStudioEnv.from_env()
+    env.require("batches_table", "artifacts_bucket", "project", "label_studio_url", "token_secret_arn")
+    return env
+
+
+@functools.cache
+def aws_clients() -> tuple[Any, Any, Any]:
+    """DynamoDB, S3 and Step Functions clients."""
+    return boto3.client("dynamodb"), boto3.client("s3"), boto3.client("stepfunctions")
+
+
+def read_secret(secretsmanager: Any, arn: str) -> str:
+    """A secret's string (the deployment stores the token and the webhook secret as plain generated strings)."""
+    value = secretsmanager.get_secret_value(SecretId=arn).get("SecretString")
+    if not isinstance(value, str) or not value:
+        raise ValueError(f"secret {arn} has no string value")
+    return value
+
+
+@functools.cache
+def _secretsmanager() -> Any:
+    return boto3.client("secretsmanager")
+
+
+@functools.cache
+def webhook_secret() -> str:
+    """The webhooks' shared secret (read once per container)."""
+    env = LabelStudioEnv.from_env()
+    env.require("webhook_secret_arn")
+    return read_secret(_secretsmanager(), env.webhook_secret_arn)
+
+
+def webhook_verified(headers: Mapping[str, str], secret: str) -> bool:
+    """True when the request carries the shared secret (constant-time comparison; header names any case)."""
+    wanted = WEBHOOK_SECRET_HEADER.lower()
+    given = next((v for k, v in headers.items() if k.lower() == wanted), "")
+    return bool(secret) and hmac.compare_digest(given.encode(), secret.encode())
+
+
+@functools.cache
+def label_studio_client() -> Any:
+    """The API client with the admin token from Secrets Manager."""
+    from fieldlabel.labeling.label_studio.client import LabelStudioClient
+
+    env = ls_env()
+    return LabelStudioClient(env.label_studio_url, read_secret(_secretsmanager(), env.token_secret_arn))
+
+
+@functools.cache
+def stage_ops() -> Any:
+    """The Label Studio backend's stage operations for this environment (:class:`ls_ops.BackendStageOps`)."""
+    from fieldlabel.labeling.ls_ops import BackendStageOps
+
+    env = ls_env()
+    dynamodb, s3, _ = aws_clients()
+    secret = webhook_secret() if env.webhook_url else ""
+    return BackendStageOps(env=env, client=label_studio_client(), s3=s3, dynamodb=dynamodb, webhook_secret=secret)
+
+
+def environment_uses_label_studio(environ: Mapping[str, str] | None = None) -> bool:
+    """Whether this function's config says ``labeling.backend: label_studio`` (fail_batch asks)."""
+    return LabelStudioEnv.from_env(os.environ if environ is None else environ).uses_label_studio
