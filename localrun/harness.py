@@ -154,6 +154,7 @@ class Resolver:
             "AWS::DynamoDB::GlobalTable": f"arn:aws:dynamodb:{r}:{a}:table/{name}",
             "AWS::Logs::LogGroup": f"arn:aws:logs:{r}:{a}:log-group:{name}:*",
             "AWS::StepFunctions::StateMachine": f"arn:aws:states:{r}:{a}:stateMachine:{name}",
+            "AWS::SecretsManager::Secret": f"arn:aws:secretsmanager:{r}:{a}:secret:{name}-{secret_suffix(name)}",
         }
         if typ not in by_type:
             raise ValueError(f"no ARN rule for {typ} ({stack}/{logical_id})")
@@ -174,7 +175,8 @@ class Resolver:
             if ref in pseudo:
                 return pseudo[ref]
             typ = self.resource(stack, ref)["Type"]
-            return self.arn(stack, ref) if typ in ("AWS::SNS::Topic", "AWS::StepFunctions::StateMachine") else \
+            return self.arn(stack, ref) if typ in ("AWS::SNS::Topic", "AWS::StepFunctions::StateMachine",
+                                                   "AWS::SecretsManager::Secret") else \
                 self.physical_name(stack, ref)
         if "Fn::GetAtt" in node:
             lid, attr = node["Fn::GetAtt"]
@@ -182,6 +184,9 @@ class Resolver:
                 return self.arn(stack, lid)
             if attr == "Name" or attr == "TopicName":
                 return self.physical_name(stack, lid)
+            if attr == "FunctionUrl":
+                # A Lambda Function URL; the harness delivers what is posted there to the function itself.
+                return f"https://{lid.lower()}.lambda-url.{self.region}.on.aws/"
             raise ValueError(f"unsupported GetAtt {lid}.{attr}")
         if "Fn::ImportValue" in node:
             src_stack, value = self.exports[self._plain(stack, node["Fn::ImportValue"])]
@@ -207,6 +212,13 @@ class Resolver:
         """``[(stack, logical id, resource)]`` of one type."""
         return [(s, lid, r) for s, t in self.templates.items() if stack in (None, s)
                 for lid, r in t["Resources"].items() if r["Type"] == rtype]
+
+
+def secret_suffix(name: str) -> str:
+    """The six-letter suffix Secrets Manager appends to a secret's name in its ARN; moto's is random, the harness
+    makes it a function of the name (:meth:`WorkflowHarness._patch`) so templates and moto agree."""
+    digest = hashlib.sha256(name.encode()).digest()
+    return "".join(chr(ord("a") + b % 26) for b in digest[:6])
 
 
 # ------------------------------------------------------------------------------------------------ fake Ground Truth
@@ -732,7 +744,8 @@ class WorkflowHarness:
     """
 
     def __init__(self, templates: dict[str, dict[str, Any]], *, env_overrides: dict[str, str] | None = None,
-                 account: str | None = None, assets_dir: Path | None = None, warm_handlers: bool = False) -> None:
+                 account: str | None = None, assets_dir: Path | None = None, warm_handlers: bool = False,
+                 label_studio: Any | None = None) -> None:
         """Args (besides the templates):
             env_overrides: environment put over every function's own.
             account: the moto account (default: the one in the templates' bucket names).
@@ -740,6 +753,9 @@ class WorkflowHarness:
                 (what ``cdk deploy`` would publish) instead of being rendered again from the config.
             warm_handlers: keep each function's handler module between calls, as a warm Lambda container does
                 (faster; module-level caches persist, see :meth:`cold_start`). Default: a fresh import per call.
+            label_studio: a running Label Studio server (``.url``, ``.token``; localrun.labelstudio) for the
+                ``label_studio`` backend: the functions call it, its admin token is the token secret in moto, and
+                its webhooks reach the webhook function through a local relay (:meth:`deliver_webhooks`).
         """
         self.templates = templates
         self.assets_dir = assets_dir
@@ -758,6 +774,10 @@ class WorkflowHarness:
         self._patches = _Patches()
         self._mock: Any = None
         self._saved_env: dict[str, str | None] = {}
+        self.label_studio = label_studio
+        self.webhook_relay: Any = None
+        self.webhook_secret_value = uuid.uuid4().hex
+        self.webhook_responses: list[dict[str, Any]] = []
 
     def _config_account(self) -> str:
         storage = self.templates["storage"]
@@ -778,6 +798,12 @@ class WorkflowHarness:
         self._mock = mock_aws(config=MOTO_CONFIG)
         self._mock.start()
         self._patch()
+        if self.label_studio is not None:
+            from localrun.webhooks import WebhookRelay
+
+            self.webhook_relay = WebhookRelay().start()
+            self.env_overrides.update({"LABEL_STUDIO_URL": self.label_studio.url,
+                                       "WEBHOOK_URL": self.webhook_relay.url})
         self._create_resources()
         self.ground_truth.invoke = self.invoke_function
         return self
@@ -793,6 +819,8 @@ class WorkflowHarness:
         return json.loads(body or b"null")
 
     def __exit__(self, *exc: object) -> None:
+        if self.webhook_relay is not None:
+            self.webhook_relay.stop()
         self._patches.undo()
         if self._mock is not None:
             self._mock.stop()
@@ -836,6 +864,14 @@ class WorkflowHarness:
             return json.dumps(result, default=str).encode()
 
         self._patches.set(LambdaSimpleBackend, "invoke", invoke)
+        from moto.secretsmanager.utils import SecretsManagerSecretIdentifier
+
+        def secret_arn(ident: Any, existing_ids: Any = None, tags: Any = None) -> str:
+            return f"arn:aws:secretsmanager:{ident.region}:{ident.account_id}:secret:{ident.name}-" \
+                   f"{secret_suffix(ident.name)}"
+
+        # The ARN the templates' policies name (Resolver): moto would append a random suffix.
+        self._patches.set(SecretsManagerSecretIdentifier, "generate", secret_arn)
         from localrun.motofix import patches as moto_speed_fixes
 
         for target, attr, value in moto_speed_fixes():
@@ -927,6 +963,7 @@ class WorkflowHarness:
             self.functions[name] = {"handler": handler, "env": env, "role": str(r.value(stack, props["Role"]))}
 
         self._upload_assets(s3)
+        self._create_secrets()
 
         sns = boto3.client("sns", region_name=REGION)
         sqs = boto3.client("sqs", region_name=REGION)
@@ -943,6 +980,23 @@ class WorkflowHarness:
         self.state_machine_arn = sfn.create_state_machine(
             name=r.physical_name(stack, lid), definition=json.dumps(self.definition), roleArn=sfn_role,
             type="STANDARD")["stateMachineArn"]
+
+    def _create_secrets(self) -> None:
+        """The Label Studio deployment's secrets the functions name: the token is the local server's admin token."""
+        values = {"LABEL_STUDIO_TOKEN_SECRET_ARN": self.label_studio.token if self.label_studio else None,
+                  "LABEL_STUDIO_WEBHOOK_SECRET_ARN": self.webhook_secret_value}
+        sm = boto3.client("secretsmanager", region_name=REGION)
+        made: set[str] = set()
+        for fn in self.functions.values():
+            for var, value in values.items():
+                arn = fn["env"].get(var)
+                if not arn or arn in made or value is None:
+                    continue
+                name = arn.split(":secret:", 1)[1].rsplit("-", 1)[0]
+                created = sm.create_secret(Name=name, SecretString=value)["ARN"]
+                if created != arn:
+                    raise RuntimeError(f"moto made {created} for {var}, the templates name {arn}")
+                made.add(arn)
 
     def _upload_assets(self, s3: Any) -> None:
         if self.assets_dir is not None:
@@ -1053,6 +1107,93 @@ class WorkflowHarness:
         arn = sfn.start_execution(stateMachineArn=self.state_machine_arn, name=f"batch-{batch_id}", input=json.dumps(
             {"batch_id": batch_id, "photo_count": photo_count, "kind": kind, "attempt": attempt}))["executionArn"]
         return self.wait_for(arn, timeout=timeout)
+
+    def start_batch(self, batch_id: str, *, photo_count: int, kind: str = "automated", attempt: int = 1) -> str:
+        """Start ``batch-<batch_id>`` without waiting (its run states wait for Label Studio); the execution ARN."""
+        sfn = boto3.client("stepfunctions", region_name=REGION)
+        return str(sfn.start_execution(stateMachineArn=self.state_machine_arn, name=f"batch-{batch_id}",
+                                       input=json.dumps({"batch_id": batch_id, "photo_count": photo_count,
+                                                         "kind": kind, "attempt": attempt}))["executionArn"])
+
+    def wait_until(self, what: str, condition: Callable[[], Any], *, timeout: float = 300.0) -> Any:
+        """Wait until ``condition()`` is truthy (an execution reaching a state) and return its value.
+
+        A hang guard, not a timing: the condition is what the test waits for (e.g. a stage submitted), never an
+        amount of time; ``timeout`` only turns a hang into a failure naming ``what``.
+        """
+        deadline = time.monotonic() + timeout
+        while True:
+            value = condition()
+            if value:
+                return value
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"waited {timeout:.0f} s for {what}")
+            time.sleep(0.05)
+
+    def stage_submitted(self, batch_id: str, stage: str = "labeling") -> dict[str, Any] | None:
+        """The batch item once its Label Studio ``stage`` is submitted (tasks imported, token kept), else None."""
+        batch = self.batch(batch_id)
+        return batch if batch.get(f"ls_{stage}_expected") is not None and \
+            batch.get(f"ls_{stage}_state") == "OPEN" else None
+
+    def function_named(self, handler_dir: str) -> str:
+        """The (moto) name of the pipeline function whose handler is ``lambdas/<handler_dir>/handler.py``."""
+        names = [n for n, f in self.functions.items() if f["handler"].split(".")[0] == handler_dir]
+        if len(names) != 1:
+            raise KeyError(f"{len(names)} functions run lambdas/{handler_dir}")
+        return names[0]
+
+    def deliver_webhooks(self, *, drop: bool = False) -> list[dict[str, Any]]:
+        """Hand every webhook Label Studio posted so far to the webhook function, as its Function URL would.
+
+        ``drop``: lose them instead (a webhook that never arrives), so only the poll can finish the batch. Returns
+        the function's responses (``statusCode``, ``body``). A Function URL with AuthType NONE is an unsigned public
+        request: Lambda checks only the function's resource policy, so no IAM caller is checked here.
+        """
+        from localrun.iamcheck.principals import INTERNAL
+
+        events = self.webhook_relay.take() if self.webhook_relay is not None else []
+        if drop:
+            return []
+        fn = self.function_named("ls_webhook")
+        out = []
+        with acting_as(INTERNAL):
+            for event in events:
+                out.append(self.invoke_function(fn, event))
+        self.webhook_responses += out
+        return out
+
+    def post_webhook(self, headers: dict[str, str], body: str = '{"action": "ANNOTATION_CREATED"}') -> Any:
+        """Post one request to the webhook function as anyone on the internet could (e.g. without the secret)."""
+        from localrun.iamcheck.principals import INTERNAL
+
+        event = {"version": "2.0", "headers": {k.lower(): v for k, v in headers.items()}, "body": body,
+                 "isBase64Encoded": False, "queryStringParameters": None}
+        with acting_as(INTERNAL):
+            return self.invoke_function(self.function_named("ls_webhook"), event)
+
+    def run_ls_poll(self) -> Any:
+        """What the poll schedule does: invoke the poll function with the schedule's input, as its role."""
+        fn = self.function_named("ls_poll")
+        with acting_as(self.schedule_principal(fn)):
+            return self.invoke_function(fn, {"trigger": "schedule"})
+
+    def expire_task_token(self, token: str) -> None:
+        """Make the run state waiting for ``token`` time out now (``States.Timeout``), as its TimeoutSeconds would.
+
+        The state's timeout is a month; moto's interpreter waits for the callback with that timeout, so the harness
+        hands the waiting state the same outcome the timer would.
+        """
+        from moto.stepfunctions.parser.api import ExecutionStatus
+        from moto.stepfunctions.parser.asl.eval.callback.callback import CallbackOutcomeTimedOut
+        from moto.stepfunctions.parser.models import stepfunctions_parser_backends
+
+        backend = stepfunctions_parser_backends[self.account][REGION]
+        for execution in backend._get_executions(ExecutionStatus.RUNNING):
+            if execution.exec_worker.env.callback_pool_manager.notify(
+                    callback_id=token, outcome=CallbackOutcomeTimedOut(callback_id=token)):
+                return
+        raise KeyError("no running execution waits for that task token")
 
     def wait_for(self, arn: str, *, timeout: float = 120.0) -> Run:
         """Wait for the execution ``arn`` (started by anyone, e.g. ``fieldlabel resume``) to end."""

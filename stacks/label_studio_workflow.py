@@ -25,6 +25,7 @@ from constructs import Construct
 from stacks import grants
 from stacks.config import AppConfig
 from stacks.label_studio_refs import LabelStudioRefs
+from stacks.labeling_assets import LabelingAssets
 from stacks.labeling_role import JOB_INPUT_PREFIX, JOB_OUTPUT_PREFIX
 from stacks.lambda_code import LambdaKit
 from stacks.nag import ack_wildcards, arn_token, checkov_skip
@@ -65,6 +66,7 @@ class LabelStudioFunctions(Construct):
         config: AppConfig,
         kit: LambdaKit,
         storage: StorageRefs,
+        assets: LabelingAssets,
         refs: LabelStudioRefs,
         environment: dict[str, str],
         async_failures: sqs.IQueue,
@@ -124,6 +126,8 @@ class LabelStudioFunctions(Construct):
         for fn in (self.submit, self.webhook, self.poll):
             grants.s3_write(fn, art, JOB_OUTPUT_PREFIX, REVIEW_ANSWERS_PREFIX)
             grants.ddb(fn, storage.reviewers_table, indexes=False)
+            # taxonomy.json: the picker's display names.
+            assets.grant_read(fn)
         # The poll finds the open stages with a Scan of the batches table (one small item per batch, no index).
         self.poll.add_to_role_policy(iam.PolicyStatement(actions=["dynamodb:Scan"],
                                                          resources=[batches.table_arn]))

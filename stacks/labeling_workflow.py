@@ -136,7 +136,7 @@ class LabelingWorkflow(Construct):
         self.label_studio: LabelStudioFunctions | None = None
         if label_studio is not None:
             self.label_studio = LabelStudioFunctions(
-                self, "LabelStudio", config=config, kit=kit, storage=storage, refs=label_studio,
+                self, "LabelStudio", config=config, kit=kit, storage=storage, assets=assets, refs=label_studio,
                 environment=self._ls_environment, async_failures=async_failures)
 
         # Encrypted with the data key: with monitoring.log_execution_data on, the log holds photo keys and labels.
@@ -271,7 +271,8 @@ class LabelingWorkflow(Construct):
                                memory_size=1024, description="Writes a batch's immutable dataset version",
                                environment=job_env, invoked_by=STEP_FUNCTIONS)
         # What the Label Studio functions read (LabelStudioFunctions adds the server's URL and secrets).
-        self._ls_environment = dict(common)
+        self._ls_environment = {**common, **review_env, "TAXONOMY_S3_URI": uris["taxonomy.json"],
+                                "KMS_KEY_ARN": storage.key.key_arn}
         ls = self._ls_refs
         # Also invoked asynchronously by the stopped-execution rule, so it has an on-failure destination. On the
         # Label Studio backend it stops the batch's stages there (deletes unanswered tasks), so it joins the VPC.

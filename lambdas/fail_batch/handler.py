@@ -8,6 +8,11 @@ Three callers (docs/workflow.md, "Failure paths"):
   ``{"execution_name": "batch-<batch_id>[-resume-<n>]", "error": {...}}``. Then it also publishes the summary
   itself (``SUMMARY_TOPIC_ARN``) and leaves alone a batch that already finished.
 
+On the Label Studio backend (``labeling.backend: label_studio``) the batch's "jobs" are its Label Studio stages:
+stopping one deletes its unanswered tasks and marks it stopped, so nobody labels a photo that goes back to the pool
+(:class:`fieldlabel.labeling.ls_workflow.LabelStudioJobs`); a stage whose answers are complete counts as a
+completed job (the batch is parked, not released).
+
 Returns ``{"subject", "message", "figures"}`` (``figures.outcome`` is ``failed``, ``parked`` or absent when skipped).
 """
 
@@ -25,6 +30,7 @@ from fieldlabel.common.observability import logger, metrics, tracer
 from fieldlabel.labeling.failure import settle_batch, unlabel_engine_labels
 from fieldlabel.labeling.groundtruth.backend import GroundTruthBackend
 from fieldlabel.labeling.lifecycle import batch_id_of_execution
+from fieldlabel.labeling.ls_wiring import environment_uses_label_studio
 from fieldlabel.labeling.release import release_failed_batch
 from fieldlabel.labeling.settings import WorkflowEnv
 from fieldlabel.labeling.summary import failed_summary, parked_summary
@@ -76,8 +82,15 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
 
     review = event.get("review") if isinstance(event.get("review"), dict) else None
     training = event.get("training") if isinstance(event.get("training"), dict) else None
+    backend: Any = _backend()
+    if environment_uses_label_studio():
+        from fieldlabel.labeling.ls_wiring import stage_ops
+        from fieldlabel.labeling.ls_workflow import LabelStudioJobs
+
+        backend = LabelStudioJobs(dynamodb=dynamodb, batches_table=env.batches_table, project=env.project,
+                                  ops=stage_ops(), batch_id=batch_id, now_iso=iso(now))
     outcome = settle_batch(
-        dynamodb=dynamodb, sagemaker=sagemaker, backend=_backend(), batches_table=env.batches_table,
+        dynamodb=dynamodb, sagemaker=sagemaker, backend=backend, batches_table=env.batches_table,
         batch_id=batch_id, error=_error(event), now_iso=iso(now), release=release,
         park_step=event.get("park_step") if not from_rule else None, review=review, training=training,
         skip_finished=from_rule,

@@ -193,7 +193,24 @@ class AccessMapper:
     def _stepfunctions(self, call: Call, who: Principal, ctx: dict[str, Any]) -> list[Access]:
         p = call.params
         arn = p.get("stateMachineArn") or p.get("executionArn")
+        if call.operation in ("SendTaskSuccess", "SendTaskFailure", "SendTaskHeartbeat") and "taskToken" in p:
+            # The request names only a task token; IAM authorizes it on the state machine whose execution waits
+            # (aws-cdk-lib's grantTaskResponse grants these actions on the state machine ARN).
+            return [Access(who, f"states:{call.operation}", sm, ctx, call,
+                           why="a task token of this state machine's executions") for sm in self.m.state_machines]
         return [Access(who, f"states:{call.operation}", str(arn), ctx, call)] if arn else []
+
+    def _secretsmanager(self, call: Call, who: Principal, ctx: dict[str, Any]) -> list[Access]:
+        secret = call.params.get("SecretId")
+        if not secret:
+            return []
+        out = [Access(who, f"secretsmanager:{call.operation}", str(secret), ctx, call)]
+        key = self.m.secret_keys.get(str(secret))
+        if call.operation == "GetSecretValue" and key:
+            kctx = {**ctx, "kms:ViaService": f"secretsmanager.{self.m.region}.amazonaws.com",
+                    "kms:CallerAccount": self.m.account}
+            out.append(Access(who, "kms:Decrypt", key, kctx, call, why="reading a secret encrypted with the data key"))
+        return out
 
     def _sns(self, call: Call, who: Principal, ctx: dict[str, Any]) -> list[Access]:
         topic = call.params.get("TopicArn")

@@ -95,6 +95,8 @@ class PolicyModel:
     function_roles: dict[str, str]  # function name -> role ARN
     state_machine_role: str | None
     schedule_roles: dict[str, str]  # target function ARN -> the schedule's role ARN
+    state_machines: list[str] = field(default_factory=list)  # state machine ARNs (SendTask* names only a token)
+    secret_keys: dict[str, str] = field(default_factory=dict)  # secret ARN -> the KMS key ARN it is encrypted with
 
     def role_label(self, arn: str) -> str:
         info = self.roles.get(arn)
@@ -201,9 +203,18 @@ def load(templates: dict[str, dict[str, Any]], account: str, region: str = REGIO
         arn = str(r.safe(stack, target["Arn"]))
         schedule_roles[arn] = str(r.safe(stack, target["RoleArn"]))
 
+    state_machines = [str(r.value(s, {"Ref": lid})) for s, lid, _res in
+                      r.resources("AWS::StepFunctions::StateMachine")]
+    secret_keys: dict[str, str] = {}
+    for stack, lid, res in r.resources("AWS::SecretsManager::Secret"):
+        k = res.get("Properties", {}).get("KmsKeyId")
+        if k is not None:
+            secret_keys[r.arn(stack, lid)] = str(r.safe(stack, k))
+
     documented = {"uploader": uploader_statements(r, buckets, kms_keys)}
     return PolicyModel(account, region, roles, resource_policies, buckets, topic_keys, kms_keys, documented,
-                       function_roles, sm_roles[0] if sm_roles else None, schedule_roles)
+                       function_roles, sm_roles[0] if sm_roles else None, schedule_roles, state_machines,
+                       secret_keys)
 
 
 def uploader_statements(r: TemplateResolver, buckets: dict[str, BucketInfo], kms_keys: set[str]) -> list[Statement]:

@@ -11,7 +11,6 @@ token and the shared secret), ``WEBHOOK_URL`` (ls_submit: the webhook function's
 from __future__ import annotations
 
 import functools
-import hmac
 import os
 from collections.abc import Mapping
 from typing import Any
@@ -20,8 +19,6 @@ import boto3
 from pydantic import Field
 
 from fieldlabel.labeling.settings import WorkflowEnv
-
-WEBHOOK_SECRET_HEADER = "X-Fieldlabel-Webhook-Secret"
 
 
 class LabelStudioEnv(WorkflowEnv):
@@ -32,6 +29,13 @@ class LabelStudioEnv(WorkflowEnv):
     webhook_secret_arn: str = Field(default="", alias="LABEL_STUDIO_WEBHOOK_SECRET_ARN")
     webhook_url: str = Field(default="", alias="WEBHOOK_URL")
     reviewers_table: str = Field(default="", alias="REVIEWERS_TABLE")
+    taxonomy_uri: str = Field(default="", alias="TAXONOMY_S3_URI")
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> LabelStudioEnv:
+        """Build from environment variables (empty strings count as unset)."""
+        env = os.environ if environ is None else environ
+        return cls.model_validate({k: v for k, v in env.items() if k.isupper() and v != ""})
 
     @property
     def uses_label_studio(self) -> bool:
@@ -75,10 +79,10 @@ def webhook_secret() -> str:
 
 
 def webhook_verified(headers: Mapping[str, str], secret: str) -> bool:
-    """True when the request carries the shared secret (constant-time comparison; header names any case)."""
-    wanted = WEBHOOK_SECRET_HEADER.lower()
-    given = next((v for k, v in headers.items() if k.lower() == wanted), "")
-    return bool(secret) and hmac.compare_digest(given.encode(), secret.encode())
+    """True when the request carries the shared secret (the backend's constant-time check)."""
+    from fieldlabel.labeling.label_studio.webhook import verify_webhook
+
+    return verify_webhook(headers, secret)
 
 
 @functools.cache
@@ -98,7 +102,9 @@ def stage_ops() -> Any:
     env = ls_env()
     dynamodb, s3, _ = aws_clients()
     secret = webhook_secret() if env.webhook_url else ""
-    return BackendStageOps(env=env, client=label_studio_client(), s3=s3, dynamodb=dynamodb, webhook_secret=secret)
+    return BackendStageOps(env=env, client=label_studio_client(), s3=s3, dynamodb=dynamodb,
+                           webhook_url=env.webhook_url, webhook_secret=secret, taxonomy_uri=env.taxonomy_uri,
+                           reviewers_table=env.reviewers_table)
 
 
 def environment_uses_label_studio(environ: Mapping[str, str] | None = None) -> bool:
