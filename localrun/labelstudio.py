@@ -105,7 +105,8 @@ class LabelStudioServer:
         log = self._log_path.open("ab")
         self._proc = subprocess.Popen(
             [str(self.executable), "start", "--no-browser", "--host", "127.0.0.1", "--port", str(self.port),
-             "--username", self.email, "--password", self.password, "--user-token", self.token],
+             # "--opt=value": a generated password may begin with "-", which argparse would take for an option.
+             f"--username={self.email}", f"--password={self.password}", f"--user-token={self.token}"],
             cwd=self.data_dir, env=self.environment(), stdout=log, stderr=subprocess.STDOUT,
             start_new_session=True,
         )

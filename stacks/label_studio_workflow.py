@@ -19,7 +19,6 @@ from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_scheduler as scheduler
 from aws_cdk import aws_scheduler_targets as targets
 from aws_cdk import aws_sqs as sqs
-from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
 
 from stacks import grants
@@ -46,10 +45,16 @@ def label_studio_environment(refs: LabelStudioRefs) -> dict[str, str]:
 
 
 def grant_label_studio(fn: lambda_.Function, refs: LabelStudioRefs, *, webhook_secret: bool = False) -> None:
-    """Read the API token (and the webhook secret) and decrypt them with their key."""
-    refs.token_secret.grant_read(fn)
-    if webhook_secret:
-        refs.webhook_secret.grant_read(fn)
+    """Read the API token (and the webhook secret).
+
+    Spelled out instead of ``ISecret.grant_read``: that also grants decryption through the secrets' key object, the
+    storage stack's data key, and so would write this function's role into the storage stack's key policy (a
+    dependency cycle storage -> pipeline -> Label Studio -> storage). The secrets are encrypted with the data key,
+    which every caller here may already use through IAM (``grants.kms_use`` on the pipeline's view of the key).
+    """
+    secrets = [refs.token_secret] + ([refs.webhook_secret] if webhook_secret else [])
+    fn.add_to_role_policy(iam.PolicyStatement(actions=["secretsmanager:GetSecretValue"],
+                                              resources=[s.secret_arn for s in secrets]))
 
 
 class LabelStudioFunctions(Construct):
@@ -128,9 +133,10 @@ class LabelStudioFunctions(Construct):
             grants.ddb(fn, storage.reviewers_table, indexes=False)
             # taxonomy.json: the picker's display names.
             assets.grant_read(fn)
-        # The poll finds the open stages with a Scan of the batches table (one small item per batch, no index).
-        self.poll.add_to_role_policy(iam.PolicyStatement(actions=["dynamodb:Scan"],
-                                                         resources=[batches.table_arn]))
+        # The poll and the webhook find the open stages with a Scan of the batches table (one small item per batch,
+        # filtered on ls_pending; the table has no index on it).
+        for fn in (self.poll, self.webhook):
+            fn.add_to_role_policy(iam.PolicyStatement(actions=["dynamodb:Scan"], resources=[batches.table_arn]))
         bucket = f"arn:{Stack.of(self).partition}:s3:::{names.artifacts_bucket}"
         for fn in (self.submit, self.webhook, self.poll):
             assert fn.role is not None
@@ -138,12 +144,13 @@ class LabelStudioFunctions(Construct):
                                     f"{bucket}/{REVIEW_ANSWERS_PREFIX}*"],
                           "Each prefix holds per-batch or per-job objects whose names are made at run time.")
 
-    def allow_task_responses(self, state_machine: sfn.StateMachine) -> None:
+    def allow_task_responses(self, state_machine_arn: str) -> None:
         """The webhook and the poll resume the waiting execution (SendTaskSuccess on this state machine only).
 
-        ``submit`` gets no such grant: the state machine invokes it, and a grant on the state machine would make
-        the two depend on each other.
+        ``state_machine_arn`` is built from the state machine's name, not its resource: the state machine invokes
+        ``submit``, whose environment names the webhook's URL, so a reference to the resource would be circular.
+        ``submit`` itself never resumes an execution (a finished stage is looked up by the state machine instead).
         """
         for fn in (self.webhook, self.poll):
             fn.add_to_role_policy(iam.PolicyStatement(actions=["states:SendTaskSuccess"],
-                                                      resources=[state_machine.state_machine_arn]))
+                                                      resources=[state_machine_arn]))

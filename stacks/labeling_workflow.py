@@ -145,9 +145,14 @@ class LabelingWorkflow(Construct):
             encryption_key=storage.key, removal_policy=removal,
         )
 
+        # On the Label Studio backend the state machine has a fixed name: the webhook and poll functions resume its
+        # executions (SendTaskSuccess on its ARN), while it invokes the submit function, whose environment names the
+        # webhook's URL; an ARN made from the name keeps that circle out of CloudFormation's dependencies.
+        sm_name = f"{project}-labeling" if self.label_studio is not None else None
         self.state_machine = sfn.StateMachine(
             self,
             "StateMachine",
+            state_machine_name=sm_name,
             state_machine_type=sfn.StateMachineType.STANDARD,
             comment=f"{project}: label a batch with Ground Truth, review it, publish a dataset version",
             definition_body=sfn.DefinitionBody.from_chainable(self._definition()),
@@ -157,8 +162,10 @@ class LabelingWorkflow(Construct):
             logs=sfn.LogOptions(destination=self.log_group, level=sfn.LogLevel.ALL,
                                 include_execution_data=config.monitoring.log_execution_data),
         )
-        if self.label_studio is not None:
-            self.label_studio.allow_task_responses(self.state_machine)
+        if self.label_studio is not None and sm_name is not None:
+            self.label_studio.allow_task_responses(stack.format_arn(
+                service="states", resource="stateMachine", resource_name=sm_name,
+                arn_format=ArnFormat.COLON_RESOURCE_NAME))
         self._state_machine_permissions(stack, storage, gt_role, labeling_job_arn)
         self._acknowledge(stack, storage, labeling_job_arn)
         self._release_stopped_executions()

@@ -27,6 +27,21 @@ def engine_templates() -> dict[str, dict[str, Any]]:
 
 
 @pytest.fixture(scope="session")
+def studio_templates() -> dict[str, dict[str, Any]]:
+    """The ``studio`` environment: the own engine with ``labeling.backend: label_studio`` (the Label Studio stack,
+    and the workflow's Label Studio functions and run states)."""
+    return synth_templates({"env": "studio"})
+
+
+@pytest.fixture(scope="session")
+def studio_iam_check(studio_templates: dict[str, dict[str, Any]]) -> IamCheck:
+    """The IAM of the ``studio`` templates (the Label Studio functions' roles included)."""
+    check = IamCheck(studio_templates, WorkflowHarness(studio_templates).account)
+    iam_session.CHECKS.append(check)
+    return check
+
+
+@pytest.fixture(scope="session")
 def iam_check(templates: dict[str, dict[str, Any]]) -> IamCheck:
     """The templates' IAM, for the harness account; collects what every test exercised."""
     check = IamCheck(templates, WorkflowHarness(templates).account)
@@ -44,12 +59,14 @@ def engine_iam_check(engine_templates: dict[str, dict[str, Any]]) -> IamCheck:
 
 @pytest.fixture(autouse=True)
 def executed_iam(request: pytest.FixtureRequest) -> Iterator[None]:
-    """Record every AWS call of a test that runs the pipeline (it uses ``harness``, ``templates`` or
-    ``engine_templates``) and fail it when the deployed IAM would deny one: with the caller, the action, the
+    """Record every AWS call of a test that runs the pipeline (it uses ``harness``, ``templates``,
+    ``engine_templates`` or ``studio_templates``) and fail it when the deployed IAM would deny one: with the caller, the action, the
     resource and the statement to add."""
     names = set(request.fixturenames)
-    if "engine_templates" in names:
-        check: IamCheck = request.getfixturevalue("engine_iam_check")
+    if "studio_templates" in names:
+        check: IamCheck = request.getfixturevalue("studio_iam_check")
+    elif "engine_templates" in names:
+        check = request.getfixturevalue("engine_iam_check")
     elif {"harness", "templates"} & names:
         check = request.getfixturevalue("iam_check")
     else:

@@ -1,0 +1,209 @@
+"""``labeling.backend: label_studio`` end to end: the ``studio`` environment's synthesized state machine in moto,
+with the real handlers and a REAL local Label Studio server (fixture ``label_studio``).
+
+The run states are ``lambda:invoke.waitForTaskToken`` tasks that moto's interpreter executes itself: the real
+``ls_submit`` imports the batch into the server and keeps the token; simulated taxonomists and senior reviewers
+(localrun/studio_panel.py) answer through the server's API as their own accounts; the server posts its webhooks to a
+local relay standing in for the webhook function's URL, and the harness hands them to the real ``ls_webhook``, whose
+``SendTaskSuccess`` resumes the execution. What is simulated: the people, the Function URL (the relay), and the
+passing of a month for the timeout (the harness hands the waiting state its timeout, as its timer would).
+Every AWS call is checked against the templates' IAM (tests/e2e/conftest.py).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import boto3
+import pytest
+
+from localrun.harness import REGION, WorkflowHarness, config_from_context
+from localrun.panel import PanelSettings
+from localrun.studio_panel import LabelStudioPanel
+
+pytestmark = pytest.mark.slow
+
+# The lightest committed embedding spec: the engine embeds what intake did not (here: nothing can be read, so every
+# photo goes to the taxonomists without a suggestion, as on a chain's first batch).
+ENV = {"FIELDLABEL_EMBEDDING_SPEC": "lite0"}
+STUDIO = {"env": "studio"}
+
+
+def _setup(label_studio: Any) -> tuple[Any, list[str], str, int, int]:
+    from fieldlabel.labeling.label_studio.client import LabelStudioClient
+
+    config = config_from_context(STUDIO)
+    client = LabelStudioClient(label_studio.url, label_studio.token)
+    labels = list(config.taxonomy.labels)
+    return (client, labels, config.taxonomy.unknown_label, config.labeling.workers_per_photo,
+            config.review.reviewers_per_photo)
+
+
+def _execution(arn: str) -> dict[str, Any]:
+    return boto3.client("stepfunctions", region_name=REGION).describe_execution(executionArn=arn)
+
+
+def _outcomes(responses: list[dict[str, Any]]) -> list[str]:
+    import json
+
+    return [c["outcome"] for r in responses for c in json.loads(r["body"])["checked"]]
+
+
+def test_a_batch_is_labeled_and_reviewed_in_label_studio_and_published(
+        studio_templates: dict[str, dict[str, Any]], label_studio: Any) -> None:
+    batch_id = "b20261201t080000z-15000001"
+    client, labels, unknown, per_photo, reviewers = _setup(label_studio)
+    with WorkflowHarness(studio_templates, env_overrides=ENV, label_studio=label_studio) as h:
+        ids = h.seed_batch(batch_id, 8, kind="model", write_images=True)
+        truth = {pid: labels[i % 3] for i, pid in enumerate(ids)}
+        # Taxonomists who disagree now and then, so the review stage has low-confidence labels to check.
+        panel = LabelStudioPanel(client, truth, labels, PanelSettings(taxonomist_accuracy=0.7, seed=5))
+        arn = h.start_batch(batch_id, photo_count=8, kind="model")
+
+        batch = h.wait_until("the labeling stage submitted", lambda: h.stage_submitted(batch_id))
+        project = int(batch["ls_labeling_project"])
+        tasks = client.tasks_of_batch(project, batch_id)
+        assert sorted(t["data"]["photo_id"] for t in tasks) == sorted(ids) and batch["ls_labeling_expected"] == 8
+        assert batch["status"] == "LABELING" and batch["ls_pending"] == {"labeling"}
+
+        # All photos but one answered: every webhook finds the stage incomplete, the execution keeps waiting.
+        panel.answer_batch(project, batch_id, "labeling", answers_per_photo=per_photo, only=set(ids[:-1]))
+        early = h.deliver_webhooks()
+        assert early and set(_outcomes(early)) == {"incomplete"}
+        assert _execution(arn)["status"] == "RUNNING"
+        # The last photo's answers complete it: the webhook finishes the stage and resumes the execution, once.
+        panel.answer_batch(project, batch_id, "labeling", answers_per_photo=per_photo, only={ids[-1]})
+        late = h.deliver_webhooks()
+        assert _outcomes(late).count("finished") == 1, _outcomes(late)
+
+        review = h.wait_until("the review stage submitted", lambda: h.stage_submitted(batch_id, "review"))
+        review_project = int(review["ls_review_project"])
+        assert review_project != project  # the senior reviewers' own project
+        reviewed = client.tasks_of_batch(review_project, batch_id)
+        assert 0 < len(reviewed) == review["ls_review_expected"]
+        # Each review task shows the label under review as the prediction the picker opens on.
+        assert all(t["predictions"] for t in reviewed)
+        panel.answer_batch(review_project, batch_id, "review", answers_per_photo=reviewers)
+        assert _outcomes(h.deliver_webhooks()).count("finished") == 1
+
+        run = h.wait_for(arn, timeout=600)
+        assert run.status == "SUCCEEDED", (run.error, run.cause, run.states)
+        for state in ("Run the human labeling job", "Record the labels", "Run the expert review job",
+                      "Apply the expert review", "Publish the dataset version"):
+            assert state in run.states, state
+        assert "Look up the labeling job" not in run.states  # the webhook resumed it; nothing was polled
+
+        photos = h.photos(batch_id)
+        assert {p["status"] for p in photos.values()} == {"LABELED"}
+        assert {p["label_source"] for p in photos.values()} <= {"human", "expert_review"}
+        # The labels are the consolidation of what the people answered in Label Studio.
+        out = h.s3_json_lines(run.output["job"]["LabelingJobOutput"]["OutputDatasetS3Uri"])
+        consolidated = {x["photo-id"]: x["species"]["label"] for x in out}
+        assert set(consolidated) == set(ids)
+        for pid, p in photos.items():
+            if p["label_source"] == "human":
+                assert p["label"] == consolidated[pid]
+        assert run.output["review"]["reviewed"] == len(reviewed) if "reviewed" in run.output["review"] else True
+        item = h.batch(batch_id)
+        assert item["status"] == "PUBLISHED"
+        for stage in ("labeling", "review"):
+            assert item[f"ls_{stage}_state"] == "FINISHED"
+            assert item[f"ls_{stage}_sent"] == item[f"ls_{stage}_token"]
+        assert "ls_pending" not in item
+        dataset = h.s3_json_lines(run.output["published"]["dataset"]["manifest_uri"])
+        assert len(dataset) == 8
+
+        # A webhook arriving late, and the poll, find nothing left to finish: the batch was finished once.
+        panel.answer_batch(project, batch_id, "labeling", answers_per_photo=per_photo + 1, only={ids[0]})
+        assert "finished" not in _outcomes(h.deliver_webhooks())
+        assert h.run_ls_poll()["checked"] == 0
+
+
+def test_a_lost_webhook_only_delays_the_batch_the_poll_finishes_it(
+        studio_templates: dict[str, dict[str, Any]], label_studio: Any) -> None:
+    batch_id = "b20261201t090000z-15000002"
+    client, labels, unknown, per_photo, reviewers = _setup(label_studio)
+    with WorkflowHarness(studio_templates, env_overrides=ENV, label_studio=label_studio) as h:
+        ids = h.seed_batch(batch_id, 5, kind="model", write_images=True)
+        truth = {pid: labels[(i * 2) % 5] for i, pid in enumerate(ids)}
+        panel = LabelStudioPanel(client, truth, labels, PanelSettings(taxonomist_accuracy=1.0, seed=9))
+        arn = h.start_batch(batch_id, photo_count=5, kind="model")
+        batch = h.wait_until("the labeling stage submitted", lambda: h.stage_submitted(batch_id))
+        project = int(batch["ls_labeling_project"])
+        # A poll before anyone answered changes nothing.
+        assert h.run_ls_poll()["incomplete"] == 1
+        panel.answer_batch(project, batch_id, "labeling", answers_per_photo=per_photo)
+        assert h.deliver_webhooks(drop=True) == []  # every webhook is lost
+        assert _execution(arn)["status"] == "RUNNING"
+        polled = h.run_ls_poll()
+        assert polled["finished"] == 1 and polled["errors"] == []
+
+        # Unanimous, right answers: nothing is low-confidence; whatever the audit sample picks is reviewed the same
+        # way, with the review's webhooks lost too.
+        def settled() -> Any:
+            if _execution(arn)["status"] != "RUNNING":
+                return "ended"
+            return h.stage_submitted(batch_id, "review")
+
+        if h.wait_until("the review stage or the end", settled) != "ended":
+            item = h.batch(batch_id)
+            panel.answer_batch(int(item["ls_review_project"]), batch_id, "review", answers_per_photo=reviewers)
+            h.deliver_webhooks(drop=True)
+            assert h.run_ls_poll()["finished"] == 1
+        run = h.wait_for(arn, timeout=600)
+        assert run.status == "SUCCEEDED", (run.error, run.cause, run.states)
+        photos = h.photos(batch_id)
+        assert {pid: p["label"] for pid, p in photos.items()} == truth
+        assert h.webhook_responses == []  # the webhook function never ran
+
+
+def test_a_batch_that_times_out_in_label_studio_is_withdrawn_and_released(
+        studio_templates: dict[str, dict[str, Any]], label_studio: Any) -> None:
+    batch_id = "b20261201t100000z-15000003"
+    client, labels, unknown, per_photo, reviewers = _setup(label_studio)
+    with WorkflowHarness(studio_templates, env_overrides=ENV, label_studio=label_studio) as h:
+        ids = h.seed_batch(batch_id, 6, kind="model", write_images=True)
+        truth = {pid: labels[i % 4] for i, pid in enumerate(ids)}
+        panel = LabelStudioPanel(client, truth, labels, PanelSettings(seed=2))
+        arn = h.start_batch(batch_id, photo_count=6, kind="model")
+        batch = h.wait_until("the labeling stage submitted", lambda: h.stage_submitted(batch_id))
+        project = int(batch["ls_labeling_project"])
+        answered = set(ids[:2])
+        panel.answer_batch(project, batch_id, "labeling", answers_per_photo=per_photo, only=answered)
+        h.deliver_webhooks()
+
+        # A month passes without the other four photos: the run state times out.
+        h.expire_task_token(str(batch["ls_labeling_token"]))
+        run = h.wait_for(arn, timeout=300)
+        assert run.status == "FAILED" and run.error == "BatchFailed", (run.error, run.states)
+        for state in ("Stop the labeling job that ran too long", "Release the batch's photos"):
+            assert state in run.states, state
+        assert "Record the labels" not in run.states
+
+        # Nobody can label the batch's photos any more: the unanswered tasks are gone, the answered ones stay
+        # (their answers are kept, never recorded: the batch failed).
+        left = client.tasks_of_batch(project, batch_id)
+        assert {t["data"]["photo_id"] for t in left} == answered
+        assert all(t["annotations"] for t in left)
+        photos = h.photos(batch_id)
+        assert {p["status"] for p in photos.values()} == {"BACKOFF"}
+        assert all(p["attempts"] == 1 and "label" not in p for p in photos.values())
+        item = h.batch(batch_id)
+        assert item["status"] == "FAILED" and item["ls_labeling_state"] == "STOPPED"
+        assert run.output is None
+        # A late answer and its webhook, and the poll: the stopped batch is never finished.
+        extra = client.tasks_of_batch(project, batch_id)[0]
+        panel.answer_batch(project, batch_id, "labeling", answers_per_photo=per_photo + 1,
+                           only={extra["data"]["photo_id"]})
+        assert "finished" not in _outcomes(h.deliver_webhooks())
+        assert h.run_ls_poll()["checked"] == 0
+        assert {p["status"] for p in h.photos(batch_id).values()} == {"BACKOFF"}
+
+
+def test_the_webhook_refuses_requests_without_the_shared_secret(
+        studio_templates: dict[str, dict[str, Any]], label_studio: Any) -> None:
+    with WorkflowHarness(studio_templates, env_overrides=ENV, label_studio=label_studio) as h:
+        assert h.post_webhook({})["statusCode"] == 401
+        assert h.post_webhook({"X-Fieldlabel-Webhook-Secret": "not-the-secret-at-all"})["statusCode"] == 401
+        ok = h.post_webhook({"X-Fieldlabel-Webhook-Secret": h.webhook_secret_value})
+        assert ok["statusCode"] == 200
