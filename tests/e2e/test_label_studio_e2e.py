@@ -211,3 +211,54 @@ def test_the_webhook_refuses_requests_without_the_shared_secret(
         assert h.post_webhook({"X-Fieldlabel-Webhook-Secret": "not-the-secret-at-all"})["statusCode"] == 401
         ok = h.post_webhook({"X-Fieldlabel-Webhook-Secret": h.webhook_secret_value})
         assert ok["statusCode"] == 200
+
+
+def test_a_parked_batch_resumes_from_its_finished_label_studio_stage(
+        studio_templates: dict[str, dict[str, Any]], label_studio: Any) -> None:
+    from fieldlabel.labeling.lifecycle import request_resume
+
+    batch_id = "b20261201t110000z-15000004"
+    client, labels, unknown, per_photo, reviewers = _setup(label_studio)
+    with WorkflowHarness(studio_templates, env_overrides=ENV, label_studio=label_studio) as h:
+        ids = h.seed_batch(batch_id, 4, kind="model", write_images=True)
+        truth = {pid: labels[i % 2] for i, pid in enumerate(ids)}
+        panel = LabelStudioPanel(client, truth, labels, PanelSettings(taxonomist_accuracy=1.0, seed=4))
+
+        def broken(event: dict[str, Any]) -> None:
+            raise RuntimeError("registry unavailable")
+
+        h.faults["process_output"] = broken
+        arn = h.start_batch(batch_id, photo_count=4, kind="model")
+        batch = h.wait_until("the labeling stage submitted", lambda: h.stage_submitted(batch_id))
+        project = int(batch["ls_labeling_project"])
+        panel.answer_batch(project, batch_id, "labeling", answers_per_photo=per_photo)
+        assert _outcomes(h.deliver_webhooks()).count("finished") == 1
+        run = h.wait_for(arn, timeout=300)
+        # Recording failed after the answers were in: the batch is parked (its labels are paid for), not released.
+        assert (run.status, run.error) == ("FAILED", "BatchParked"), (run.error, run.states)
+        assert (h.batch(batch_id)["status"], h.batch(batch_id)["parked_step"]) == ("PARKED", "record")
+        assert {p["status"] for p in h.photos(batch_id).values()} == {"BATCHED"}
+
+        # When the operator resumes it (`fieldlabel resume`), the finished stage is looked up, not submitted again.
+        del h.faults["process_output"]
+        started = request_resume(boto3.client("dynamodb", region_name=REGION),
+                                 boto3.client("stepfunctions", region_name=REGION), batches_table=h.batches_table,
+                                 state_machine_arn=h.state_machine_arn, batch_id=batch_id,
+                                 now_iso="2026-12-01T12:00:00.000000Z")
+
+        def review_or_end() -> Any:
+            if _execution(started["execution_arn"])["status"] != "RUNNING":
+                return "ended"
+            return h.stage_submitted(batch_id, "review")
+
+        if h.wait_until("the review stage or the end", review_or_end) != "ended":
+            panel.answer_batch(int(h.batch(batch_id)["ls_review_project"]), batch_id, "review",
+                               answers_per_photo=reviewers)
+            h.deliver_webhooks()
+        resumed = h.wait_for(started["execution_arn"], timeout=300)
+        assert resumed.status == "SUCCEEDED", (resumed.error, resumed.cause, resumed.states)
+        assert "Look up the labeling job" in resumed.states and "Run the human labeling job" not in resumed.states
+        assert {pid: p["label"] for pid, p in h.photos(batch_id).items()} == truth
+        # Still one task per photo in the taxonomists' project: nothing was imported (or labeled) twice.
+        assert sorted(t["data"]["photo_id"] for t in client.tasks_of_batch(project, batch_id)) == sorted(ids)
+        assert h.batch(batch_id)["status"] == "PUBLISHED"
