@@ -60,8 +60,8 @@ def engine_iam_check(engine_templates: dict[str, dict[str, Any]]) -> IamCheck:
 @pytest.fixture(autouse=True)
 def executed_iam(request: pytest.FixtureRequest) -> Iterator[None]:
     """Record every AWS call of a test that runs the pipeline (it uses ``harness``, ``templates``,
-    ``engine_templates`` or ``studio_templates``) and fail it when the deployed IAM would deny one: with the caller, the action, the
-    resource and the statement to add."""
+    ``engine_templates`` or ``studio_templates``) and fail it when the deployed IAM would deny one: with the caller,
+    the action, the resource and the statement to add."""
     names = set(request.fixturenames)
     if "studio_templates" in names:
         check: IamCheck = request.getfixturevalue("studio_iam_check")
