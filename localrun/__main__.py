@@ -53,6 +53,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=7, help="seed of the sample photos and the simulated panel")
     p.add_argument("--output", type=Path, default=Path("demo-output"), help="where photos, dataset and report go")
     p.add_argument("--cdk-out", type=Path, default=Path("cdk.out"), help="synthesized templates (make synth)")
+    p.add_argument("--backend", choices=("groundtruth", "label-studio"), default="groundtruth",
+                   help="label-studio: the 'studio' environment (labeling.backend 'label_studio'), synthesized into "
+                        "<output>/cdk.out, with a REAL Label Studio server started on 127.0.0.1 in which the "
+                        "simulated people answer (docs/demo.md, 'On Label Studio'); groundtruth: cdk.out as "
+                        "synthesized by `make synth` (default)")
     p.add_argument("--serve", action="store_true",
                    help="start the emulator as a local server and keep the pipeline running, so you can upload "
                         "with `fieldlabel upload` from another terminal; Ctrl-C stops")
@@ -79,11 +84,15 @@ def main(argv: list[str] | None = None) -> int:
                           taxonomist_accuracy=args.taxonomist_accuracy, machine_share=args.machine_share,
                           machine_accuracy=args.machine_accuracy, reviewer_accuracy=args.reviewer_accuracy,
                           seed=args.seed)
+    from localrun.labelstudio import LabelStudioUnavailable
     from localrun.samples import FolderError
     from localrun.wiring import TemplatesMissing
     from stacks.config import ConfigError
 
     try:
+        if args.serve and args.backend != "groundtruth":
+            sys.stderr.write("localrun: --serve runs the groundtruth backend only; drop --backend\n")
+            return 2
         if args.serve:
             from localrun.serve import ServeOptions, serve
 
@@ -96,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
         count = args.limit if folder is not None else args.photos
         run_demo(DemoOptions(photos=count, photos_dir=folder, batches=args.batches, seed=args.seed,
                              output=args.output, cdk_out=args.cdk_out, panel=panel,
-                             log_file=args.output / "lambda.log"))
+                             log_file=args.output / "lambda.log", backend=args.backend))
     except TemplatesMissing as exc:
         sys.stderr.write(f"localrun: {exc}\n")
         return 2
@@ -105,6 +114,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except ConfigError as exc:  # the folder's taxonomy did not make a valid configuration
         sys.stderr.write(f"localrun: {exc}\n")
+        return 2
+    except LabelStudioUnavailable as exc:
+        sys.stderr.write(f"localrun: --backend label-studio: {exc}\n")
         return 2
     except KeyboardInterrupt:
         return 130

@@ -42,6 +42,8 @@ from localrun.samples import FolderSpecies, SampleSet, from_folder, generate
 from localrun.wiring import IntakeWiring, create_intake, load_templates
 
 UPLOAD_PREFIX = "uploads/demo/"
+# The environment of cdk.json that runs on Label Studio (labeling.backend 'label_studio').
+STUDIO_ENV = "studio"
 # Lambda settings the demo changes, and why (docs/demo.md): no X-Ray daemon here, and quieter logs.
 ENV_OVERRIDES = {"POWERTOOLS_TRACE_DISABLED": "true", "POWERTOOLS_LOG_LEVEL": "ERROR", "LOG_LEVEL": "ERROR",
                  "POWERTOOLS_METRICS_DISABLED": "true"}
@@ -62,6 +64,12 @@ class DemoOptions:
     age_out_leftovers: bool = True  # let the age threshold pass for photos left under the count threshold
     timeout_seconds: float = 3600.0  # a guard against a hung run, not a target (docs/demo.md, Performance)
     log_file: Path | None = None  # where the functions' logs (and moto's warnings) go instead of the terminal
+    # "label-studio": the 'studio' environment (labeling.backend 'label_studio') with a REAL local Label Studio server
+    backend: str = "groundtruth"
+
+    @property
+    def label_studio(self) -> bool:
+        return self.backend == "label-studio"
 
 
 class Progress:
@@ -99,7 +107,7 @@ class Demo:
     """
 
     def __init__(self, options: DemoOptions | None = None, *, out: TextIO | None = None,
-                 templates: dict[str, dict[str, Any]] | None = None) -> None:
+                 templates: dict[str, dict[str, Any]] | None = None, label_studio: Any | None = None) -> None:
         self.options = options or DemoOptions()
         self.out = out or sys.stdout
         self.started = time.monotonic()
@@ -119,6 +127,12 @@ class Demo:
         self.folder_species: list[FolderSpecies] = []
         self._reported_upload = False
         self._folder_samples: SampleSet | None = None
+        # labeling.backend 'label_studio': the local server, the panel answering in it, the stages it answered.
+        # A running server may be handed in (the tests share one); otherwise --backend label-studio starts one.
+        self.label_studio_server: Any = label_studio
+        self._own_server = label_studio is None
+        self.studio_panel: Any = None
+        self._answered_stages: set[tuple[str, str, str]] = set()
 
     # -- lifecycle -------------------------------------------------------------------------------------------
 
@@ -135,9 +149,10 @@ class Demo:
         assets_dir = None
         source = str(self.options.cdk_out)
         try:
-            if templates is None and self.options.photos_dir is not None:
+            if templates is None and (self.options.photos_dir is not None or self.options.label_studio):
                 templates, assets_dir = self._synth_for_folder(self.options.photos_dir)
-                source = f"{assets_dir}, synthesized for {self.options.photos_dir}"
+                source = (f"{assets_dir}, synthesized for {self.options.photos_dir}" if self.options.photos_dir
+                          else f"{assets_dir}, synthesized")
             elif templates is None:
                 templates = load_templates(self.options.cdk_out)
                 assets_dir = self.options.cdk_out
@@ -145,9 +160,15 @@ class Demo:
             self.__exit__(*sys.exc_info())  # give the terminal back before the error is reported
             raise
         p.stage(f"Synthesized templates: {', '.join(sorted(templates))} (from {source})")
+        if self.options.label_studio and self.label_studio_server is None:
+            try:
+                self._start_label_studio()
+            except BaseException:
+                self.__exit__(*sys.exc_info())
+                raise
         # Warm handlers: each function keeps its module between calls, as a warm Lambda container does.
         self.harness = WorkflowHarness(templates, env_overrides=ENV_OVERRIDES, assets_dir=assets_dir,
-                                       warm_handlers=True).__enter__()
+                                       warm_handlers=True, label_studio=self.label_studio_server).__enter__()
         try:
             self.intake = create_intake(self.harness)
         except Exception:
@@ -165,6 +186,9 @@ class Demo:
             if self.harness is not None:
                 self.harness.__exit__(*exc)
                 self.harness = None
+            if self.label_studio_server is not None and self._own_server:
+                self.label_studio_server.stop()
+                self.label_studio_server = None
         finally:
             if self._saved_streams is not None:
                 sys.stdout, sys.stderr = self._saved_streams
@@ -173,31 +197,46 @@ class Demo:
                 self._log.close()
                 self._log = None
 
-    def _synth_for_folder(self, folder: Path) -> tuple[dict[str, dict[str, Any]], Path]:
-        """Synthesize the app with the dev config, its taxonomy replaced by the folder's sub-folders.
+    def _synth_for_folder(self, folder: Path | None) -> tuple[dict[str, dict[str, Any]], Path]:
+        """Synthesize the app with the dev config (``--backend label-studio``: the ``studio`` config), its taxonomy
+        replaced by the folder's sub-folders when a folder is given.
 
         ``cdk.json`` stays untouched: the taxonomy goes in as a context override of the environment block, and the
         app is synthesized in this process (the same ``app.build`` as ``cdk synth``, bundling skipped because the
         handlers run here) into ``<output>/cdk.out``, which is read back like the CLI's cloud assembly.
         """
         context = cdk_context()
-        env_name = str(context.get("env") or "dev")
+        env_name = STUDIO_ENV if self.options.label_studio else str(context.get("env") or "dev")
         environments = json.loads(json.dumps(context["environments"]))
         block = environments[env_name]
-        unknown = str(block.get("taxonomy", {}).get("unknown_label") or "not-a-tree-or-cannot-tell")
-        samples, species = from_folder(folder, unknown_label=unknown, seed=self.options.seed,
-                                       limit=self.options.photos)
-        block["taxonomy"] = {"species": [{"label": s.label, "scientific_name": s.name} for s in species],
-                             "unknown_label": unknown}
         outdir = self.options.output / "cdk.out"
         shutil.rmtree(outdir, ignore_errors=True)
         outdir.parent.mkdir(parents=True, exist_ok=True)
-        self.progress.stage(f"Synthesizing the {env_name} config with the {len(species)} species of {folder} "
-                            f"(sub-folder names) into {outdir}")
+        if folder is not None:
+            unknown = str(block.get("taxonomy", {}).get("unknown_label") or "not-a-tree-or-cannot-tell")
+            samples, species = from_folder(folder, unknown_label=unknown, seed=self.options.seed,
+                                           limit=self.options.photos)
+            block["taxonomy"] = {"species": [{"label": s.label, "scientific_name": s.name} for s in species],
+                                 "unknown_label": unknown}
+            self.progress.stage(f"Synthesizing the {env_name} config with the {len(species)} species of {folder} "
+                                f"(sub-folder names) into {outdir}")
+            self.folder_species = species
+            self._folder_samples = samples
+        else:
+            self.progress.stage(f"Synthesizing the {env_name} config (labeling.backend 'label_studio') into {outdir}")
         synth_templates({"environments": environments, "env": env_name}, outdir=str(outdir))
-        self.folder_species = species
-        self._folder_samples = samples
         return load_templates(outdir), outdir
+
+    def _start_label_studio(self) -> None:
+        """Start the REAL Label Studio server (localrun/labelstudio.py) in ``<output>/label-studio``."""
+        from localrun.labelstudio import LabelStudioServer
+
+        data = self.options.output / "label-studio"
+        self.progress.stage(f"Starting Label Studio on 127.0.0.1 ({data}; the first start runs its database "
+                            "migrations, about a minute)")
+        self.label_studio_server = LabelStudioServer(data).start()
+        self.progress.stage(f"Label Studio is up at {self.label_studio_server.url} (admin "
+                            f"{self.label_studio_server.email}, API token as the deployed pipeline uses it)")
 
     def _labeling_settings(self) -> tuple[str, str]:
         """``labeling.engine`` and the unknown label of the synthesized config (the workflow functions' config)."""
@@ -270,6 +309,9 @@ class Demo:
         gt = self.harness.ground_truth
         panel = self.options.panel
         unknown = self.unknown_label or self.labels[-1]
+        if self.label_studio_server is not None:
+            self._configure_label_studio(truth)
+            return
         gt.workers = custom_job_workers(truth, self.labels, panel, unknown_label=unknown)
         gt.review_plan = review_plan(truth, self.labels, panel)
         if self.uses_engine:
@@ -288,6 +330,56 @@ class Demo:
                 f"coin, not a model); {panel.taxonomists_per_photo} taxonomists per photo "
                 f"({panel.taxonomist_accuracy:.0%} accurate each); {panel.reviewers_per_photo} senior reviewers "
                 f"({panel.reviewer_accuracy:.0%})")
+
+    def _configure_label_studio(self, truth: dict[str, str]) -> None:
+        """The same panel, answering in the Label Studio server as people would in the browser."""
+        from fieldlabel.labeling.label_studio.client import LabelStudioClient
+
+        from localrun.studio_panel import LabelStudioPanel
+
+        server = self.label_studio_server
+        panel = self.options.panel
+        self.studio_panel = LabelStudioPanel(LabelStudioClient(server.url, server.token), truth, self.labels, panel)
+        per = self._answers_per_photo()
+        self.progress.stage(
+            "Labeling on Label Studio (labeling.backend 'label_studio'): the engine labels what it can certify, "
+            f"REAL; each remaining photo becomes a task in the REAL server, answered through its API by "
+            f"{per['labeling']} SIMULATED taxonomists (their own Label Studio accounts, about "
+            f"{panel.taxonomist_accuracy:.0%} accurate each); review tasks by {per['review']} SIMULATED senior "
+            f"reviewers ({panel.reviewer_accuracy:.0%}); Label Studio's webhooks reach the REAL webhook function "
+            "through a local relay (the Function URL)")
+
+    def _answers_per_photo(self) -> dict[str, int]:
+        """How many answers each stage's project asks for (the functions' JOB_SETTINGS_JSON)."""
+        assert self.harness is not None
+        raw = next(f["env"]["JOB_SETTINGS_JSON"] for f in self.harness.functions.values()
+                   if f["env"].get("JOB_SETTINGS_JSON"))
+        js = json.loads(raw)
+        return {"labeling": int(js.get("workers_per_photo", 3)), "review": int(js.get("reviewers_per_photo", 2))}
+
+    def answer_label_studio(self) -> int:
+        """Let the simulated people answer every submitted stage they have not answered yet, then hand Label
+        Studio's webhooks to the webhook function. Returns how many stages were answered."""
+        if self.studio_panel is None or self.harness is None:
+            return 0
+        h = self.harness
+        per = self._answers_per_photo()
+        answered = 0
+        for item in scan_table(boto3.client("dynamodb", region_name=REGION), h.batches_table):
+            for stage in sorted(item.get("ls_pending") or ()):
+                key = (str(item["batch_id"]), stage, str(item.get(f"ls_{stage}_token")))
+                if key in self._answered_stages or h.stage_submitted(key[0], stage) is None:
+                    continue
+                done = self.studio_panel.answer_batch(int(item[f"ls_{stage}_project"]), key[0], stage,
+                                                      answers_per_photo=per[stage])
+                self._answered_stages.add(key)
+                answered += 1
+                self.progress.stage(f"Label Studio: {done.answers} answers on the {done.tasks} {stage} tasks of "
+                                    f"{key[0]} by {len(done.by_person)} people")
+        if answered:
+            responses = h.deliver_webhooks()
+            self.progress.stage(f"Label Studio: {len(responses)} webhooks delivered to the webhook function")
+        return answered
 
     def make_pump(self) -> EventPump:
         """The event pump on the intake queue."""
@@ -371,6 +463,7 @@ class Demo:
                 return execs
             if time.monotonic() > deadline:
                 raise TimeoutError("the labeling workflow is still running; see the execution history")
+            self.answer_label_studio()
             self.pump.pump_once()
             time.sleep(0.2)
 
@@ -457,7 +550,8 @@ class Demo:
         """The report, from the registry, the stand-in's job records and the local dataset copy."""
         assert self.harness is not None and self.samples is not None
         ddb = boto3.client("dynamodb", region_name=REGION)
-        report = Report(files_uploaded=photos_in, sidecars_uploaded=sidecars, engine=self.engine)
+        report = Report(files_uploaded=photos_in, sidecars_uploaded=sidecars, engine=self.engine,
+                        backend="label_studio" if self.label_studio_server is not None else "groundtruth")
         if self.options.photos_dir is not None:
             report.taxonomy_source = f"the sub-folders of {self.options.photos_dir}"
         photos = scan_table(ddb, self.harness.photos_table)
@@ -465,6 +559,12 @@ class Demo:
         registry_figures(report, photos, batches)
         batch_figures(report, photos, batches, {v: read_statistics(dest, v) for v in versions}, self.samples.truth)
         reviewer_figures(report, scan_table(ddb, self.harness.reviewers_table))
+        for item in batches:
+            for stage in ("labeling", "review"):
+                if item.get(f"ls_{stage}_job"):
+                    report.jobs.append({"name": item[f"ls_{stage}_job"], "status": item.get(f"ls_{stage}_state"),
+                                        "kind": "taxonomists" if stage == "labeling" else "review",
+                                        "objects": int(item.get(f"ls_{stage}_expected") or 0)})
         for name, job in self.harness.ground_truth.jobs.items():
             custom = not job.request["HumanTaskConfig"]["PreHumanTaskLambdaArn"].split(":")[-1].startswith("PRE-")
             kind = "review" if job.request["LabelAttributeName"].endswith("-review") else (
@@ -482,9 +582,12 @@ class Demo:
 
 
 def run_demo(options: DemoOptions | None = None, *, out: TextIO | None = None,
-             inspect: Callable[[Demo, Report], None] | None = None) -> Report:
-    """Run the whole demo; ``inspect`` is called with the live demo before moto is torn down (tests use it)."""
-    with Demo(options, out=out) as demo:
+             inspect: Callable[[Demo, Report], None] | None = None, label_studio: Any | None = None) -> Report:
+    """Run the whole demo; ``inspect`` is called with the live demo before moto is torn down (tests use it).
+
+    ``label_studio``: a running local Label Studio server for ``--backend label-studio`` (default: start one).
+    """
+    with Demo(options, out=out, label_studio=label_studio) as demo:
         report = demo.run()
         if inspect is not None:
             inspect(demo, report)

@@ -1004,7 +1004,12 @@ class WorkflowHarness:
             return
         from stacks.labeling_assets import render_ui_files
 
-        files = render_ui_files(config_from_context())
+        # The environment the templates were synthesized from (its project name), so its taxonomy is rendered.
+        project = next((fn["env"]["PROJECT_PREFIX"] for fn in self.functions.values()
+                        if fn["env"].get("PROJECT_PREFIX")), None)
+        envs = cdk_context().get("environments", {})
+        env = next((name for name, block in envs.items() if block.get("project") == project), None)
+        files = render_ui_files(config_from_context({"env": env} if env else None))
         for fn in self.functions.values():
             for var, file_name in ASSET_ENV.items():
                 uri = fn["env"].get(var)

@@ -23,6 +23,15 @@ SIMULATED = (
     "register, dispatch and workflow Lambda handlers (the pre- and post-annotation Lambdas of custom jobs included), "
     "and the state machine definition."
 )
+LABEL_STUDIO_SIMULATED = (
+    "Real: a Label Studio server (the PyPI package the deployed image pins, SQLite, on 127.0.0.1): its projects, the "
+    "tasks with the model's suggestion as prediction, the people's accounts and answers, its webhooks and the "
+    "export; the submit, webhook and poll Lambdas and the state machine's waitForTaskToken run states; the "
+    "synthesized templates, the S3 -> SQS notification, the register, dispatch and workflow Lambda handlers. "
+    "Simulated: the people's clicks (their answers are posted through Label Studio's API as their own accounts), the "
+    "webhook function's Function URL (a local relay hands each webhook to the real function), and the AWS APIs "
+    "(moto, in this process)."
+)
 ENGINE_REAL = (
     "labeling.engine 'model': every machine label comes from the REAL engine (fieldlabel.engine): embeddings "
     "computed at intake by the ONNX image model, a classifier trained after each batch on the expert labels so far, "
@@ -162,6 +171,7 @@ class Report:
     dataset_dir: str | None = None
     elapsed_seconds: float = 0.0
     engine: str = "groundtruth"  # labeling.engine of the run's config
+    backend: str = "groundtruth"  # labeling.backend of the run's config
     taxonomy_source: str = "the dev config"
     simulated: str = SIMULATED
 
@@ -212,9 +222,14 @@ class Report:
             lines.append(f"  {b.batch_id}  {b.kind:10} {b.photo_count:6d} photos  {b.status}"
                          + (f"  -> {b.dataset_version}" if b.dataset_version else ""))
         lines += self._engine_lines(pct)
-        lines.append(f"Ground Truth jobs:  {len(self.jobs)} (simulated)")
-        for j in self.jobs:
-            lines.append(f"  {j['name']}  {j['kind']:11} {j['objects']:6d} objects")
+        if self.backend == "label_studio":
+            lines.append(f"Label Studio:       {len(self.jobs)} batch stages on the REAL local server")
+            for j in self.jobs:
+                lines.append(f"  {j['name']}  {j['kind']:11} {j['objects']:6d} tasks  {j.get('status') or ''}")
+        else:
+            lines.append(f"Ground Truth jobs:  {len(self.jobs)} (simulated)")
+            for j in self.jobs:
+                lines.append(f"  {j['name']}  {j['kind']:11} {j['objects']:6d} objects")
         lines += [
             f"Labels:             {self.labeled} in the dataset: {self.machine_labeled} machine, "
             f"{self.human_labeled} human (automation share {pct(self.automation_share)})",
@@ -242,7 +257,7 @@ class Report:
             ENGINE_REAL if self.engine == "model" else GROUNDTRUTH_SIMULATED,
             "SIMULATED: the taxonomists' and senior reviewers' answers (the truth, or with the panel's per-person "
             "error rate another label): their accuracy above is a setting coming back, not a measurement.",
-            self.simulated,
+            LABEL_STUDIO_SIMULATED if self.backend == "label_studio" else self.simulated,
         ]
         return "\n".join(lines)
 
