@@ -175,8 +175,8 @@ def submit_stage(*, dynamodb: Any, batches_table: str, ops: StageOps, stage: str
 @dataclass(frozen=True)
 class FinishOutcome:
     """What one completion check did: ``finished`` (this call resumed the execution), ``incomplete``,
-    ``already`` (someone else finished it), ``not_open`` (stopped, unknown), ``delivered_late`` (a stored result sent
-    again), ``gone`` (the execution no longer waits)."""
+    ``submitting`` (the photos are not all imported yet), ``already`` (someone else finished it), ``not_open``
+    (stopped, unknown), ``delivered_late`` (a stored result sent again), ``gone`` (the execution no longer waits)."""
 
     batch_id: str
     stage: str
@@ -206,8 +206,8 @@ def check_stage(*, dynamodb: Any, sfn: Any | None, batches_table: str, artifacts
         return FinishOutcome(batch_id, stage, "not_open")
     project_id = int(batch[attr(stage, "project")])
     if batch.get(attr(stage, "expected")) is None:
-        # The submission is still importing (or died halfway; the run state's retry submits again).
-        return FinishOutcome(batch_id, stage, "incomplete")
+        # The submission is still importing, or died halfway (the run state's retry submits again).
+        return FinishOutcome(batch_id, stage, "submitting")
     expected = int(batch[attr(stage, "expected")])
     progress = ops.progress(stage=stage, project_id=project_id, batch_id=batch_id, expected=expected)
     if not progress.complete:
@@ -273,8 +273,10 @@ def look_up_stage(*, dynamodb: Any, batches_table: str, artifacts_bucket: str, o
     """The state machine's "Look up" of a Label Studio stage: the DescribeLabelingJob-shaped result.
 
     A finished stage returns its stored result; an open one is finished now when complete (``Completed``) or
-    reported ``InProgress`` (the state machine waits and looks again); a stage never submitted or stopped is
-    ``Stopped``, which the state machine treats like a job that ended without completing.
+    reported ``InProgress`` (the state machine waits and looks again). A stage never submitted, stopped, or whose
+    submission did not get all its photos in is ``Stopped``, which the state machine treats like a job that ended
+    without completing (the failure path withdraws what was imported and releases the photos): the look-up runs
+    only after the run state gave up, so nothing would import the rest.
     """
     out = check_stage(dynamodb=dynamodb, sfn=None, batches_table=batches_table, artifacts_bucket=artifacts_bucket,
                       ops=ops, batch_id=batch_id, stage=stage, now_iso=now_iso)
@@ -285,10 +287,12 @@ def look_up_stage(*, dynamodb: Any, batches_table: str, artifacts_bucket: str, o
     if out.result:
         return dict(out.result)
     status = "InProgress" if out.outcome == "incomplete" else "Stopped"
+    reason = {"submitting": f"the {stage} stage's submission did not import every photo",
+              "not_open": f"the Label Studio {stage} stage is not open"}.get(out.outcome)
     return {"LabelingJobName": job_name, "LabelingJobArn": None, "LabelingJobStatus": status,
             "LabelCounters": {"TotalLabeled": out.done, "HumanLabeled": out.done, "MachineLabeled": 0,
                               "FailedNonRetryableError": 0, "Unlabeled": max(out.total - out.done, 0)},
-            "FailureReason": None if status == "InProgress" else f"the Label Studio {stage} stage is not open",
+            "FailureReason": reason,
             "Backend": "label_studio"}
 
 

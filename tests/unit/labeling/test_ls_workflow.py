@@ -268,3 +268,23 @@ def test_the_failure_path_sees_a_finished_stage_as_a_completed_job(world: World,
     _check(world, ops, sfn)
     # settle_batch parks a batch whose labeling job "Completed" instead of releasing it
     assert jobs.stop_job(None, jobs.job_name(BATCH)) == "Completed" and ops.stops == []
+
+
+def test_a_submission_that_died_halfway_is_looked_up_as_stopped(world: World, sfn: Any) -> None:
+    world.seed(BATCH, 3)
+    ops = FakeStage()
+
+    def crash() -> None:
+        raise ConnectionError("the function died while importing")
+
+    ops.on_submit = crash
+    with pytest.raises(ConnectionError):
+        _submit(world, ops)
+    item = world.batch(BATCH)
+    assert item["ls_labeling_state"] == OPEN and "ls_labeling_expected" not in item
+    # webhooks and polls wait (a retried run state would submit again) ...
+    assert _check(world, ops, sfn).outcome == "submitting"
+    # ... but the state machine's look-up, after the run state gave up, ends it: the failure path withdraws it
+    found = look_up_stage(dynamodb=world.ddb, batches_table=world.tables.batches_table, artifacts_bucket="art",
+                          ops=ops, batch_id=BATCH, stage="labeling", job_name=f"proj-{BATCH}", now_iso=NOW)
+    assert found["LabelingJobStatus"] == "Stopped" and "did not import" in found["FailureReason"]
