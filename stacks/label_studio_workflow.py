@@ -91,7 +91,7 @@ class LabelStudioFunctions(Construct):
         # AuthType NONE: Label Studio cannot sign requests with SigV4. The handler refuses any request without the
         # shared secret (constant-time comparison) before it reads anything else.
         self.webhook_url = self.webhook.add_function_url(auth_type=lambda_.FunctionUrlAuthType.NONE)
-        checkov_skip(self.webhook, "CKV_AWS_258", "Label Studio's webhooks cannot sign with SigV4; the handler "
+        checkov_skip(self.webhook_url, "CKV_AWS_258", "Label Studio's webhooks cannot sign with SigV4; the handler "
                      "checks the shared secret from Secrets Manager on every request before doing anything.")
 
         self.submit = kit.function(

@@ -18,6 +18,7 @@ from fieldlabel.labeling.label_studio.backend import LabelStudioBackend, LabelSt
 from fieldlabel.labeling.label_studio.completion import batch_status, finish_batch, stop_batch
 from fieldlabel.labeling.label_studio.webhook import webhook_headers
 from fieldlabel.labeling.ls_workflow import Progress
+from fieldlabel.labeling.registry_io import get_batch
 from fieldlabel.labeling.settings import WorkflowEnv
 from fieldlabel.review.settings import ReviewEnv
 
@@ -79,8 +80,11 @@ class BackendStageOps:
         return project_id
 
     def submit(self, *, stage: str, project_id: int, batch_id: str, manifest_uri: str) -> int:
+        # The engine model that made the batch's suggestions names the predictions (Label Studio shows it).
+        model = (get_batch(self._dynamodb, self._env.batches_table, batch_id) or {}).get("engine_model")
         result = self.backend.submit_batch(self._client, stage=stage, batch_id=batch_id,
-                                           lines=self._manifest_lines(manifest_uri))
+                                           lines=self._manifest_lines(manifest_uri),
+                                           model_version=str(model) if model and stage == "labeling" else None)
         if result.project_id != project_id:
             raise RuntimeError(f"batch {batch_id} went to project {result.project_id}, expected {project_id}")
         return len(result.task_ids)
