@@ -53,6 +53,14 @@ def _clients() -> tuple[Any, Any]:
     return boto3.client("dynamodb"), boto3.client("sagemaker")
 
 
+@functools.cache
+def _label_studio_ops() -> Any:
+    """On the Label Studio backend: the stage operations (stopping a batch's stages deletes unanswered tasks)."""
+    from fieldlabel.labeling.ls_wiring import ls_env, stage_ops
+
+    return stage_ops(ls_env(), dynamodb=boto3.client("dynamodb"), s3=boto3.client("s3"))
+
+
 def _error(event: dict[str, Any]) -> dict[str, Any] | None:
     for key in ("error", "lookup_error", "stop_error"):
         if isinstance(event.get(key), dict):
@@ -84,11 +92,10 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     training = event.get("training") if isinstance(event.get("training"), dict) else None
     backend: Any = _backend()
     if environment_uses_label_studio():
-        from fieldlabel.labeling.ls_wiring import stage_ops
         from fieldlabel.labeling.ls_workflow import LabelStudioJobs
 
         backend = LabelStudioJobs(dynamodb=dynamodb, batches_table=env.batches_table, project=env.project,
-                                  ops=stage_ops(), batch_id=batch_id, now_iso=iso(now))
+                                  ops=_label_studio_ops(), batch_id=batch_id, now_iso=iso(now))
     outcome = settle_batch(
         dynamodb=dynamodb, sagemaker=sagemaker, backend=backend, batches_table=env.batches_table,
         batch_id=batch_id, error=_error(event), now_iso=iso(now), release=release,

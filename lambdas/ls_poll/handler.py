@@ -8,6 +8,7 @@ only delays a batch by one poll interval.
 
 from __future__ import annotations
 
+import functools
 from collections import Counter
 from typing import Any
 
@@ -15,8 +16,24 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from fieldlabel.common.clock import iso, utc_now
 from fieldlabel.common.observability import logger, metrics, tracer
-from fieldlabel.labeling.ls_wiring import aws_clients, ls_env, stage_ops
+from fieldlabel.labeling.ls_wiring import LabelStudioEnv, aws_clients, ls_env, stage_ops
 from fieldlabel.labeling.ls_workflow import poll
+
+
+@functools.cache
+def _env() -> LabelStudioEnv:
+    return ls_env()
+
+
+@functools.cache
+def _clients() -> tuple[Any, Any, Any]:
+    return aws_clients()
+
+
+@functools.cache
+def _ops() -> Any:
+    dynamodb, s3, _ = _clients()
+    return stage_ops(_env(), dynamodb=dynamodb, s3=s3)
 
 
 @logger.inject_lambda_context(log_event=True)
@@ -24,8 +41,8 @@ from fieldlabel.labeling.ls_workflow import poll
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     """See the module docstring."""
-    env = ls_env()
-    dynamodb, _s3, sfn = aws_clients()
+    env = _env()
+    dynamodb, _s3, sfn = _clients()
     errors: list[dict[str, str]] = []
 
     def on_error(batch_id: str, stage: str, exc: Exception) -> None:
@@ -33,7 +50,7 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
         logger.exception("completion check failed", extra={"batch_id": batch_id, "stage": stage})
 
     outcomes = poll(dynamodb=dynamodb, sfn=sfn, batches_table=env.batches_table,
-                    artifacts_bucket=env.artifacts_bucket, ops=stage_ops(), now_iso=iso(utc_now()),
+                    artifacts_bucket=env.artifacts_bucket, ops=_ops(), now_iso=iso(utc_now()),
                     on_error=on_error)
     counts = Counter(o.outcome for o in outcomes)
     finished = counts["finished"] + counts["delivered_late"]

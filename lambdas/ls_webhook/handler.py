@@ -10,6 +10,7 @@ execution resumed, once. Label Studio does not retry a webhook; a lost or failed
 from __future__ import annotations
 
 import base64
+import functools
 import json
 from typing import Any
 
@@ -17,7 +18,14 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from fieldlabel.common.clock import iso, utc_now
 from fieldlabel.common.observability import logger, metrics, tracer
-from fieldlabel.labeling.ls_wiring import aws_clients, ls_env, stage_ops, webhook_secret, webhook_verified
+from fieldlabel.labeling.ls_wiring import (
+    LabelStudioEnv,
+    aws_clients,
+    ls_env,
+    stage_ops,
+    webhook_secret,
+    webhook_verified,
+)
 from fieldlabel.labeling.ls_workflow import check_stage, pending_stages, stage_of_project
 from fieldlabel.labeling.registry_io import get_batch
 
@@ -26,13 +34,34 @@ def _response(status: int, body: dict[str, Any]) -> dict[str, Any]:
     return {"statusCode": status, "headers": {"Content-Type": "application/json"}, "body": json.dumps(body)}
 
 
+@functools.cache
+def _env() -> LabelStudioEnv:
+    return ls_env()
+
+
+@functools.cache
+def _clients() -> tuple[Any, Any, Any]:
+    return aws_clients()
+
+
+@functools.cache
+def _ops() -> Any:
+    dynamodb, s3, _ = _clients()
+    return stage_ops(_env(), dynamodb=dynamodb, s3=s3)
+
+
+@functools.cache
+def _secret() -> str:
+    return webhook_secret(_env())
+
+
 @logger.inject_lambda_context(log_event=False)
 @tracer.capture_lambda_handler
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     """See the module docstring."""
     headers = {str(k).lower(): str(v) for k, v in (event.get("headers") or {}).items()}
-    if not webhook_verified(headers, webhook_secret()):
+    if not webhook_verified(headers, _secret()):
         metrics.add_metric(name="LabelStudioWebhooksRefused", unit=MetricUnit.Count, value=1)
         logger.warning("webhook refused: missing or wrong shared secret")
         return _response(401, {"message": "unauthorized"})
@@ -45,10 +74,10 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
         return _response(400, {"message": "the body is not a Label Studio webhook"})
     query = event.get("queryStringParameters") or {}
     project = query.get("project")
-    env = ls_env()
-    dynamodb, _s3, sfn = aws_clients()
+    env = _env()
+    dynamodb, _s3, sfn = _clients()
     now_iso = iso(utc_now())
-    ops = stage_ops()
+    ops = _ops()
     outcomes = []
     for batch_id, stage in list(pending_stages(dynamodb, env.batches_table)):
         if project is not None:

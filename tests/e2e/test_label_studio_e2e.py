@@ -262,3 +262,61 @@ def test_a_parked_batch_resumes_from_its_finished_label_studio_stage(
         # Still one task per photo in the taxonomists' project: nothing was imported (or labeled) twice.
         assert sorted(t["data"]["photo_id"] for t in client.tasks_of_batch(project, batch_id)) == sorted(ids)
         assert h.batch(batch_id)["status"] == "PUBLISHED"
+
+
+def _without_send_task_success(templates: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    import copy
+
+    from localrun.iamcheck.evaluate import as_list
+
+    copied = copy.deepcopy(templates)
+    removed = 0
+    for res in copied["pipeline"]["Resources"].values():
+        if res["Type"] != "AWS::IAM::Policy":
+            continue
+        doc = res["Properties"]["PolicyDocument"]
+        kept = [s for s in doc["Statement"] if "states:SendTaskSuccess" not in as_list(s["Action"])]
+        removed += len(doc["Statement"]) - len(kept)
+        doc["Statement"] = kept
+    assert removed == 2, "the webhook's and the poll's policies each hold one SendTaskSuccess statement"
+    return copied
+
+
+def test_the_iam_check_sees_the_label_studio_functions_resume_executions_and_read_secrets(
+        studio_templates: dict[str, dict[str, Any]], label_studio: Any) -> None:
+    from localrun.iamcheck.check import IamCheck
+
+    batch_id = "b20261201t120000z-15000005"
+    client, labels, unknown, per_photo, reviewers = _setup(label_studio)
+    account = WorkflowHarness(studio_templates).account
+    check = IamCheck(studio_templates, account)
+    with check.recorder() as rec, WorkflowHarness(studio_templates, env_overrides=ENV, label_studio=label_studio) as h:
+        ids = h.seed_batch(batch_id, 2, kind="model", write_images=True)
+        panel = LabelStudioPanel(client, {pid: labels[0] for pid in ids}, labels,
+                                 PanelSettings(taxonomist_accuracy=1.0, reviewer_accuracy=1.0, seed=1))
+        arn = h.start_batch(batch_id, photo_count=2, kind="model")
+        project = int(h.wait_until("the labeling stage submitted", lambda: h.stage_submitted(batch_id))
+                      ["ls_labeling_project"])
+        panel.answer_batch(project, batch_id, "labeling", answers_per_photo=per_photo)
+        assert _outcomes(h.deliver_webhooks()).count("finished") == 1
+
+        def review_or_end() -> Any:
+            return "ended" if _execution(arn)["status"] != "RUNNING" else h.stage_submitted(batch_id, "review")
+
+        if h.wait_until("the review stage or the end", review_or_end) != "ended":
+            panel.answer_batch(int(h.batch(batch_id)["ls_review_project"]), batch_id, "review",
+                               answers_per_photo=reviewers)
+            h.deliver_webhooks()
+        assert h.wait_for(arn, timeout=300).status == "SUCCEEDED"
+        webhook = h.function_named("ls_webhook")
+
+    ok = check.evaluate(rec)
+    assert not ok.denied, ok.message()
+    actions = {(c.principal.label, f"{c.service}.{c.operation}") for c in rec.calls if c.principal is not None}
+    assert (f"function {webhook}", "stepfunctions.SendTaskSuccess") in actions
+    assert (f"function {webhook}", "secretsmanager.GetSecretValue") in actions
+    # Without the grant, the webhook's SendTaskSuccess is reported: on the state machine, by the webhook's role.
+    denied = IamCheck(_without_send_task_success(studio_templates), account).evaluate(rec).denied
+    assert [(d.access.action, d.access.resource) for d in denied] == [
+        ("states:SendTaskSuccess", f"arn:aws:states:us-east-1:{account}:stateMachine:treelabel-studio-labeling")]
+    assert denied[0].access.principal.label == f"function {webhook}"

@@ -1,5 +1,6 @@
 """Environment, clients and secrets of the workflow's Label Studio functions (ls_submit, ls_webhook, ls_poll, and
-fail_batch on that backend), built once per process.
+fail_batch on that backend). Builders only: each handler keeps what it built in its own module (one per Lambda
+container), so nothing built for one function's environment is reused by another.
 
 The variables (stacks/label_studio_workflow.py sets them; docs/label-studio.md, "Workflow"): ``LABEL_STUDIO_URL``,
 ``LABEL_STUDIO_TOKEN_SECRET_ARN``, ``LABEL_STUDIO_WEBHOOK_SECRET_ARN`` (Secrets Manager; the secret strings are the
@@ -10,7 +11,6 @@ token and the shared secret), ``WEBHOOK_URL`` (ls_submit: the webhook function's
 
 from __future__ import annotations
 
-import functools
 import os
 from collections.abc import Mapping
 from typing import Any
@@ -43,7 +43,6 @@ class LabelStudioEnv(WorkflowEnv):
         return str(self.runtime_config.get("backend") or "groundtruth") == "label_studio"
 
 
-@functools.cache
 def ls_env() -> LabelStudioEnv:
     """The environment of this process (checked for what every Label Studio function needs)."""
     env = LabelStudioEnv.from_env()
@@ -51,7 +50,6 @@ def ls_env() -> LabelStudioEnv:
     return env
 
 
-@functools.cache
 def aws_clients() -> tuple[Any, Any, Any]:
     """DynamoDB, S3 and Step Functions clients."""
     return boto3.client("dynamodb"), boto3.client("s3"), boto3.client("stepfunctions")
@@ -65,17 +63,10 @@ def read_secret(secretsmanager: Any, arn: str) -> str:
     return value
 
 
-@functools.cache
-def _secretsmanager() -> Any:
-    return boto3.client("secretsmanager")
-
-
-@functools.cache
-def webhook_secret() -> str:
-    """The webhooks' shared secret (read once per container)."""
-    env = LabelStudioEnv.from_env()
+def webhook_secret(env: LabelStudioEnv) -> str:
+    """The webhooks' shared secret."""
     env.require("webhook_secret_arn")
-    return read_secret(_secretsmanager(), env.webhook_secret_arn)
+    return read_secret(boto3.client("secretsmanager"), env.webhook_secret_arn)
 
 
 def webhook_verified(headers: Mapping[str, str], secret: str) -> bool:
@@ -85,24 +76,20 @@ def webhook_verified(headers: Mapping[str, str], secret: str) -> bool:
     return verify_webhook(headers, secret)
 
 
-@functools.cache
-def label_studio_client() -> Any:
+def label_studio_client(env: LabelStudioEnv) -> Any:
     """The API client with the admin token from Secrets Manager."""
     from fieldlabel.labeling.label_studio.client import LabelStudioClient
 
-    env = ls_env()
-    return LabelStudioClient(env.label_studio_url, read_secret(_secretsmanager(), env.token_secret_arn))
+    return LabelStudioClient(env.label_studio_url, read_secret(boto3.client("secretsmanager"), env.token_secret_arn))
 
 
-@functools.cache
-def stage_ops() -> Any:
-    """The Label Studio backend's stage operations for this environment (:class:`ls_ops.BackendStageOps`)."""
+def stage_ops(env: LabelStudioEnv, *, dynamodb: Any, s3: Any) -> Any:
+    """The Label Studio backend's stage operations for ``env`` (:class:`ls_ops.BackendStageOps`); the webhook's
+    URL and secret only where the function registers webhooks (``WEBHOOK_URL`` set: ls_submit)."""
     from fieldlabel.labeling.ls_ops import BackendStageOps
 
-    env = ls_env()
-    dynamodb, s3, _ = aws_clients()
-    secret = webhook_secret() if env.webhook_url else ""
-    return BackendStageOps(env=env, client=label_studio_client(), s3=s3, dynamodb=dynamodb,
+    secret = webhook_secret(env) if env.webhook_url else ""
+    return BackendStageOps(env=env, client=label_studio_client(env), s3=s3, dynamodb=dynamodb,
                            webhook_url=env.webhook_url, webhook_secret=secret, taxonomy_uri=env.taxonomy_uri,
                            reviewers_table=env.reviewers_table)
 
