@@ -802,8 +802,6 @@ class WorkflowHarness:
             from localrun.webhooks import WebhookRelay
 
             self.webhook_relay = WebhookRelay().start()
-            self.env_overrides.update({"LABEL_STUDIO_URL": self.label_studio.url,
-                                       "WEBHOOK_URL": self.webhook_relay.url})
         self._create_resources()
         self.ground_truth.invoke = self.invoke_function
         return self
@@ -964,6 +962,12 @@ class WorkflowHarness:
 
         self._upload_assets(s3)
         self._create_secrets()
+        if self.label_studio is not None:
+            # Only the functions whose template names them: the local server's URL for the deployment's, the
+            # relay's for the webhook function's Function URL.
+            local = {"LABEL_STUDIO_URL": self.label_studio.url, "WEBHOOK_URL": self.webhook_relay.url}
+            for fn in self.functions.values():
+                fn["env"].update({k: v for k, v in local.items() if k in fn["env"]})
 
         sns = boto3.client("sns", region_name=REGION)
         sqs = boto3.client("sqs", region_name=REGION)
