@@ -965,7 +965,11 @@ class WorkflowHarness:
         if self.label_studio is not None:
             # Only the functions whose template names them: the local server's URL for the deployment's, the
             # relay's for the webhook function's Function URL.
-            local = {"LABEL_STUDIO_URL": self.label_studio.url, "WEBHOOK_URL": self.webhook_relay.url}
+            local = {"LABEL_STUDIO_URL": self.label_studio.url, "WEBHOOK_URL": self.webhook_relay.url,
+                     # The local server cannot reach moto's in-process S3, so its projects get no S3 storage: tasks
+                     # keep their s3:// URIs unresolved (presigning is tested in tests/unit/labelstudio with moto's
+                     # server). Nothing the workflow reads depends on it.
+                     "LABEL_STUDIO_IMAGES_BUCKET": ""}
             for fn in self.functions.values():
                 fn["env"].update({k: v for k, v in local.items() if k in fn["env"]})
 

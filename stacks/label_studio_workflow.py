@@ -35,26 +35,30 @@ from stacks.storage_refs import StorageRefs
 REVIEW_ANSWERS_PREFIX = "review-answers/"
 
 
-def label_studio_environment(refs: LabelStudioRefs) -> dict[str, str]:
+# Where the labeling copies are: the projects' S3 storage presigns the tasks' s3:// images from this prefix.
+LABELING_COPIES_PREFIX = "labeling-copies/"
+
+
+def label_studio_environment(config: AppConfig, refs: LabelStudioRefs, storage: StorageRefs) -> dict[str, str]:
     """What every function that calls Label Studio reads (contract: docs/label-studio.md, "Workflow")."""
+    ls = config.label_studio
+    assert ls is not None
     return {
         "LABEL_STUDIO_URL": refs.api_url,
         "LABEL_STUDIO_TOKEN_SECRET_ARN": refs.token_secret.secret_arn,
         "LABEL_STUDIO_WEBHOOK_SECRET_ARN": refs.webhook_secret.secret_arn,
+        # The projects' S3 storage (docs/label-studio.md, "Images"): the intake bucket's labeling copies, presigned
+        # by the server for presign_ttl_minutes.
+        "LABEL_STUDIO_IMAGES_BUCKET": storage.names.intake_bucket,
+        "LABEL_STUDIO_IMAGES_PREFIX": LABELING_COPIES_PREFIX,
+        "LABEL_STUDIO_PRESIGN_TTL_MINUTES": str(ls.presign_ttl_minutes),
     }
 
 
 def grant_label_studio(fn: lambda_.Function, refs: LabelStudioRefs, *, webhook_secret: bool = False) -> None:
-    """Read the API token (and the webhook secret).
-
-    Spelled out instead of ``ISecret.grant_read``: that also grants decryption through the secrets' key object, the
-    storage stack's data key, and so would write this function's role into the storage stack's key policy (a
-    dependency cycle storage -> pipeline -> Label Studio -> storage). The secrets are encrypted with the data key,
-    which every caller here may already use through IAM (``grants.kms_use`` on the pipeline's view of the key).
-    """
-    secrets = [refs.token_secret] + ([refs.webhook_secret] if webhook_secret else [])
-    fn.add_to_role_policy(iam.PolicyStatement(actions=["secretsmanager:GetSecretValue"],
-                                              resources=[s.secret_arn for s in secrets]))
+    """Read the API token (and the webhook secret), through the deployment's own grant (``kms:Decrypt`` on the data
+    key only via Secrets Manager; ``ISecret.grant_read`` would need the storage stack's key policy)."""
+    refs.grant_secret_read(fn, *([refs.token_secret, refs.webhook_secret] if webhook_secret else [refs.token_secret]))
 
 
 class LabelStudioFunctions(Construct):
@@ -81,7 +85,8 @@ class LabelStudioFunctions(Construct):
         assert ls is not None, "labeling.backend 'label_studio' needs the label_studio block (config validates it)"
         self._storage = storage
         names = storage.names
-        env = {**environment, **label_studio_environment(refs), "REVIEWERS_TABLE": names.reviewers_table}
+        env = {**environment, **label_studio_environment(config, refs, storage),
+               "REVIEWERS_TABLE": names.reviewers_table}
         minutes = Duration.minutes
 
         self.webhook = kit.function(

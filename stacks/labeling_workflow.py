@@ -285,7 +285,7 @@ class LabelingWorkflow(Construct):
         # Label Studio backend it stops the batch's stages there (deletes unanswered tasks), so it joins the VPC.
         fail = kit.function(self, "FailBatch", handler_dir="fail_batch", timeout=minutes(15), memory_size=512,
                             description="Stops a batch's jobs, then releases its photos or parks it for an operator",
-                            environment={**job_env, **(label_studio_environment(ls) if ls else {})},
+                            environment={**job_env, **(label_studio_environment(config, ls, storage) if ls else {})},
                             async_failures=self._async_failures, network=ls)
         if ls is not None:
             grant_label_studio(fail, ls)

@@ -99,6 +99,12 @@ def test_the_label_studio_functions_run_in_its_vpc_with_its_url_and_secrets(pipe
         env = props["Environment"]["Variables"]
         assert env["LABEL_STUDIO_URL"] == "https://labels.example.org", handler
         assert "Fn::ImportValue" in env["LABEL_STUDIO_TOKEN_SECRET_ARN"], handler
+        # the projects' S3 storage of the labeling copies, presigned for the configured minutes
+        assert env["LABEL_STUDIO_IMAGES_PREFIX"] == "labeling-copies/", handler
+        assert env["LABEL_STUDIO_PRESIGN_TTL_MINUTES"] == "15", handler
+        assert "Fn::ImportValue" in json.dumps(env["LABEL_STUDIO_IMAGES_BUCKET"]) or \
+            str(env["LABEL_STUDIO_IMAGES_BUCKET"]).startswith("treelabel-studio-intake-"), handler
+        assert len(json.dumps(props["Environment"]["Variables"])) < 4096, handler  # Lambda's environment limit
     _, submit = _by_handler(pipeline, "ls_submit")
     assert "Fn::GetAtt" in submit["Properties"]["Environment"]["Variables"]["WEBHOOK_URL"]
     # Functions that never call Label Studio stay outside the VPC.
@@ -130,7 +136,7 @@ def test_secret_reads_are_limited_to_the_label_studio_secrets(pipeline: dict[str
         role = fn["Properties"]["Role"]["Fn::GetAtt"][0]
         stmts = [s for s in _statements(pipeline, role) if any(a.startswith("secretsmanager:") for a in _actions(s))]
         (stmt,) = stmts
-        assert _actions(stmt) == ["secretsmanager:GetSecretValue"]
+        assert sorted(_actions(stmt)) == ["secretsmanager:DescribeSecret", "secretsmanager:GetSecretValue"]
         resources = stmt["Resource"] if isinstance(stmt["Resource"], list) else [stmt["Resource"]]
         assert len(resources) == secrets and all("Fn::ImportValue" in r for r in resources), handler
     # VPC functions get the network-interface actions, never the managed AWSLambdaVPCAccessExecutionRole.

@@ -14,7 +14,12 @@ from collections.abc import Iterator
 from typing import Any
 
 from fieldlabel.common.s3uri import parse_s3_uri
-from fieldlabel.labeling.label_studio.backend import LabelStudioBackend, LabelStudioSettings
+from fieldlabel.labeling.label_studio.backend import (
+    ImageStorage,
+    LabelStudioBackend,
+    LabelStudioSettings,
+    labels_from_taxonomy,
+)
 from fieldlabel.labeling.label_studio.completion import batch_status, finish_batch, stop_batch
 from fieldlabel.labeling.label_studio.webhook import webhook_headers
 from fieldlabel.labeling.ls_workflow import Progress
@@ -33,20 +38,16 @@ def display_labels(s3: Any, taxonomy_uri: str, unknown_label: str) -> tuple[tupl
     labels, and hundreds of names would not fit in Lambda's 4 KB of environment.
     """
     bucket, key = parse_s3_uri(taxonomy_uri)
-    doc = json.loads(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
-    out = []
-    for taxon in doc.get("labels") or []:
-        label = str(taxon.get("label") or "")
-        if label and label != unknown_label:
-            out.append((label, str(taxon.get("display_name") or taxon.get("scientific_name") or label)))
-    return tuple(out)
+    _, pairs, _ = labels_from_taxonomy(json.loads(s3.get_object(Bucket=bucket, Key=key)["Body"].read()))
+    return tuple((label, name) for label, name in pairs if label != unknown_label)
 
 
 class BackendStageOps:
     """:class:`~fieldlabel.labeling.ls_workflow.StageOps` over :class:`LabelStudioBackend` and its completion."""
 
     def __init__(self, *, env: WorkflowEnv, client: Any, s3: Any, dynamodb: Any, webhook_url: str = "",
-                 webhook_secret: str = "", taxonomy_uri: str = "", reviewers_table: str = "") -> None:
+                 webhook_secret: str = "", taxonomy_uri: str = "", reviewers_table: str = "",
+                 images: ImageStorage | None = None) -> None:
         self._env = env
         self._client = client
         self._s3 = s3
@@ -55,6 +56,7 @@ class BackendStageOps:
         self._webhook_secret = webhook_secret
         self._taxonomy_uri = taxonomy_uri
         self._reviewers_table = reviewers_table
+        self._images = images
 
     @functools.cached_property
     def backend(self) -> LabelStudioBackend:
@@ -67,6 +69,7 @@ class BackendStageOps:
             output_path=f"s3://{env.artifacts_bucket}/{OUTPUT_PREFIX}",
             annotators_per_photo=int(js.get("workers_per_photo", 3)),
             reviewers_per_photo=int(js.get("reviewers_per_photo", 2)),
+            image_storage=self._images,
         ))
 
     def project(self, *, stage: str) -> int:

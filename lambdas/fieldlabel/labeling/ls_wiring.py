@@ -11,6 +11,7 @@ token and the shared secret), ``WEBHOOK_URL`` (ls_submit: the webhook function's
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Mapping
 from typing import Any
@@ -28,6 +29,9 @@ class LabelStudioEnv(WorkflowEnv):
     token_secret_arn: str = Field(default="", alias="LABEL_STUDIO_TOKEN_SECRET_ARN")
     webhook_secret_arn: str = Field(default="", alias="LABEL_STUDIO_WEBHOOK_SECRET_ARN")
     webhook_url: str = Field(default="", alias="WEBHOOK_URL")
+    images_bucket: str = Field(default="", alias="LABEL_STUDIO_IMAGES_BUCKET")
+    images_prefix: str = Field(default="labeling-copies/", alias="LABEL_STUDIO_IMAGES_PREFIX")
+    presign_ttl_minutes: int = Field(default=15, ge=1, le=720, alias="LABEL_STUDIO_PRESIGN_TTL_MINUTES")
     reviewers_table: str = Field(default="", alias="REVIEWERS_TABLE")
     taxonomy_uri: str = Field(default="", alias="TAXONOMY_S3_URI")
 
@@ -55,11 +59,16 @@ def aws_clients() -> tuple[Any, Any, Any]:
     return boto3.client("dynamodb"), boto3.client("s3"), boto3.client("stepfunctions")
 
 
-def read_secret(secretsmanager: Any, arn: str) -> str:
-    """A secret's string (the deployment stores the token and the webhook secret as plain generated strings)."""
+def read_secret(secretsmanager: Any, arn: str, *, field: str = "token") -> str:
+    """A secret's string: the plain generated value the deployment stores, or ``field`` of a JSON object."""
     value = secretsmanager.get_secret_value(SecretId=arn).get("SecretString")
+    if isinstance(value, str) and value.lstrip().startswith("{"):
+        try:
+            value = json.loads(value).get(field)
+        except ValueError:
+            pass
     if not isinstance(value, str) or not value:
-        raise ValueError(f"secret {arn} has no string value")
+        raise ValueError(f"secret {arn} has no string value (plain, or a JSON object with {field!r})")
     return value
 
 
@@ -91,7 +100,17 @@ def stage_ops(env: LabelStudioEnv, *, dynamodb: Any, s3: Any) -> Any:
     secret = webhook_secret(env) if env.webhook_url else ""
     return BackendStageOps(env=env, client=label_studio_client(env), s3=s3, dynamodb=dynamodb,
                            webhook_url=env.webhook_url, webhook_secret=secret, taxonomy_uri=env.taxonomy_uri,
-                           reviewers_table=env.reviewers_table)
+                           reviewers_table=env.reviewers_table, images=_image_storage(env))
+
+
+def _image_storage(env: LabelStudioEnv) -> Any:
+    """The projects' S3 storage of the labeling copies (None without ``LABEL_STUDIO_IMAGES_BUCKET``)."""
+    if not env.images_bucket:
+        return None
+    from fieldlabel.labeling.label_studio.backend import ImageStorage
+
+    return ImageStorage(bucket=env.images_bucket, prefix=env.images_prefix, region=env.region,
+                        presign_ttl_minutes=env.presign_ttl_minutes)
 
 
 def environment_uses_label_studio(environ: Mapping[str, str] | None = None) -> bool:
