@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import jsii
-from aws_cdk import AssetHashType, BundlingOptions, DockerImage, Duration, ILocalBundling, RemovalPolicy
+from aws_cdk import AssetHashType, BundlingOptions, DockerImage, Duration, ILocalBundling, RemovalPolicy, Stack
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
@@ -294,20 +294,30 @@ def _placement(network: LabelStudioRefs | None) -> dict[str, Any]:
 def _allow_vpc_interfaces(role: iam.Role) -> None:
     """What Lambda needs to attach a function to the VPC, instead of the managed AWSLambdaVPCAccessExecutionRole.
 
-    The same explicit actions as that policy; EC2's Describe calls have no resource-level permissions, and the
-    interfaces Lambda creates get ids only at run time, so the resource is ``*`` (acknowledged in :meth:`function`).
+    The same explicit actions as that policy. EC2's Describe calls have no resource-level permissions (``*``,
+    acknowledged in :meth:`function`); the writes are limited to this account's and region's network interfaces,
+    subnets and security groups (the interfaces get their ids at run time).
     """
     role.add_to_principal_policy(iam.PolicyStatement(
-        actions=["ec2:CreateNetworkInterface", "ec2:DescribeNetworkInterfaces", "ec2:DescribeSubnets",
-                 "ec2:DeleteNetworkInterface", "ec2:AssignPrivateIpAddresses", "ec2:UnassignPrivateIpAddresses"],
-        resources=["*"],
+        actions=["ec2:DescribeNetworkInterfaces", "ec2:DescribeSubnets"], resources=["*"],
     ))
+    stack = Stack.of(role)
+    scoped = [stack.format_arn(service="ec2", resource=r, resource_name="*")
+              for r in ("network-interface", "subnet", "security-group")]
+    role.add_to_principal_policy(iam.PolicyStatement(
+        actions=["ec2:CreateNetworkInterface", "ec2:DeleteNetworkInterface", "ec2:AssignPrivateIpAddresses",
+                 "ec2:UnassignPrivateIpAddresses"],
+        resources=scoped,
+    ))
+    # The stacks have a concrete account and region, so these are the literal ARNs cdk-nag reports.
+    ack_wildcards(role, scoped,
+                  "Lambda creates and deletes the function's network interfaces in the VPC; their ids are made at run "
+                  "time (limited to this account's and region's interfaces, subnets and security groups).")
 
 
 # The "*" of _allow_vpc_interfaces, acknowledged together with the X-Ray one on the same role.
-_VPC_WILDCARD_REASON = (" Lambda's network interfaces in the VPC get their ids at run time and EC2's Describe calls "
-                        "have no resource-level permissions (AWSLambdaVPCAccessExecutionRole's actions, without the "
-                        "managed policy).")
+_VPC_WILDCARD_REASON = (" EC2's DescribeNetworkInterfaces and DescribeSubnets (Lambda attaching the function to the "
+                        "VPC) have no resource-level permissions.")
 
 
 def retention_days(days: int) -> logs.RetentionDays:
