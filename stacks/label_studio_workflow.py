@@ -145,7 +145,8 @@ class LabelStudioFunctions(Construct):
         bucket = f"arn:{Stack.of(self).partition}:s3:::{names.artifacts_bucket}"
         for fn in (self.submit, self.webhook, self.poll):
             assert fn.role is not None
-            ack_wildcards(fn.role, [f"{bucket}/{JOB_INPUT_PREFIX}*", f"{bucket}/{JOB_OUTPUT_PREFIX}*",
+            reads_manifests = [f"{bucket}/{JOB_INPUT_PREFIX}*"] if fn is self.submit else []
+            ack_wildcards(fn.role, [*reads_manifests, f"{bucket}/{JOB_OUTPUT_PREFIX}*",
                                     f"{bucket}/{REVIEW_ANSWERS_PREFIX}*"],
                           "Each prefix holds per-batch or per-job objects whose names are made at run time.")
 
