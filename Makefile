@@ -96,10 +96,12 @@ test-fast: setup
 
 # The demo runs the real pipeline from cdk.out in an embedded AWS emulator (docs/demo.md); DEMO_ARGS passes options,
 # e.g. make demo DEMO_ARGS="--photos 200". `make demo-serve` keeps it running to upload into (README, Try it locally).
+# With DEMO_ARGS="--backend label-studio" the demo synthesizes the 'studio' environment itself (into demo-output/),
+# so the dev synth is skipped.
 DEMO_ARGS ?=
 demo: setup
-	$(MAKE) --no-print-directory synth ENV=dev
-	$(PY) -m scripts.summarize cdk.out
+	$(if $(findstring label-studio,$(DEMO_ARGS)),,$(MAKE) --no-print-directory synth ENV=dev)
+	$(if $(findstring label-studio,$(DEMO_ARGS)),,$(PY) -m scripts.summarize cdk.out)
 	$(PY) -m localrun --cdk-out cdk.out --output demo-output $(DEMO_ARGS)
 
 demo-serve: setup
