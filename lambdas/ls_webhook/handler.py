@@ -73,7 +73,10 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     except (ValueError, AttributeError):
         return _response(400, {"message": "the body is not a Label Studio webhook"})
     query = event.get("queryStringParameters") or {}
-    project = query.get("project")
+    try:
+        project = int(query["project"]) if query.get("project") is not None else None
+    except ValueError:
+        return _response(400, {"message": "project must be a Label Studio project id"})
     env = _env()
     dynamodb, _s3, sfn = _clients()
     now_iso = iso(utc_now())
@@ -82,7 +85,7 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     for batch_id, stage in list(pending_stages(dynamodb, env.batches_table)):
         if project is not None:
             batch = get_batch(dynamodb, env.batches_table, batch_id) or {}
-            if stage_of_project(batch, int(project)) != stage:
+            if stage_of_project(batch, project) != stage:
                 continue
         out = check_stage(dynamodb=dynamodb, sfn=sfn, batches_table=env.batches_table,
                           artifacts_bucket=env.artifacts_bucket, ops=ops, batch_id=batch_id, stage=stage,
