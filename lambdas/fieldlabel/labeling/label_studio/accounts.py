@@ -230,7 +230,8 @@ class SignupSession:
                 continue
             return resp
         raise LabelStudioUnavailableError(
-            f"Label Studio at {self.base_url} is unavailable: GET {path} failed {self.retries + 1} times (last: {last})")
+            f"Label Studio at {self.base_url} is unavailable: GET {path} failed {self.retries + 1} times "
+            f"(last: {last})")
 
     def submit_form(self, path: str, fields: dict[str, str]) -> _Response:
         """Read the form page at ``path``, then post ``fields`` to it with the CSRF cookie, token and Referer.
