@@ -60,6 +60,7 @@ class AppContext:
                 "StateMachineArn": getattr(args, "state_machine", None),
                 "LabelStudioUrl": getattr(args, "label_studio_url", None),
                 "LabelStudioTokenSecretArn": getattr(args, "label_studio_token_secret", None),
+                "LabelStudioAccountsFunctionName": getattr(args, "label_studio_accounts_function", None),
             },
             outputs_file=getattr(args, "outputs", None),
             stack_prefix=getattr(args, "stack_prefix", None),

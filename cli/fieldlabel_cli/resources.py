@@ -38,6 +38,7 @@ KNOWN_OUTPUTS: dict[str, str] = {
     "StateMachineArn": "--state-machine",
     "LabelStudioUrl": "--label-studio-url",
     "LabelStudioTokenSecretArn": "--label-studio-token-secret",
+    "LabelStudioAccountsFunctionName": "--label-studio-accounts-function",
 }
 # Output keys the stacks actually write for a name (the Workforce stack says ...GroupName).
 ALIASES: dict[str, tuple[str, ...]] = {

@@ -9,7 +9,7 @@ from botocore.exceptions import ClientError
 
 from fieldlabel_cli.context import AppContext
 from fieldlabel_cli.errors import EXIT_OK, CliError, UsageError, error_code, translate_aws_error
-from fieldlabel_cli.labelstudio import ensure_account, label_studio_client
+from fieldlabel_cli.labelstudio import account_text, ensure_account
 from fieldlabel_cli.taxonomists import (
     Groups,
     add_taxonomist,
@@ -24,7 +24,8 @@ DESCRIPTION = """\
 Manage the taxonomists of the private workforce (Cognito users in the taxonomists group;
 senior reviewers are also in the reviewers group). New users receive an e-mail invitation
 with a temporary password. When the deployment labels in Label Studio, `add` also creates
-the person's Label Studio account."""
+the person's Label Studio account (through the deployment's accounts function) and prints its
+one-time password once."""
 
 
 def _pool_options(p: argparse.ArgumentParser) -> None:
@@ -53,10 +54,14 @@ def register(subparsers: Any, parents: list[argparse.ArgumentParser]) -> None:
     _pool_options(add)
     g = add.add_argument_group("Label Studio (default: from the stack outputs; only with labeling.backend "
                                "label_studio)")
-    g.add_argument("--label-studio-url", help="the server's URL (output LabelStudioUrl)")
+    g.add_argument("--label-studio-accounts-function",
+                   help="the function that makes accounts inside the VPC (output LabelStudioAccountsFunctionName)")
+    g.add_argument("--label-studio-url",
+                   help="talk to this server directly instead (the local demo's server, or a tunnel); needs the "
+                        "admin API token")
     g.add_argument("--label-studio-token-secret",
-                   help="secret holding the admin API token (output LabelStudioTokenSecretArn; "
-                        "FIELDLABEL_LABEL_STUDIO_TOKEN overrides it)")
+                   help="with --label-studio-url: secret holding the admin API token (output "
+                        "LabelStudioTokenSecretArn; FIELDLABEL_LABEL_STUDIO_TOKEN overrides it)")
     add.set_defaults(handler=handle_add)
 
     rm = sub.add_parser("remove", parents=parents, help="remove a taxonomist (asks for confirmation)",
@@ -107,11 +112,10 @@ def handle_add(args: argparse.Namespace, ctx: AppContext) -> int:
         " (invitation e-mail sent)" if result.created else "")
     out = result.as_dict()
     # Label Studio has no single sign-on in its community edition: the person needs an account there too.
-    ls_client = label_studio_client(ctx)
-    if ls_client is not None:
-        account = ensure_account(ls_client, result.email, args.name)
+    account = ensure_account(ctx, result.email, args.name, direct_url=args.label_studio_url)
+    if account is not None:
         out["label_studio"] = account
-        text += ("; Label Studio account created" if account["created"] else "; Label Studio account exists")
+        text += "\n" + account_text(account)
     ctx.emit(out, text)
     return EXIT_OK
 
