@@ -37,5 +37,5 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     secret = boto3.client("secretsmanager").get_secret_value(SecretId=_environment("LABEL_STUDIO_TOKEN_SECRET_ARN"))
     client = LabelStudioClient(url, token_from_secret_string(secret.get("SecretString") or ""))
     result = create_account(client, email, first_name=first, last_name=last)
-    logger.info("Label Studio account", extra={"user_id": result.user_id, "created": result.created})
+    logger.info("Label Studio account", extra={"user_id": result.user_id, "account_created": result.created})
     return result.as_dict()

@@ -21,10 +21,10 @@ from fieldlabel.labeling.label_studio.client import LabelStudioClient
 from fieldlabel_cli.errors import CliError
 from fieldlabel_cli.labelstudio import invoke_accounts_function
 from moto import mock_aws
-from moto.awslambda.models import LambdaSimpleBackend
+from moto.awslambda_simple.models import LambdaSimpleBackend
 
 from localrun.labelstudio import LabelStudioServer
-from tests.unit.labelstudio.test_ls_accounts import signs_in
+from tests.unit.labelstudio.signin import signs_in
 
 FUNCTION = "treelabel-ls-accounts"
 PUBLIC_URL = "https://labels.example.org"

@@ -9,7 +9,6 @@ import string
 
 import pytest
 from fieldlabel.labeling.label_studio.accounts import (
-    LOGIN_PATH,
     AccountError,
     SignupSession,
     account_request,
@@ -22,6 +21,7 @@ from fieldlabel.labeling.label_studio.accounts import (
 from fieldlabel.labeling.label_studio.client import LabelStudioApiError, LabelStudioClient
 
 from localrun.labelstudio import LabelStudioServer
+from tests.unit.labelstudio.signin import signs_in
 
 _counter = itertools.count()
 
@@ -29,17 +29,6 @@ _counter = itertools.count()
 def _email(tag: str) -> str:
     # One server for the whole test process: each test gets addresses nobody else uses.
     return f"{tag}-{next(_counter)}@accounts.example.org"
-
-
-def signs_in(url: str, email: str, password: str) -> bool:
-    """Sign in as a browser does (login form with CSRF) and open a page only a signed-in person gets."""
-    browser = SignupSession(url, retries=0)
-    answer = browser.submit_form(LOGIN_PATH, {"email": email, "password": password})
-    if answer.status != 302 or "sessionid" not in browser.cookies:
-        return False
-    account = browser.get("/user/account/")
-    # Signed out, the account page redirects to the login page; signed in, it shows the person's address.
-    return account.status == 200 and email in account.body
 
 
 @pytest.fixture
