@@ -138,11 +138,14 @@ def account_text(account: dict[str, Any]) -> str:
     url = account.get("url") or "the Label Studio server"
     if not account.get("created") or not account.get("password"):
         return f"Label Studio account exists ({url}); its password is unchanged"
-    return "\n".join([
+    lines = [
         f"Label Studio account created: {url}",
         f"  sign-in e-mail:      {account['email']}",
         f"  one-time password:   {account['password']}",
         "Hand this password to the person privately (not in the invitation e-mail's thread); it is shown only now. "
         "They sign in with the Cognito invitation first, then to Label Studio with this e-mail and password, and "
         "change the password under Account & Settings.",
-    ])
+    ]
+    # The account and its password are fine; a finishing step (the display name) was not done.
+    lines += [f"Note: {w}" for w in account.get("warnings") or []]
+    return "\n".join(lines)

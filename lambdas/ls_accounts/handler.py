@@ -2,9 +2,10 @@
 
 Invoked by ``fieldlabel taxonomists add`` (``lambda:InvokeFunction``, RequestResponse), because the API is reachable
 only inside the VPC (outside, the public load balancer answers with the Cognito sign-in). Event ``{"email", "name"?}``
-or ``{"email", "first_name"?, "last_name"?}`` -> ``{"email", "created", "user_id", "url", "password"}``; ``password``
-is null for an existing account, which is left unchanged (:func:`fieldlabel.labeling.label_studio.accounts.
-create_account`). Environment: ``LABEL_STUDIO_URL`` (the in-VPC API address), ``LABEL_STUDIO_TOKEN_SECRET_ARN``.
+or ``{"email", "first_name"?, "last_name"?}`` -> ``{"email", "created", "user_id", "url", "password", "warnings"}``;
+``password`` is null for an existing account, which is left unchanged
+(:func:`fieldlabel.labeling.label_studio.accounts.create_account`). Environment: ``LABEL_STUDIO_URL`` (the in-VPC
+API address), ``LABEL_STUDIO_TOKEN_SECRET_ARN``.
 
 Neither the event nor the answer is logged or traced: the answer carries the password, which exists only there.
 """

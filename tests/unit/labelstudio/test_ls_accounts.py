@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import itertools
 import string
+from typing import Any
 
 import pytest
 from fieldlabel.labeling.label_studio.accounts import (
@@ -18,7 +19,11 @@ from fieldlabel.labeling.label_studio.accounts import (
     invite_token,
     token_from_secret_string,
 )
-from fieldlabel.labeling.label_studio.client import LabelStudioApiError, LabelStudioClient
+from fieldlabel.labeling.label_studio.client import (
+    LabelStudioApiError,
+    LabelStudioClient,
+    LabelStudioUnavailableError,
+)
 
 from localrun.labelstudio import LabelStudioServer
 from tests.unit.labelstudio.signin import signs_in
@@ -91,6 +96,23 @@ def test_the_form_refusal_is_reported_with_the_servers_reasons(client: LabelStud
     with pytest.raises(AccountError, match="8.128 characters"):
         create_account(client, email, password_factory=lambda: "short")
     assert client.find_user(email) is None
+
+
+def test_a_failure_after_the_sign_up_keeps_the_password(label_studio: LabelStudioServer) -> None:
+    """Once the account exists, the answer is the only copy of its password: a later step's failure is a warning."""
+
+    class NoPatch(LabelStudioClient):
+        def request(self, method: str, path: str, **kwargs: Any) -> Any:
+            if method == "PATCH":
+                raise LabelStudioUnavailableError(f"Label Studio at {self.base_url} is unavailable: PATCH {path}")
+            return super().request(method, path, **kwargs)
+
+    email = _email("patchless")
+    client = NoPatch(label_studio.url, label_studio.token, sleep=lambda _: None)
+    result = create_account(client, email, first_name="Pat", last_name="Less")
+    assert result.created is True and result.user_id is not None and result.password is not None
+    assert len(result.warnings) == 1 and result.warnings[0].startswith("the name was not set")
+    assert signs_in(label_studio.url, email, result.password)
 
 
 def test_a_page_that_is_not_the_form_is_an_error_not_a_sign_up() -> None:

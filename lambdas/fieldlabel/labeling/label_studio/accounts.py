@@ -62,17 +62,19 @@ class AccountError(LabelStudioError):
 
 @dataclass(frozen=True)
 class AccountResult:
-    """What :func:`create_account` did. ``password`` is set only when the account was created now."""
+    """What :func:`create_account` did. ``password`` is set only when the account was created now; ``warnings``
+    name the finishing steps (name, sign-out) that failed after the account was made."""
 
     email: str
     created: bool
     user_id: int | None
     url: str
     password: str | None = None
+    warnings: tuple[str, ...] = ()
 
     def as_dict(self) -> dict[str, Any]:
         return {"email": self.email, "created": self.created, "user_id": self.user_id, "url": self.url,
-                "password": self.password}
+                "password": self.password, "warnings": list(self.warnings)}
 
 
 def generate_password(length: int = PASSWORD_LENGTH, *, choice: Callable[[str], str] = secrets.choice) -> str:
@@ -318,16 +320,34 @@ def create_account(
                                  url=client.base_url)
         reason = "; ".join(errors) or f"HTTP {answer.status}: {' '.join(answer.body[:300].split())}"
         raise AccountError(f"Label Studio refused the sign-up of {email}: {reason}")
-    if "sessionid" in form.cookies:
-        # The sign-up signs the new person in; end that session, which only this process holds.
-        form.get(LOGOUT_PATH)
-    user = client.find_user(email)
-    if user is None:
-        raise AccountError(f"Label Studio accepted the sign-up of {email} but has no such member")
-    user_id = _int_or_none(user.get("id"))
-    if (first_name or last_name) and user_id is not None:
-        client.request("PATCH", f"/api/users/{user_id}/", body={"first_name": first_name, "last_name": last_name})
-    return AccountResult(email=email, created=True, user_id=user_id, url=client.base_url, password=password)
+    # The account exists now, and this answer is the only place its password is: from here on a failure is a
+    # warning next to the password, never an exception that would lose it.
+    return AccountResult(email=email, created=True, url=client.base_url, password=password,
+                         **_finish(client, form, email, first_name, last_name))
+
+
+def _finish(client: LabelStudioClient, form: SignupSession, email: str, first_name: str,
+            last_name: str) -> dict[str, Any]:
+    """Sign the new session out, look the member up and set the name; failures are collected as warnings."""
+    warnings: list[str] = []
+    user_id: int | None = None
+    try:
+        if "sessionid" in form.cookies:
+            # The sign-up signs the new person in; end that session, which only this process holds.
+            form.get(LOGOUT_PATH)
+    except LabelStudioError as exc:
+        warnings.append(f"the sign-up's session was not signed out: {exc}")
+    try:
+        user = client.find_user(email)
+        user_id = _int_or_none(user.get("id")) if user else None
+        if user_id is None:
+            warnings.append(f"{email} is not listed among the organisation's members yet")
+        elif first_name or last_name:
+            client.request("PATCH", f"/api/users/{user_id}/",
+                           body={"first_name": first_name, "last_name": last_name})
+    except LabelStudioError as exc:
+        warnings.append(f"the name was not set: {exc}")
+    return {"user_id": user_id, "warnings": tuple(warnings)}
 
 
 def _int_or_none(value: Any) -> int | None:
