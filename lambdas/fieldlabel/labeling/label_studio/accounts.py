@@ -134,7 +134,6 @@ class _Response:
     status: int
     body: str
     location: str
-    cookies: dict[str, str]
 
 
 # Elements without an end tag: they must not open an error block the parser then waits to close.
@@ -212,8 +211,7 @@ class SignupSession:
             jar.load(header)
             for name, morsel in jar.items():
                 self.cookies[name] = morsel.value
-        return _Response(status, raw[:200_000].decode("utf-8", "replace"), str(hdrs.get("Location") or ""),
-                         dict(self.cookies))
+        return _Response(status, raw[:200_000].decode("utf-8", "replace"), str(hdrs.get("Location") or ""))
 
     def get(self, path: str) -> _Response:
         """A page, retried like the API client retries (connection errors, 502/503/504)."""
@@ -246,7 +244,7 @@ class SignupSession:
         page = self.get(path)
         if page.status != 200:
             where = f" (redirected to {page.location})" if page.location else ""
-            raise LabelStudioApiError(page.status, f"{path} is not the sign-up form{where}", method="GET", url=url)
+            raise LabelStudioApiError(page.status, f"{path} is not a form page{where}", method="GET", url=url)
         parser = _FormParser()
         parser.feed(page.body)
         # The form's token is the masked form of the cookie's secret; Django accepts either.
@@ -257,9 +255,9 @@ class SignupSession:
             return self._open("POST", url, form={"csrfmiddlewaretoken": token, **fields}, referer=url)
         except (urllib.error.URLError, ConnectionError, TimeoutError) as exc:
             raise LabelStudioUnavailableError(
-                f"Label Studio at {self.base_url} did not answer the sign-up of POST {path}: "
-                f"{getattr(exc, 'reason', exc)} (check with `fieldlabel taxonomists add` again whether the account "
-                "exists)") from None
+                f"Label Studio at {self.base_url} did not answer POST {path}: {getattr(exc, 'reason', exc)} (if "
+                "that was a sign-up that went through, running it again reports the account as existing and its "
+                "password must be reset: docs/label-studio.md)") from None
 
 
 def form_errors(body: str) -> list[str]:
