@@ -11,6 +11,7 @@ from constructs import Construct
 
 from stacks.config import AppConfig
 from stacks.intake import Intake
+from stacks.label_studio_accounts import LabelStudioAccounts
 from stacks.label_studio_refs import LabelStudioRefs
 from stacks.labeling_assets import LabelingAssets
 from stacks.labeling_role import GroundTruthExecutionRole
@@ -105,6 +106,15 @@ class PipelineStack(Stack):
         )
         CfnOutput(self, "DispatchFunctionName", value=self.intake.dispatch_fn.function_name,
                   description="Dispatcher (the CLI's flush command invokes it)")
+
+        # --- Label Studio accounts (issue 13): its API answers only inside the VPC, so the CLI invokes this ------
+        self.label_studio_accounts: LabelStudioAccounts | None = None
+        if label_studio is not None:
+            self.label_studio_accounts = LabelStudioAccounts(self, "LabelStudioAccounts", kit=self.functions,
+                                                             refs=label_studio)
+            CfnOutput(self, "LabelStudioAccountsFunctionName",
+                      value=self.label_studio_accounts.function.function_name,
+                      description="Makes Label Studio accounts with a one-time password (fieldlabel taxonomists add)")
 
     def _async_failures_queue(self, project: str) -> sqs.Queue:
         """Where asynchronous invocations end when they fail for good: Lambda on-failure destinations (dispatch,
