@@ -21,7 +21,7 @@ class LabelStudioAccounts(Construct):
     def __init__(self, scope: Construct, id_: str, *, kit: LambdaKit, refs: LabelStudioRefs) -> None:
         super().__init__(scope, id_)
         self.function = kit.function(
-            self, "Accounts", handler_dir="ls_accounts",
+            self, "Function", handler_dir="ls_accounts",
             # A sign-up is five requests; the client's retries ride out a restarting server (~8 s of backoff).
             timeout=Duration.minutes(2), memory_size=256,
             description="Makes a taxonomist's Label Studio account with a one-time password (fieldlabel taxonomists "
