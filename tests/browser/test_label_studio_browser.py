@@ -161,30 +161,3 @@ def test_a_taxonomist_searches_picks_and_submits_and_the_answer_reaches_the_mani
     labeled = backend.parse_output_line(out)
     assert (labeled.photo_id, labeled.label, labeled.human_annotated) == ("sha256:browser", "fagus-sylvatica", True)
     assert out["species"]["answers"] == 1
-
-
-def test_the_models_suggestion_is_preselected_and_one_submit_confirms_it(
-    label_studio: LabelStudioServer, browser: Any, photo_site: str
-) -> None:
-    client = LabelStudioClient(label_studio.url, label_studio.token)
-    backend = LabelStudioBackend(LabelStudioSettings(
-        project="flconfirm", taxonomy_hash="c0c0c0c0c0c0c0c0", labels=LABELS, unknown_label=UNKNOWN,
-        output_path="s3://artifacts/ls-output/", annotators_per_photo=1))
-    line = {"source-ref": "s3://copies/photo.jpg", "photo-id": "sha256:suggested",
-            "label-under-review": {"label": "fagus-sylvatica", "confidence": 0.77, "source": "model"}}
-    batch_id = "b-confirm-" + photo_site.rsplit(":", 1)[1]
-    submitted = backend.submit_batch(client, stage="labeling", batch_id=batch_id, lines=[line],
-                                     image_url=lambda ref: f"{photo_site}/photo.jpg", model_version="engine-v9")
-    (task_id,) = submitted.task_ids
-    page, outside = _signed_in_page(browser, label_studio)
-    page.goto(f"{label_studio.url}/projects/{submitted.project_id}/data?task={task_id}")
-    page.get_by_text("engine-v9").first.wait_for()  # the prediction's tab, named by the model version
-    page.locator(".ant-select", has_text="Fagus sylvatica (beech)").wait_for()
-    with page.expect_response(lambda r: r.request.method == "POST"
-                              and f"/api/tasks/{task_id}/annotations" in r.url) as posted:
-        page.get_by_role("button", name="Submit").click()
-    assert posted.value.status == 201, posted.value.text()
-    assert outside == []
-    (task,) = client.tasks_of_batch(submitted.project_id, batch_id)
-    (annotation,) = task["annotations"]
-    assert annotation["result"][0]["value"] == {"taxonomy": [["fagus-sylvatica"]]}
