@@ -1136,7 +1136,11 @@ class WorkflowHarness:
         """
         deadline = time.monotonic() + timeout
         while True:
-            value = condition()
+            # A handler runs in moto's execution thread with its environment set (``_environment``); reading the
+            # registry from this thread builds a boto3 client, which iterates os.environ, so it must not overlap a
+            # handler's environment being restored (a key popped mid-iteration is a KeyError: seen in CI).
+            with _ENV_LOCK:
+                value = condition()
             if value:
                 return value
             if time.monotonic() > deadline:
@@ -1228,7 +1232,8 @@ class WorkflowHarness:
         """Every photo item (optionally only those whose ``batch_id`` or ``last_batch_id`` is ``batch_id``)."""
         from fieldlabel.registry.model import from_item
 
-        ddb = boto3.client("dynamodb", region_name=REGION)
+        with _ENV_LOCK:  # see wait_until
+            ddb = boto3.client("dynamodb", region_name=REGION)
         out: dict[str, dict[str, Any]] = {}
         for page in ddb.get_paginator("scan").paginate(TableName=self.photos_table):
             for raw in page["Items"]:
@@ -1241,7 +1246,8 @@ class WorkflowHarness:
         """The batch item (or a control item such as ``#model``)."""
         from fieldlabel.registry.model import from_item
 
-        ddb = boto3.client("dynamodb", region_name=REGION)
+        with _ENV_LOCK:  # see wait_until
+            ddb = boto3.client("dynamodb", region_name=REGION)
         return from_item(ddb.get_item(TableName=self.batches_table, Key={"batch_id": {"S": batch_id}})
                          .get("Item")) or {}
 
