@@ -26,6 +26,15 @@ class BatchPhoto:
     original_ref: str | None = None
     field: dict[str, Any] = dc_field(default_factory=dict)
 
+    def manifest_line(self) -> dict[str, Any]:
+        """The input-manifest line of this photo, the same for every backend (docs/contracts.md, "Manifest lines")."""
+        line: dict[str, Any] = {"source-ref": self.labeling_ref, "photo-id": self.photo_id}
+        if self.original_ref:
+            line["original-ref"] = self.original_ref
+        if self.field:
+            line["field"] = self.field
+        return line
+
 
 @dataclass(frozen=True)
 class LabeledPhoto:

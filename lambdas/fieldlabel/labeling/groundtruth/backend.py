@@ -102,12 +102,7 @@ class GroundTruthBackend:
 
     def manifest_line(self, photo: BatchPhoto) -> dict[str, Any]:
         """Input-manifest line (docs/contracts.md, "Manifest lines"): what the worker sees plus our metadata."""
-        line: dict[str, Any] = {"source-ref": photo.labeling_ref, "photo-id": photo.photo_id}
-        if photo.original_ref:
-            line["original-ref"] = photo.original_ref
-        if photo.field:
-            line["field"] = photo.field
-        return line
+        return photo.manifest_line()
 
     # ------------------------------------------------------------------------------------------------- requests
 

@@ -176,12 +176,7 @@ class LabelStudioBackend:
 
     def manifest_line(self, photo: BatchPhoto) -> dict[str, Any]:
         """The input-manifest line, in the same shape as on Ground Truth (docs/contracts.md, "Manifest lines")."""
-        line: dict[str, Any] = {"source-ref": photo.labeling_ref, "photo-id": photo.photo_id}
-        if photo.original_ref:
-            line["original-ref"] = photo.original_ref
-        if photo.field:
-            line["field"] = photo.field
-        return line
+        return photo.manifest_line()
 
     # ------------------------------------------------------------------------------------------------- requests
 
