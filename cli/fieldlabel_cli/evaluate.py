@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 from fieldlabel.costs import BatchUsage, estimate_batch_cost
-from fieldlabel.costs.model import Assumptions, PriceBook
+from fieldlabel.costs.model import Assumptions, Backend, PriceBook
 from fieldlabel.engine import EngineSettings
 from fieldlabel.engine.classifier import near_duplicate_groups
 from fieldlabel.engine.replay import BatchRecord, replay, split_by_groups
@@ -179,9 +179,13 @@ def run_orders(X: np.ndarray, labels: Sequence[str], *, batches: int, orders: in
     return runs
 
 
-def batch_rows(runs: Sequence[Sequence[BatchRecord]], prices: PriceBook, assumptions: Assumptions) -> list[BatchRow]:
-    """Per batch index: averages over orders, pooled machine-label accuracy, and the cost model's estimate
-    (machine labels from the engine pay no Ground Truth active-learning compute: iterations = 0)."""
+def batch_rows(runs: Sequence[Sequence[BatchRecord]], prices: PriceBook, assumptions: Assumptions, *,
+               backend: Backend = "groundtruth") -> list[BatchRow]:
+    """Per batch index: averages over orders, pooled machine-label accuracy, and the cost model's estimate.
+
+    The costs are those of ``labeling.engine: model`` on ``backend``: machine labels are written without a labeling
+    job, so they pay neither Ground Truth's active-learning compute nor its per-object fee (on Label Studio no photo
+    pays that fee); the audit is the review job."""
     rows = []
     for b in range(len(runs[0])):
         recs = [run[b] for run in runs]
@@ -189,7 +193,8 @@ def batch_rows(runs: Sequence[Sequence[BatchRecord]], prices: PriceBook, assumpt
         cost = human = 0.0
         for r in recs:
             est = estimate_batch_cost(BatchUsage(photos=r.size, machine_labeled=r.auto, iterations=0,
-                                                 reviewed_objects=r.audited), prices, assumptions)
+                                                 reviewed_objects=r.audited, engine="model", backend=backend),
+                                      prices, assumptions)
             cost += est.total_usd
             human += est.all_human_total_usd
         n = len(recs)

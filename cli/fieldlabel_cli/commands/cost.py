@@ -43,6 +43,11 @@ def register(subparsers: Any, parents: list[argparse.ArgumentParser]) -> None:
     p.add_argument("--earlier-this-month", type=int, default=0, metavar="N",
                    help="objects already labeled this month (for the per-object tiers)")
     p.add_argument("--reviewed", type=int, default=0, metavar="N", help="objects sent to expert review")
+    p.add_argument("--engine", choices=("groundtruth", "model"), default="groundtruth",
+                   help="labeling.engine: groundtruth (automated labeling inside the job) or model (the own engine: "
+                        "machine labels pay no per-object fee and no active-learning compute)")
+    p.add_argument("--backend", choices=("groundtruth", "label_studio"), default="groundtruth",
+                   help="labeling.backend: label_studio pays no Ground Truth per-object fee")
     p.add_argument("--config", type=Path, metavar="FILE",
                    help='JSON overrides: {"prices": {...}, "assumptions": {...}}')
     p.set_defaults(handler=handle)
@@ -101,6 +106,7 @@ def handle(args: argparse.Namespace, ctx: AppContext) -> int:
             photos=args.photos, automated=not args.human_only, machine_share=args.machine_share,
             machine_labeled=args.machine_labeled, iterations=args.iterations,
             objects_labeled_earlier_this_month=args.earlier_this_month, reviewed_objects=args.reviewed,
+            engine=args.engine, backend=args.backend,
         )
     except ValidationError as exc:
         problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())

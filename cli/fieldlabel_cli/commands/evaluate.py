@@ -68,6 +68,9 @@ def register(subparsers: Any, parents: list[argparse.ArgumentParser]) -> None:
     p.add_argument("--chart", type=Path, metavar="PATH", help="also write a PNG chart (needs matplotlib)")
     p.add_argument("--config", type=Path, metavar="FILE",
                    help='cost overrides, as for fieldlabel cost: {"prices": {...}, "assumptions": {...}}')
+    p.add_argument("--backend", choices=("groundtruth", "label_studio"), default="groundtruth",
+                   help="labeling.backend the costs are for (groundtruth: taxonomists' photos pay Ground Truth's "
+                        "per-object fee; label_studio: no per-object fee, its standing cost is not per batch)")
     p.set_defaults(handler=handle)
 
 
@@ -112,7 +115,7 @@ def handle(args: argparse.Namespace, ctx: AppContext) -> int:
     groups = near_duplicate_groups(X, settings.duplicate_cosine)
     runs = run_orders(X, labels, batches=args.batches, orders=args.orders, settings=settings,
                       audit_fraction=args.audit, groups=groups)
-    rows = batch_rows(runs, prices, assumptions)
+    rows = batch_rows(runs, prices, assumptions, backend=args.backend)
     if args.chart is not None:
         write_chart(rows, args.chart, alpha=args.alpha,
                     title=f"{args.folder.name}: engine replay ({args.orders} order(s))")
@@ -121,6 +124,7 @@ def handle(args: argparse.Namespace, ctx: AppContext) -> int:
         "near_duplicate_groups": int(groups.max()) + 1, "embedding_model": embedding_model_id(),
         "settings": {"alpha": args.alpha, "delta": args.delta, "min_examples_per_species": args.min_examples,
                      "calibration_fraction": args.calibration_fraction, "audit": args.audit},
+        "cost_backend": args.backend,
         "orders": args.orders,
         "batches": [{"batch": r.batch, "photos": r.photos, "auto_share": r.auto_share,
                      "certified_bound": r.certified_bound, "machine_labels": r.machine_labels,
@@ -134,7 +138,7 @@ def handle(args: argparse.Namespace, ctx: AppContext) -> int:
                 f"groups; {args.batches} batches x {args.orders} order(s); alpha {args.alpha}, delta {args.delta}\n"
                 f"machine = share labeled by the engine; bound = certified upper bound on its error (mean); "
                 f"accuracy = machine labels vs the folder; held = batches whose machine labels reached "
-                f"{1 - args.alpha:.0%}; cost per order (docs/costs.md)\n")
+                f"{1 - args.alpha:.0%}; cost per order on the {args.backend} backend (docs/costs.md)\n")
         return head + render_rows(rows, orders=args.orders) + (f"\nchart: {args.chart}" if args.chart else "")
 
     ctx.emit(result, text)

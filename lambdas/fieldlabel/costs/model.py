@@ -6,10 +6,14 @@ could be confirmed; docs/costs.md lists them), and everything that is an estimat
 
 The model, per batch:
 
-* **Ground Truth per-object fee**: every labeled object pays it, human- or machine-labeled (facts §9). Tiers apply
-  to the cumulative number of objects labeled in the month, so a batch is charged from position
-  ``objects_labeled_earlier_this_month`` onwards and may straddle a tier boundary. Review-job objects are labeled
-  objects too and follow the batch's objects.
+* **Ground Truth per-object fee**: every object of a Ground Truth labeling job pays it, human- or machine-labeled
+  (facts §9). Tiers apply to the cumulative number of objects labeled in the month, so a batch is charged from
+  position ``objects_labeled_earlier_this_month`` onwards and may straddle a tier boundary. Review-job objects are
+  labeled objects too and follow the batch's objects. Which objects are in a job depends on the deployment
+  (``BatchUsage.engine`` and ``backend``, the config's ``labeling.engine`` and ``labeling.backend``): with Ground
+  Truth's automated labeling every photo is; with the own engine (``model``) only the photos sent to the
+  taxonomists are, because machine labels are written to the registry without a job; on the Label Studio backend no
+  photo is (its cost is standing infrastructure, :mod:`fieldlabel.costs.standing`, not per batch).
 * **Automated labeling compute**: per active-learning iteration, training on ``ml.p3.2xlarge`` and batch transform
   on ``ml.c5.xlarge`` (facts §3). Ground Truth does not publish its iteration size, so the number of iterations is
   ``ceil(photos / objects_per_iteration)`` unless given, training hours are a fixed amount per iteration, and each
@@ -21,15 +25,15 @@ The model, per batch:
 * **Lambda, Step Functions, S3**: per photo and per batch counts at list prices (free tiers ignored: they are
   account-wide).
 
-The all-human baseline keeps the same objects, review and infrastructure, drops the automated-labeling compute and
-sends every object to the taxonomists.
+The all-human baseline keeps the same review and infrastructure, drops the automated-labeling compute and sends every
+object to the taxonomists (so, on Ground Truth, every photo pays the per-object fee there).
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -150,9 +154,17 @@ class Assumptions(_Frozen):
     s3_gets_per_photo: float = Field(default=5, ge=0, description="intake reads, Ground Truth and the worker UI")
 
 
+Engine = Literal["groundtruth", "model"]
+Backend = Literal["groundtruth", "label_studio"]
+
+
 class BatchUsage(_Frozen):
     """One batch: how many photos, how many the machine labeled (actual count, or an expected share), and how
-    many objects were labeled earlier in the same month (for the tiers)."""
+    many objects were labeled earlier in the same month (for the tiers).
+
+    ``engine`` and ``backend`` are the config's ``labeling.engine`` and ``labeling.backend``: they decide which
+    objects pass through a Ground Truth job and so pay its per-object fee (see the module docstring).
+    """
 
     photos: int = Field(ge=0)
     automated: bool = True
@@ -161,9 +173,18 @@ class BatchUsage(_Frozen):
     iterations: int | None = Field(default=None, ge=0, description="active-learning rounds, when known")
     objects_labeled_earlier_this_month: int = Field(default=0, ge=0)
     reviewed_objects: int = Field(default=0, ge=0, description="objects sent to expert review")
+    engine: Engine = Field(
+        default="groundtruth", description="who machine-labels: Ground Truth's automated labeling or the own engine")
+    backend: Backend = Field(
+        default="groundtruth", description="where the taxonomists label: Ground Truth jobs or Label Studio")
 
     @model_validator(mode="after")
     def _consistent(self) -> BatchUsage:
+        if self.backend == "label_studio" and self.engine == "groundtruth" and self.automated:
+            raise ValueError("backend label_studio has no Ground Truth automated labeling: use engine 'model' "
+                             "or a human-only batch")
+        if self.engine == "model" and self.iterations:
+            raise ValueError("engine 'model' runs no Ground Truth active-learning iterations (iterations must be 0)")
         if self.machine_labeled is not None and self.machine_share is not None:
             raise ValueError("give machine_labeled or machine_share, not both")
         if self.machine_labeled is not None and self.machine_labeled > self.photos:
@@ -182,6 +203,18 @@ class BatchUsage(_Frozen):
         if self.machine_share is not None:
             return min(self.photos, math.floor(self.photos * self.machine_share + 0.5))
         return 0
+
+    @property
+    def job_objects(self) -> int:
+        """Photos that pass through a Ground Truth labeling job (and pay its per-object fee)."""
+        if self.backend != "groundtruth":
+            return 0
+        return self.photos - self.machine_count if self.engine == "model" else self.photos
+
+    @property
+    def review_job_objects(self) -> int:
+        """Reviewed photos that pass through a Ground Truth review job (none on Label Studio)."""
+        return self.reviewed_objects if self.backend == "groundtruth" else 0
 
 
 class LineItem(_Frozen):
@@ -267,27 +300,32 @@ def _item(key: str, description: str, quantity: float, price: Price) -> LineItem
                     usd=quantity * price.usd, confirmed=price.confirmed, source=price.source)
 
 
-def _common_items(usage: BatchUsage, prices: PriceBook, a: Assumptions) -> list[LineItem]:
-    """Line items that are the same with or without automated labeling."""
+def _object_fee_items(usage: BatchUsage, objects: int, prices: PriceBook) -> list[LineItem]:
+    """Per-object fees of ``objects`` labeling-job objects, then the review job's, from the month position on."""
     items: list[LineItem] = []
     gt_source = prices.gt_tiers_source
     start = usage.objects_labeled_earlier_this_month
-    for charge in tiered_object_charges(start, usage.photos, prices.gt_tiers,
-                                        free_objects=prices.gt_free_objects_per_month):
+    for charge in tiered_object_charges(start, objects, prices.gt_tiers, free_objects=prices.gt_free_objects_per_month):
         items.append(LineItem(
             key=f"gt-objects-tier-{charge.tier}",
             description=("Ground Truth per-object fee, free tier" if charge.tier == 0
                          else f"Ground Truth per-object fee, tier {charge.tier}"),
             quantity=charge.objects, unit="labeled object", unit_usd=charge.usd_per_object, usd=charge.usd,
             confirmed=prices.gt_tiers_confirmed or charge.tier == 0, source=gt_source))
+    for charge in tiered_object_charges(start + objects, usage.review_job_objects, prices.gt_tiers,
+                                        free_objects=prices.gt_free_objects_per_month):
+        items.append(LineItem(
+            key=f"gt-review-objects-tier-{charge.tier}",
+            description=f"Ground Truth per-object fee of the review job, tier {charge.tier}",
+            quantity=charge.objects, unit="labeled object", unit_usd=charge.usd_per_object, usd=charge.usd,
+            confirmed=prices.gt_tiers_confirmed or charge.tier == 0, source=gt_source))
+    return items
+
+
+def _common_items(usage: BatchUsage, prices: PriceBook, a: Assumptions) -> list[LineItem]:
+    """Line items that are the same with or without automated labeling (per-object fees aside)."""
+    items: list[LineItem] = []
     if usage.reviewed_objects:
-        for charge in tiered_object_charges(start + usage.photos, usage.reviewed_objects, prices.gt_tiers,
-                                            free_objects=prices.gt_free_objects_per_month):
-            items.append(LineItem(
-                key=f"gt-review-objects-tier-{charge.tier}",
-                description=f"Ground Truth per-object fee of the review job, tier {charge.tier}",
-                quantity=charge.objects, unit="labeled object", unit_usd=charge.usd_per_object, usd=charge.usd,
-                confirmed=prices.gt_tiers_confirmed or charge.tier == 0, source=gt_source))
         review_hours = usage.reviewed_objects * a.review_workers_per_object * a.review_seconds_per_task / 3600
         items.append(_item("review-time", "expert review time", review_hours, prices.reviewer_hour))
     invocations = usage.photos * a.lambda_invocations_per_photo + a.lambda_invocations_per_batch
@@ -321,14 +359,14 @@ def estimate_batch_cost(
     """
     machine = usage.machine_count
     human = usage.photos - machine
-    if usage.automated and usage.photos:
+    if usage.automated and usage.photos and usage.engine == "groundtruth":
         iterations = usage.iterations if usage.iterations is not None else estimate_iterations(usage.photos,
                                                                                                 assumptions)
     else:
         iterations = 0
     common = _common_items(usage, prices, assumptions)
 
-    items = list(common)
+    items = _object_fee_items(usage, usage.job_objects, prices) + common
     items.append(_human_item(human, prices, assumptions))
     if iterations:
         a = assumptions
@@ -339,7 +377,9 @@ def estimate_batch_cost(
                            train_hours, prices.training_instance_hour))
         items.append(_item("al-transform", f"automated labeling batch transform ({prices.transform_instance_type})",
                            transform_hours, prices.transform_instance_hour))
-    baseline = list(common) + [_human_item(usage.photos, prices, assumptions)]
+    all_human_objects = usage.photos if usage.backend == "groundtruth" else 0
+    baseline = (_object_fee_items(usage, all_human_objects, prices) + common
+                + [_human_item(usage.photos, prices, assumptions)])
 
     total = sum(i.usd for i in items)
     all_human = sum(i.usd for i in baseline)

@@ -11,7 +11,9 @@ from typing import Any
 
 from fieldlabel.costs.model import (
     Assumptions,
+    Backend,
     BatchUsage,
+    Engine,
     PriceBook,
     estimate_batch_cost,
     load_assumptions,
@@ -28,6 +30,8 @@ def usage_from_counts(
     kind: str | None,
     reviewed: int = 0,
     objects_labeled_earlier_this_month: int = 0,
+    engine: Engine = "groundtruth",
+    backend: Backend = "groundtruth",
 ) -> BatchUsage:
     """The :class:`BatchUsage` of a finished batch: its labeled objects and who labeled them.
 
@@ -37,6 +41,8 @@ def usage_from_counts(
         kind: the batch kind (``automated`` or ``human_only``); a human-only batch pays no training.
         reviewed: photos sent to the expert-review job (they pay the per-object fee again, and reviewers' time).
         objects_labeled_earlier_this_month: objects labeled by earlier batches this month (the per-object tiers).
+        engine: ``labeling.engine``: ``model`` (the own engine) labels outside any Ground Truth job.
+        backend: ``labeling.backend``: ``label_studio`` pays no Ground Truth per-object fee.
     """
     automated = kind != KIND_HUMAN_ONLY
     return BatchUsage(
@@ -45,6 +51,8 @@ def usage_from_counts(
         machine_labeled=max(0, machine_labeled) if automated else None,
         reviewed_objects=max(0, reviewed),
         objects_labeled_earlier_this_month=max(0, objects_labeled_earlier_this_month),
+        engine=engine,
+        backend=backend,
     )
 
 
@@ -82,6 +90,9 @@ def estimated_cost(
         "reviewed": usage.reviewed_objects,
         "iterations": est.iterations,
         "objects_labeled_earlier_this_month": usage.objects_labeled_earlier_this_month,
+        "engine": usage.engine,
+        "backend": usage.backend,
+        "job_objects": usage.job_objects + usage.review_job_objects,
         "line_items": [
             {"key": i.key, "description": i.description, "quantity": round(i.quantity, 4), "unit": i.unit,
              "unit_usd": i.unit_usd, "usd": round(i.usd, 2), "confirmed": i.confirmed}

@@ -20,6 +20,7 @@ from botocore.exceptions import ClientError
 from pydantic import ValidationError
 
 from fieldlabel.costs import cost_settings, estimated_cost, load_assumptions, load_price_book, usage_from_counts
+from fieldlabel.costs.model import Backend, Engine
 from fieldlabel.labeling.backend import KIND_MODEL
 from fieldlabel.registry.model import error_code
 
@@ -34,7 +35,8 @@ def month_position(dynamodb: Any, batches_table: str, *, batch_id: str, month: s
         batches_table: the batches table (the control item lives there).
         batch_id: the batch being published.
         month: ``YYYY-MM`` of the publication.
-        objects: the batch's billable objects (labeled photos plus review-job objects).
+        objects: the batch's billable objects (photos that passed through a Ground Truth labeling job plus
+            review-job objects).
 
     Returns:
         The count before this batch. On a retry (batch already counted) it is the month's count minus this batch's
@@ -97,13 +99,16 @@ def batch_estimated_cost(
     explicit = isinstance(overrides, Mapping) and "workers_per_object" in (overrides.get("assumptions") or {})
     if isinstance(workers, int) and 1 <= workers <= 9 and not explicit:
         assumptions = assumptions.model_copy(update={"workers_per_object": workers})
-    objects = human_labeled + machine_labeled + reviewed
+    # The own engine's machine labels never enter a Ground Truth job, and Label Studio has no per-object fee: only
+    # the objects that did pass through a job count towards the month's tiers.
+    backend: Backend = "label_studio" if runtime.get("backend") == "label_studio" else "groundtruth"
+    own_engine = kind == KIND_MODEL or runtime.get("engine") == "model" or backend == "label_studio"
+    engine: Engine = "model" if own_engine else "groundtruth"
+    draft = usage_from_counts(human_labeled=human_labeled, machine_labeled=machine_labeled, kind=kind,
+                              reviewed=reviewed, engine=engine, backend=backend)
+    objects = draft.job_objects + draft.review_job_objects
     earlier = month_position(dynamodb, batches_table, batch_id=batch_id, month=published_at[:7], objects=objects)
-    usage = usage_from_counts(human_labeled=human_labeled, machine_labeled=machine_labeled, kind=kind,
-                              reviewed=reviewed, objects_labeled_earlier_this_month=earlier)
-    if kind == KIND_MODEL:
-        # The own engine trains in a Lambda, not on Ground Truth's automated-labeling instances (as in evaluate).
-        usage = usage.model_copy(update={"iterations": 0})
+    usage = draft.model_copy(update={"objects_labeled_earlier_this_month": earlier})
     block = estimated_cost(usage, prices, assumptions, prices_from=prices_from)
     block["workers_per_object"] = assumptions.workers_per_object
     return block

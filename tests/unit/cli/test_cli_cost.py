@@ -31,6 +31,22 @@ def test_cost_json_matches_the_hand_computed_example(tmp_path, cli, aws_calls):
     assert aws_calls.calls == []
 
 
+def test_cost_with_the_own_engine_and_on_label_studio(tmp_path, cli):
+    # Own engine: only the 800 taxonomists' photos pay the fee (800 x 0.08) and no active learning runs
+    r = cli("cost", "--photos", "2000", "--machine-labeled", "1200", "--earlier-this-month", "49000",
+            "--engine", "model", "--config", str(_config(tmp_path)), "--json")
+    assert r.code == 0, r.stderr
+    assert round(r.json()["total_usd"], 6) == 544.075902 and r.json()["iterations"] == 0
+    # Label Studio: no per-object fee on either side
+    r = cli("cost", "--photos", "2000", "--machine-labeled", "1200", "--engine", "model", "--backend",
+            "label_studio", "--config", str(_config(tmp_path)), "--json")
+    assert round(r.json()["total_usd"], 6) == 480.075902
+    assert round(r.json()["all_human_total_usd"], 6) == 1200.075902
+    # Ground Truth's automated labeling does not exist on Label Studio
+    r = cli("cost", "--photos", "10", "--machine-labeled", "2", "--backend", "label_studio")
+    assert r.code == 2 and "engine 'model'" in r.stderr
+
+
 def test_cost_human_output_marks_unconfirmed_prices(cli):
     r = cli("cost", "--photos", "5000", "--machine-share", "0.6")
     assert r.code == 0

@@ -178,3 +178,26 @@ def test_nothing_published_yet(tmp_path, cli):
         c = cli("report", "--outputs", w.outputs, "--chart", str(tmp_path / "c.png"))
     assert r.code == 0 and r.stdout.strip() == "No batch published yet."
     assert c.code == 1 and "nothing to chart" in c.stderr
+
+
+def test_recomputed_costs_follow_the_engine_the_batch_ran_with(tmp_path, cli):
+    # Given an own-engine batch (kind model: 4 taxonomists' photos, 16 machine labels) and then a human-only batch,
+    # both in November, recomputed with a price book without free objects
+    with mock_aws():
+        w = make_world(tmp_path)
+        publish_batch(w, B1, _photos("a", 4, 16), kind="model", published_at="2026-11-03T12:00:00.000000Z")
+        publish_batch(w, B2, _photos("b", 10, 0), kind="human_only", published_at="2026-11-10T12:00:00.000000Z")
+        cfg = tmp_path / "prices.json"
+        cfg.write_text(json.dumps({"prices": {"gt_free_objects_per_month": 0}}))
+        r = cli("report", "--outputs", w.outputs, "--json", "--config", str(cfg))
+    assert r.code == 0, r.stderr
+    rows = {row["batch_id"]: row for row in r.json()["batches"]}
+    prices = load_price_book({"gt_free_objects_per_month": 0})
+    # Then the engine batch's machine labels pay no per-object fee (they never entered a job) ...
+    b1 = rows[B1]["cost"]
+    assert (b1["engine"], b1["job_objects"]) == ("model", 4)
+    assert sum(i["quantity"] for i in b1["line_items"] if i["key"].startswith("gt-objects-")) == 4
+    expected = estimate_batch_cost(BatchUsage(photos=20, machine_labeled=16, engine="model"), prices)
+    assert b1["total_usd"] == round(expected.total_usd, 2)
+    # ... and the next batch's month position counts only those 4 job objects
+    assert rows[B2]["cost"]["objects_labeled_earlier_this_month"] == 4

@@ -272,3 +272,57 @@ def test_tier_split_matches_pricing_each_object(bounds, prices, start, count, fr
     assert sum(c.objects for c in charges) == count
     assert sum(c.usd for c in charges) == pytest.approx(sum(price_of(p) for p in range(start, start + count)))
     assert all(c.objects > 0 for c in charges)
+
+
+# --- which objects pass through a Ground Truth job -----------------------------------------------------------------
+
+
+def test_own_engine_machine_labels_pay_no_per_object_fee_and_no_active_learning(prices, assumptions):
+    # Same batch as the hand-computed one, labeled by the own engine: the 1,200 machine labels are written to the
+    # registry without a job, so only the 800 taxonomists' photos pay the fee (1,000 free positions left in tier 1
+    # at 49,000: 800 x 0.08 = 64), and no automated-labeling compute runs.
+    est = estimate_batch_cost(BatchUsage(photos=2_000, machine_labeled=1_200, engine="model",
+                                         objects_labeled_earlier_this_month=49_000), prices, assumptions)
+    items = {i.key: i for i in est.line_items}
+    assert items["gt-objects-tier-1"].quantity == 800
+    assert items["gt-objects-tier-1"].usd == pytest.approx(64.0)
+    assert "gt-objects-tier-2" not in items
+    assert est.iterations == 0 and not any(k.startswith("al-") for k in items)
+    # 64 + 480 (taxonomists) + 0.075902 (infra)
+    assert est.total_usd == pytest.approx(544.075902)
+    # the all-human baseline still puts every photo through a job: 120 + 1,200 + infra
+    assert est.all_human_total_usd == pytest.approx(1_320.075902)
+
+
+def test_label_studio_backend_pays_no_per_object_fee_on_either_side(prices, assumptions):
+    est = estimate_batch_cost(BatchUsage(photos=2_000, machine_labeled=1_200, engine="model", backend="label_studio",
+                                         reviewed_objects=100), prices, assumptions)
+    for items in (est.line_items, est.all_human_line_items):
+        assert not any(i.key.startswith("gt-") for i in items)
+    # reviewers' time is still paid: 100 x 1 x 36 s = 1 h x $90
+    assert {i.key: i.usd for i in est.line_items}["review-time"] == pytest.approx(90.0)
+    assert est.total_usd == pytest.approx(480.0 + 90.0 + 0.075902)
+    assert est.all_human_total_usd == pytest.approx(1_200.0 + 90.0 + 0.075902)
+
+
+def test_review_job_objects_follow_the_labeling_job_objects_in_the_month(prices, assumptions):
+    # Own engine on Ground Truth: 800 job objects from position 49,500 (500 in tier 1, 300 in tier 2), then the review
+    # job's 100 objects at 50,300 (tier 2).
+    est = estimate_batch_cost(BatchUsage(photos=2_000, machine_labeled=1_200, engine="model", reviewed_objects=100,
+                                         objects_labeled_earlier_this_month=49_500), prices, assumptions)
+    items = {i.key: i for i in est.line_items}
+    assert (items["gt-objects-tier-1"].quantity, items["gt-objects-tier-2"].quantity) == (500, 300)
+    assert items["gt-review-objects-tier-2"].quantity == 100
+    assert BatchUsage(photos=2_000, machine_labeled=1_200, engine="model").job_objects == 800
+    assert BatchUsage(photos=2_000, machine_labeled=1_200).job_objects == 2_000
+    assert BatchUsage(photos=2_000, automated=False, backend="label_studio", reviewed_objects=5).review_job_objects == 0
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"photos": 10, "machine_labeled": 2, "backend": "label_studio"}, "engine 'model'"),
+    ({"photos": 10, "machine_labeled": 2, "engine": "model", "iterations": 3}, "iterations must be 0"),
+    ({"photos": 10, "engine": "sagemaker"}, "engine"),
+])
+def test_inconsistent_engine_or_backend_is_refused(kwargs, message):
+    with pytest.raises(ValidationError, match=message):
+        BatchUsage(**kwargs)

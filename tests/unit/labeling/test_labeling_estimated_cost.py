@@ -127,7 +127,29 @@ def test_an_engine_batch_pays_no_automated_labeling_instances(world: World) -> N
     # Then the estimate has no Ground Truth training or transform instance, and the machine labels save people's time
     assert not {"al-training", "al-transform"} & keys
     assert (cost["machine_labeled"], cost["human_labeled"]) == (12, 8)
-    expected = estimate_batch_cost(BatchUsage(photos=20, machine_labeled=12, iterations=0),
+    expected = estimate_batch_cost(BatchUsage(photos=20, machine_labeled=12, engine="model"),
                                    load_price_book(), load_assumptions({"workers_per_object": 3}))
     assert cost["total_usd"] == pytest.approx(expected.total_usd, abs=0.01)
     assert cost["savings_usd"] > 0
+    # And only the taxonomists' 8 photos went through a Ground Truth job: they alone pay the per-object fee and
+    # count towards the month's tiers
+    assert (cost["engine"], cost["backend"], cost["job_objects"]) == ("model", "groundtruth", 8)
+    assert sum(i["quantity"] for i in cost["line_items"] if i["key"].startswith("gt-objects-")) == 8
+    item = world.ddb.get_item(TableName="t-batches", Key={"batch_id": {"S": MONTH_PREFIX + "2026-11"}})["Item"]
+    assert item["objects"]["N"] == "8"
+
+
+def test_a_label_studio_batch_pays_no_ground_truth_fee(world: World) -> None:
+    # Given the Label Studio backend (the own engine labels there; reviewers too)
+    config = {"runtime": {"backend": "label_studio", "engine": "model"}}
+    _, stats = _publish(world, B1, n=20, human=8, kind="model", configuration=config, reviewed=3)
+    cost = stats["estimated_cost"]
+    # Then no per-object fee on either side, nothing counted towards the month's tiers, reviewers' time still paid
+    assert not any(i["key"].startswith("gt-") for i in cost["line_items"])
+    assert (cost["backend"], cost["job_objects"]) == ("label_studio", 0)
+    assert any(i["key"] == "review-time" for i in cost["line_items"])
+    expected = estimate_batch_cost(BatchUsage(photos=20, machine_labeled=12, engine="model", backend="label_studio",
+                                              reviewed_objects=3))
+    assert cost["all_human_total_usd"] == round(expected.all_human_total_usd, 2)
+    item = world.ddb.get_item(TableName="t-batches", Key={"batch_id": {"S": MONTH_PREFIX + "2026-11"}})["Item"]
+    assert item["objects"]["N"] == "0"
