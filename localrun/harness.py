@@ -299,6 +299,9 @@ class FakeGroundTruth:
         self.plan: Plan | None = None
         self.review_plan: ReviewPlan = confirm_all_but({})
         self.fail_jobs: dict[str, str] = {}
+        # Jobs stopped (by an operator, say) after their first N output lines: they end Stopped with those lines
+        # in the output location and no LabelingJobOutput, as StopLabelingJob describes.
+        self.stop_after: dict[str, int] = {}
         self.polls_before_done = 0
         self.requests: list[dict[str, Any]] = []
         self.stopped: list[str] = []
@@ -439,11 +442,16 @@ class FakeGroundTruth:
                 self._model_seq += 1
                 job.final_model_arn = (f"arn:aws:sagemaker:{self.region}:{self.account}:model/"
                                        f"{name.lower()}-al-model-{self._model_seq}")
+        status = "Completed"
+        if name in self.stop_after:
+            out_lines = out_lines[:self.stop_after[name]]
+            counters = _counters_of(out_lines, attr, total=len(lines))
+            status = "Stopped"
         body = "".join(json.dumps(x, separators=(",", ":")) + "\n" for x in out_lines).encode()
         s3.put_object(Bucket=out_bucket, Key=out_key, Body=body)
         job.output_uri = f"s3://{out_bucket}/{out_key}"
         job.counters = counters
-        job.status = "Completed"
+        job.status = status
 
     def _is_custom(self, job: FakeJob) -> bool:
         """A job whose pre-annotation function is one of ours (not a built-in ARN), run with simulated people."""
@@ -557,6 +565,20 @@ class FakeGroundTruth:
         bucket, key = uri[5:].split("/", 1)
         doc = json.loads(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
         return [x["label"] for x in doc["labels"]]
+
+
+def _counters_of(out_lines: list[dict[str, Any]], attr: str, *, total: int) -> dict[str, int]:
+    """LabelCounters of the output lines a job wrote (a stopped job's part of its input)."""
+    counters = {"TotalLabeled": 0, "HumanLabeled": 0, "MachineLabeled": 0, "FailedNonRetryableError": 0,
+                "Unlabeled": total - len(out_lines)}
+    for line in out_lines:
+        meta = line.get(f"{attr}-metadata") or {}
+        if meta.get("failure-reason"):
+            counters["FailedNonRetryableError"] += 1
+            continue
+        counters["TotalLabeled"] += 1
+        counters["HumanLabeled" if meta.get("human-annotated", "yes") == "yes" else "MachineLabeled"] += 1
+    return counters
 
 
 def _sm_error(code: str, message: str) -> Exception:

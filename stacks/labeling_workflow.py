@@ -491,7 +491,9 @@ class LabelingWorkflow(Construct):
         wait = sfn.Wait(self, "Wait for the labeling job",
                         time=sfn.WaitTime.seconds_path("$.prepared.poll_seconds"))
         stop_job.add_catch(fail_chain, errors=["States.ALL"], result_path="$.stop_error")
-        stop_job.next(fail_chain)
+        # Ground Truth writes what a stopped job labeled to its output (StopLabelingJob): look at the job again so
+        # those paid labels are recorded. A Label Studio stage that is stopped is withdrawn instead.
+        stop_job.next(fail_chain if label_studio else look_up)
         for run in (r for r in (run_automated, run_human) if r is not None):
             run.add_catch(stop_job, errors=["States.Timeout"], result_path="$.error")
             # Anything else (a failed job, or an error after the job was created): look at the job before giving
@@ -511,8 +513,18 @@ class LabelingWorkflow(Construct):
             .when(sfn.Condition.string_equals("$.job.LabelingJobStatus", "Completed"), record)
             .when(sfn.Condition.or_(*(sfn.Condition.string_equals("$.job.LabelingJobStatus", s)
                                       for s in ("Initializing", "InProgress", "Stopping"))), wait)
-            .otherwise(fail_chain)
         )
+        if not label_studio:
+            # A stopped job keeps the labels it finished (paid for): record them, release the rest. The presence
+            # check comes first so a response without counters goes to the failure path, not to a runtime error.
+            labeled_before_stop = (
+                sfn.Choice(self, "Did the stopped job label any photo?")
+                .when(sfn.Condition.is_not_present("$.job.LabelCounters.TotalLabeled"), fail_chain)
+                .when(sfn.Condition.number_greater_than("$.job.LabelCounters.TotalLabeled", 0), record)
+                .otherwise(fail_chain)
+            )
+            job_state.when(sfn.Condition.string_equals("$.job.LabelingJobStatus", "Stopped"), labeled_before_stop)
+        job_state.otherwise(fail_chain)
         look_up.next(job_state)
         wait.next(look_up)
         if run_automated is not None:

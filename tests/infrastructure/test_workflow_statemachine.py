@@ -117,6 +117,22 @@ def test_failures_before_the_job_completed_release_the_batch_and_notify(definiti
     assert choice["Default"] == "Release the batch's photos"
 
 
+def test_a_stopped_job_with_labels_is_recorded_not_released(definition: dict) -> None:
+    # Ground Truth writes what a stopped job labeled to its output (StopLabelingJob): paid labels are recorded.
+    states = definition["States"]
+    choice = states["Has the labeling job finished?"]
+    stopped = next(c for c in choice["Choices"] if c.get("StringEquals") == "Stopped")
+    assert stopped["Next"] == "Did the stopped job label any photo?"
+    labeled = states["Did the stopped job label any photo?"]
+    # a response without counters is checked first (a missing path in a comparison would be a runtime error)
+    assert labeled["Choices"] == [
+        {"Variable": "$.job.LabelCounters.TotalLabeled", "IsPresent": False, "Next": "Release the batch's photos"},
+        {"Variable": "$.job.LabelCounters.TotalLabeled", "NumericGreaterThan": 0, "Next": "Record the labels"}]
+    assert labeled["Default"] == "Release the batch's photos"
+    # a job stopped for running too long is looked at again (Stopping -> wait -> Stopped) before anything is released
+    assert states["Stop the labeling job that ran too long"]["Next"] == "Look up the labeling job"
+
+
 # Steps that run on labels already paid for, and the step each one parks the batch at.
 AFTER_JOB = {"Record the labels": "record", "Select photos for expert review": "review",
              "Prepare the review job": "review", "Look up the review job": "review",

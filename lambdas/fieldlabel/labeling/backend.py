@@ -15,6 +15,8 @@ KIND_AUTOMATED = "automated"
 KIND_HUMAN_ONLY = "human_only"
 # labeling.engine 'model': the own engine labels what it can certify, taxonomists label the rest in a custom job.
 KIND_MODEL = "model"
+# stop_job's outcome for a job stopped (now or before) after labeling objects: its finished labels can be recorded.
+STOPPED_WITH_LABELS = "stopped with labels"
 
 
 @dataclass(frozen=True)
@@ -97,6 +99,12 @@ class JobResult:
         """True when the job finished and its output can be processed."""
         return self.status == "Completed"
 
+    @property
+    def stopped_with_labels(self) -> bool:
+        """True when the job was stopped after labeling some objects: Ground Truth writes the results obtained
+        before the stop to the output location (StopLabelingJob), and they are paid for, so they are recorded."""
+        return self.status == "Stopped" and self.counters.total_labeled > 0 and bool(self.output_manifest_uri)
+
 
 class LabelingBackend(Protocol):
     """What a labeling service has to provide so the workflow can run a batch through it."""
@@ -145,6 +153,8 @@ class LabelingBackend(Protocol):
         """Stop ``job_name`` if it may still be running, through the backend's own ``client``.
 
         Tolerates a job that already finished, is stopping, or does not exist. Returns ``"stopped"``, ``"absent"``,
-        or the status the job already had (e.g. ``"Completed"``), so the caller knows whether its labels exist.
+        or the status the job already had (e.g. ``"Completed"``), so the caller knows whether its labels exist;
+        :data:`STOPPED_WITH_LABELS` when the job is (being) stopped after labeling some objects, whose results the
+        service keeps (the batch is then parked at ``record``, not released).
         """
         ...

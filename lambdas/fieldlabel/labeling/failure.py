@@ -22,7 +22,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from fieldlabel.labeling.backend import LabelingBackend
+from fieldlabel.labeling.backend import STOPPED_WITH_LABELS, LabelingBackend
 from fieldlabel.labeling.registry_io import get_batch, iter_batch_items
 from fieldlabel.registry.model import (
     BATCH_PARKED,
@@ -107,14 +107,15 @@ def stop_batch_jobs(sagemaker: Any, backend: LabelingBackend, batch_id: str,
 def derive_park_step(batch: dict[str, Any], job_outcomes: dict[str, str], labeling_job: str) -> str | None:
     """The step to park at when the workflow ended without saying where, or None when nothing was paid for.
 
-    Labels recorded (``labeling_stats`` on the batch): resume at review. The labeling job completed but its labels
-    were not recorded yet: resume at record. Otherwise the job never completed: no park, the batch fails.
+    Labels recorded (``labeling_stats`` on the batch): resume at review. The labeling job completed, or was stopped
+    after labeling some photos, but its labels were not recorded yet: resume at record. Otherwise nothing was
+    labeled: no park, the batch fails.
     """
     if batch.get("status") == BATCH_PARKED and batch.get("parked_step") in PARK_STEPS:
         return str(batch["parked_step"])
     if batch.get("labeling_stats"):
         return "review"
-    if job_outcomes.get(labeling_job) == "Completed":
+    if job_outcomes.get(labeling_job) in ("Completed", STOPPED_WITH_LABELS):
         return "record"
     return None
 

@@ -52,6 +52,7 @@ class LabelingStats:
     quarantined: int = 0
     final_model_arn: str | None = None
     model_recorded: bool = False
+    stopped_early: bool = False  # the job was stopped: its labels are the part it finished
 
     def as_dict(self) -> dict[str, Any]:
         """Plain JSON-able dict (state output, batch item, dataset statistics)."""
@@ -76,6 +77,7 @@ class LabelingStats:
             "quarantined": self.quarantined,
             "final_model_arn": self.final_model_arn,
             "model_recorded": self.model_recorded,
+            "stopped_early": self.stopped_early,
         }
 
 
@@ -198,6 +200,9 @@ def process_output(
 ) -> dict[str, Any]:
     """Record a finished job's labels, release the photos it could not label, keep its model for the next job.
 
+    A job stopped after labeling some objects (``JobResult.stopped_with_labels``) is processed the same way: the
+    labels it wrote before the stop are paid for and recorded, and every photo it did not label is released.
+
     Args:
         dynamodb: boto3 DynamoDB client (thread-safe).
         s3: boto3 S3 client.
@@ -220,13 +225,13 @@ def process_output(
         The batch's labeling statistics (:meth:`LabelingStats.as_dict`).
 
     Raises:
-        JobNotCompletedError: when the job is not ``Completed``.
+        JobNotCompletedError: when the job is neither ``Completed`` nor stopped with labels.
     """
     result = backend.job_result(job)
-    if not result.completed or not result.output_manifest_uri:
+    if not (result.completed or result.stopped_with_labels) or not result.output_manifest_uri:
         raise JobNotCompletedError(f"job {result.job_name} is {result.status}: {result.failure_reason or 'no output'}")
     stats = LabelingStats(job_name=result.job_name, kind=kind, counters=result.counters.as_dict(),
-                          final_model_arn=result.final_model_arn)
+                          final_model_arn=result.final_model_arn, stopped_early=not result.completed)
 
     def parsed() -> Iterator[LabeledPhoto]:
         for line in iter_manifest(s3, result.output_manifest_uri or ""):
@@ -239,7 +244,7 @@ def process_output(
     record_labels(dynamodb, parsed(), batch_id=batch_id, photos_table=tables.photos_table, now_iso=now_iso,
                   stats=stats, concurrency=concurrency)
     # Whatever is still BATCHED now came back without a label (failed objects, or lines missing from the output).
-    reason = f"not labeled by {result.job_name}"
+    reason = f"not labeled by {result.job_name}" + ("" if result.completed else " (the job was stopped)")
     if stats.failure_reasons:
         reason += f": {stats.failure_reasons.most_common(1)[0][0]}"
     recorded = stats.labeled - stats.not_in_batch

@@ -19,14 +19,18 @@ def _error(code: str, op: str, message: str) -> ClientError:
 class FakeLabelingJobs:
     """``{job name: status}``; stopping a running job makes it ``Stopping``."""
 
-    def __init__(self, jobs: dict[str, str] | None = None) -> None:
+    def __init__(self, jobs: dict[str, str] | None = None, labeled: dict[str, int] | None = None) -> None:
         self.jobs = dict(jobs or {})
+        self.labeled = dict(labeled or {})  # objects a job has labeled so far (LabelCounters.TotalLabeled)
         self.stopped: list[str] = []
 
     def describe_labeling_job(self, *, LabelingJobName: str) -> dict[str, Any]:  # noqa: N803 - boto3's names
         if LabelingJobName not in self.jobs:
             raise _error("ResourceNotFound", "DescribeLabelingJob", f"Could not find labeling job {LabelingJobName}")
-        return {"LabelingJobName": LabelingJobName, "LabelingJobStatus": self.jobs[LabelingJobName]}
+        n = self.labeled.get(LabelingJobName, 0)
+        return {"LabelingJobName": LabelingJobName, "LabelingJobStatus": self.jobs[LabelingJobName],
+                "LabelCounters": {"TotalLabeled": n, "HumanLabeled": n, "MachineLabeled": 0,
+                                  "FailedNonRetryableError": 0, "Unlabeled": 0}}
 
     def stop_labeling_job(self, *, LabelingJobName: str) -> dict[str, Any]:  # noqa: N803
         status = self.jobs.get(LabelingJobName)

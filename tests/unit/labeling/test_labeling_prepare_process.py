@@ -292,3 +292,37 @@ def test_label_counters_and_job_result(gt: GroundTruthBackend) -> None:
     assert result.counters.as_dict() == {"total_labeled": 3, "human_labeled": 1, "machine_labeled": 2,
                                          "failed_non_retryable": 1, "unlabeled": 0}
     assert gt.label_counters({}).as_dict()["total_labeled"] == 0
+
+
+def test_a_stopped_job_s_output_is_found_where_ground_truth_writes_it(gt: GroundTruthBackend) -> None:
+    # StopLabelingJob: results obtained before the stop are placed in the output location; LabelingJobOutput is
+    # not promised for a stopped job, so the manifest path is derived from OutputConfig and the job name.
+    job = {**_job(None, status="Stopped"), "OutputConfig": {"S3OutputPath": "s3://artifacts-bucket/gt-output/"}}
+    result = gt.job_result(job)
+    assert result.output_manifest_uri == (
+        "s3://artifacts-bucket/gt-output/treelabel-dev-x/manifests/output/output.manifest")
+    assert result.stopped_with_labels and not result.completed
+    # nothing labeled before the stop, or a failed job: nothing to record
+    none = {**job, "LabelCounters": {**job["LabelCounters"], "TotalLabeled": 0}}
+    assert not gt.job_result(none).stopped_with_labels
+    assert not gt.job_result({**job, "LabelingJobStatus": "Failed"}).stopped_with_labels
+
+
+def test_a_stopped_job_s_labels_are_recorded_and_the_rest_released(world: World, gt: GroundTruthBackend) -> None:
+    # Given a job stopped after two of its four photos
+    ids = world.seed(BATCH, 4)
+    _output(world, [_line(ids[0], "quercus-robur", human="yes"), _line(ids[1], "betula-pendula", human="yes")])
+    job = {**_job(None, status="Stopped"), "OutputConfig": {"S3OutputPath": "s3://artifacts-bucket/gt-output"}}
+    job["LabelingJobName"] = "job"  # where _output wrote the manifest
+    released: list[str] = []
+
+    def release(reason: str) -> tuple[int, int, int]:
+        released.append(reason)
+        return 2, 0, 0
+
+    stats = process_output(dynamodb=world.ddb, s3=world.s3, backend=gt, tables=world.tables, batch_id=BATCH,
+                           kind="human_only", job=job, now_iso=NOW, release_unlabeled=release, expected_count=4)
+    # Then its two labels are recorded, the other two left for the release, whose reason says the job was stopped
+    assert [world.photo(i)["status"] for i in ids] == ["LABELED", "LABELED", "BATCHED", "BATCHED"]
+    assert (stats["labeled"], stats["released"], stats["stopped_early"]) == (2, 2, True)
+    assert released == ["not labeled by job (the job was stopped)"]

@@ -102,6 +102,26 @@ def test_a_stopped_execution_after_its_job_completed_parks_the_batch(world: Worl
     assert "PARKED at review" in json.loads(messages[0]["Body"])["Subject"]
 
 
+@pytest.mark.parametrize("status", ["InProgress", "Stopped"])
+def test_a_stopped_execution_whose_job_labeled_photos_parks_the_batch_at_record(world: World, monkeypatch, topic,
+                                                                                  status: str) -> None:
+    # Given a labeling job that has labeled 2 of 3 photos (still running, or already stopped) when the execution stops
+    ids = world.seed(BATCH, 3)
+    _set_batch(world, status="LABELING", job_name=JOB)
+    jobs = FakeLabelingJobs({JOB: status}, labeled={JOB: 2})
+    mod = _handler(world, monkeypatch, topic[0], jobs)
+
+    out = mod.lambda_handler(_rule_event(), _Context())
+
+    # Then the job is stopped (Ground Truth keeps what it labeled), nothing is released, and the batch waits at record
+    # for `fieldlabel resume` to record those labels and release the rest
+    assert jobs.stopped == ([JOB] if status == "InProgress" else [])
+    assert out["figures"]["outcome"] == "parked" and out["figures"]["step"] == "record"
+    assert out["figures"]["jobs"][JOB] == "stopped with labels"
+    assert {world.photo(p)["status"] for p in ids} == {"BATCHED"}
+    assert (world.batch(BATCH)["status"], world.batch(BATCH)["parked_step"]) == ("PARKED", "record")
+
+
 def test_a_stopped_resumption_keeps_the_batch_parked(world: World, monkeypatch, topic) -> None:
     # Given a resumed execution (its name carries the resumption number) stopped while the batch is parked again
     ids = world.seed(BATCH, 2, status="LABELED")

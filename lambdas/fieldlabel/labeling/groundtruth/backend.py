@@ -16,6 +16,7 @@ from fieldlabel.labeling.backend import (
     KIND_AUTOMATED,
     KIND_HUMAN_ONLY,
     KIND_MODEL,
+    STOPPED_WITH_LABELS,
     BatchPhoto,
     JobResult,
     LabelCounters,
@@ -280,12 +281,18 @@ class GroundTruthBackend:
     def stop_job(self, client: Any, job_name: str) -> str:
         """StopLabelingJob when DescribeLabelingJob says the job may still run (see the Protocol)."""
         try:
-            status = str(client.describe_labeling_job(LabelingJobName=job_name)["LabelingJobStatus"])
+            described = client.describe_labeling_job(LabelingJobName=job_name)
         except ClientError as exc:
             if _error_code(exc) in (*_ABSENT, "ValidationException"):
                 return "absent"
             raise
-        if status in (*TERMINAL_STATUSES, "Stopping"):
+        status = str(described["LabelingJobStatus"])
+        # A stopped job keeps what it labeled (StopLabelingJob writes those results): say so, so the batch is parked
+        # for its labels to be recorded instead of released.
+        labeled = self.label_counters(described).total_labeled > 0
+        if status in ("Stopped", "Stopping"):
+            return STOPPED_WITH_LABELS if labeled else status
+        if status in TERMINAL_STATUSES:
             return status
         try:
             client.stop_labeling_job(LabelingJobName=job_name)
@@ -296,16 +303,25 @@ class GroundTruthBackend:
                 # It reached a terminal state between the two calls: nothing left to stop.
                 return "finished"
             raise
-        return "stopped"
+        return STOPPED_WITH_LABELS if labeled else "stopped"
 
     def job_result(self, describe_response: dict[str, Any]) -> JobResult:
         """The workflow's view of a DescribeLabelingJob response (also the output of ``createLabelingJob.sync``)."""
         output = describe_response.get("LabelingJobOutput") or {}
+        name = str(describe_response.get("LabelingJobName", ""))
+        status = str(describe_response.get("LabelingJobStatus", ""))
+        manifest = output.get("OutputDatasetS3Uri")
+        if not manifest and status == "Stopped":
+            # A stopped job's results go to its output location (StopLabelingJob), in the documented layout
+            # <S3OutputPath>/<job name>/manifests/output/output.manifest; LabelingJobOutput is only promised for a
+            # completed job, so the path is derived rather than read.
+            base = str((describe_response.get("OutputConfig") or {}).get("S3OutputPath") or "")
+            manifest = f"{base.rstrip('/')}/{name}/manifests/output/output.manifest" if base and name else None
         return JobResult(
-            job_name=str(describe_response.get("LabelingJobName", "")),
+            job_name=name,
             job_arn=describe_response.get("LabelingJobArn"),
-            status=str(describe_response.get("LabelingJobStatus", "")),
-            output_manifest_uri=output.get("OutputDatasetS3Uri"),
+            status=status,
+            output_manifest_uri=manifest,
             final_model_arn=output.get("FinalActiveLearningModelArn") or None,
             counters=self.label_counters(describe_response),
             failure_reason=describe_response.get("FailureReason"),
