@@ -320,6 +320,11 @@ class Report:
                            + (f" and {len(names) - 8} more" if len(names) > 8 else "")
                            + " (too few human-confirmed examples, failed their own bound, or never: the unknown "
                              "label)")
+            raised = [x for x in e.get("species_thresholds") or [] if isinstance(x, dict)]
+            if raised:
+                out.append("      auto-labeled only above a higher threshold of their own: " + ", ".join(
+                    f"{x.get('species')} {float(x.get('threshold') or 0):.3f}" for x in raised[:8])
+                           + (f" and {len(raised) - 8} more" if len(raised) > 8 else ""))
         if self.engine == "model":
             alpha = next((b.engine.get("alpha") for b in self.batches if b.engine and b.engine.get("alpha")), None)
             delta = next((b.engine.get("delta") for b in self.batches if b.engine and b.engine.get("delta")), None)

@@ -4,7 +4,9 @@ The rule (docs/engine.md): the threshold on the top-1 minus top-2 margin of the 
 fixed-sequence testing with an exact binomial (Clopper-Pearson) test on the out-of-fold calibration sample, so that
 the error among auto-labels is <= alpha with probability >= 1 - delta (under the assumptions stated there). Species
 with too few human-confirmed examples, labels configured as never-auto, and species whose accepted calibration
-items show too many errors (class-conditional guard) are blocked; blocked species' photos go to humans.
+items show too many errors (class-conditional guard) are blocked; blocked species' photos go to humans. With
+``guard_mode="raise"`` a species the class-conditional guard flags gets a threshold of its own above the certified
+one instead, when one exists at which its calibration items pass the guard.
 """
 
 from __future__ import annotations
@@ -73,6 +75,10 @@ class ThresholdChoice:
     eligible: np.ndarray  # (C,) bool: species that may be auto-labeled
     blocked: list[dict[str, Any]]
     random_slice_check: dict[str, Any]
+    # (C,) the margin a photo predicted into each species needs: the certified threshold, or a species' raised one
+    # (guard_mode="raise"); +inf everywhere when nothing is certified.
+    class_threshold: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    raised: list[dict[str, Any]] = field(default_factory=list)  # [{species, threshold, reason}]
 
 
 def calibration_slice(photo_ids: Sequence[str], fraction: float, seed: int) -> np.ndarray:
@@ -102,6 +108,33 @@ def _base_blocks(model: TrainedModel, settings: EngineSettings) -> tuple[np.ndar
     return eligible, blocked
 
 
+def raised_threshold(margin: np.ndarray, errors: np.ndarray, *, start: float, prior_error: float,
+                     settings: EngineSettings, delta: float) -> tuple[float, int, int] | None:
+    """The lowest threshold >= ``start`` at which one species' calibration items pass the guard, or None.
+
+    ``margin`` and ``errors`` are the species' calibration items (those predicted into it). A candidate t (each
+    distinct item margin >= ``start``, in growing order) passes when at least ``raise_min_items`` items score
+    >= ``guard_band`` x t and their error, smoothed as the guard's or bounded by Clopper-Pearson at ``delta``
+    (``raise_bound``), is <= ``raise_error_limit``. Returns (t, items, errors). The candidates depend on the scores;
+    taking the lowest that passes is a selection on the same sample, like the guard itself (never part of the proof).
+    """
+    limit = settings.class_error_limit if settings.raise_error_limit is None else settings.raise_error_limit
+    margin = np.asarray(margin, dtype=np.float64)
+    errors = np.asarray(errors, dtype=bool)
+    for t in np.unique(margin[margin >= start]).tolist():
+        seen = margin >= settings.guard_band * t
+        n, k = int(seen.sum()), int((seen & errors).sum())
+        if n < settings.raise_min_items:
+            return None  # fewer items at every higher candidate too
+        if settings.raise_bound == "clopper-pearson":
+            rate = clopper_pearson_upper(k, n, delta)
+        else:
+            rate = (k + GUARD_PRIOR_ITEMS * prior_error) / (n + GUARD_PRIOR_ITEMS)
+        if rate <= limit:
+            return float(t), n, k
+    return None
+
+
 def choose_threshold(model: TrainedModel, settings: EngineSettings, *, batch_margin: np.ndarray | None = None,
                      batch_pred: np.ndarray | None = None, batch_open: np.ndarray | None = None) -> ThresholdChoice:
     """Blocks, guard and certified threshold from the model's calibration sample.
@@ -114,6 +147,8 @@ def choose_threshold(model: TrainedModel, settings: EngineSettings, *, batch_mar
     A threshold is certified on the calibration items predicted into eligible species (enough examples, not
     never-auto); then every species whose accepted items' smoothed error ((errors + 2 x pool error) /
     (accepted + 2)) exceeds ``class_error_limit`` is blocked, without recertifying (blocking only removes labels).
+    With ``guard_mode="raise"`` such a species gets the threshold of :func:`raised_threshold` instead (blocked when
+    there is none): a threshold is only ever raised above the certified one, so this too only removes labels.
     """
     cal = model.calibration
     eligible, blocked = _base_blocks(model, settings)
@@ -134,6 +169,8 @@ def choose_threshold(model: TrainedModel, settings: EngineSettings, *, batch_mar
 
     res = fixed_sequence_threshold(cal.margin[in_pool], errors[in_pool], alpha=settings.alpha, delta=delta_cal,
                                    level=level, start_errors=settings.start_errors)
+    class_threshold = np.full(len(model.classes), np.inf if res.threshold is None else res.threshold)
+    raised: list[dict[str, Any]] = []
     if res.threshold is not None:
         # Class-conditional guard, after certification and without recertifying: it only removes machine labels
         # (blocking on the calibration errors and then lowering the threshold on what is left would select the
@@ -144,22 +181,35 @@ def choose_threshold(model: TrainedModel, settings: EngineSettings, *, batch_mar
         k_c = np.bincount(cal.pred[acc & errors], minlength=len(model.classes))
         smoothed = (k_c + GUARD_PRIOR_ITEMS * pool_error) / (n_c + GUARD_PRIOR_ITEMS)
         for c in np.flatnonzero(eligible & (smoothed > settings.class_error_limit)).tolist():
-            eligible[c] = False
-            blocked.append({"species": model.classes[c],
-                            "reason": f"class-conditional guard: {int(k_c[c])} of {int(n_c[c])} accepted "
-                                      f"calibration items wrong (limit {settings.class_error_limit:.0%})"})
+            flagged = (f"class-conditional guard: {int(k_c[c])} of {int(n_c[c])} accepted calibration items wrong "
+                       f"(limit {settings.class_error_limit:.0%})")
+            own = None
+            if settings.guard_mode == "raise":
+                mine = in_pool & (cal.pred == c)
+                own = raised_threshold(cal.margin[mine], errors[mine], start=res.threshold,
+                                       prior_error=pool_error, settings=settings, delta=delta_cal)
+            if own is None:
+                eligible[c] = False
+                blocked.append({"species": model.classes[c], "reason": flagged + (
+                    "; no higher threshold passes it" if settings.guard_mode == "raise" else "")})
+            else:
+                class_threshold[c] = own[0]
+                raised.append({"species": model.classes[c], "threshold": own[0],
+                               "reason": f"{flagged}; at this threshold {own[2]} of {own[1]} wrong"})
         if settings.min_class_precision > 0:
             n_all = np.bincount(cal.pred[pool], minlength=len(model.classes))
             ok_all = np.bincount(cal.pred[pool & ~errors], minlength=len(model.classes))
             precision = (ok_all + 1) / (n_all + 2)
             for c in np.flatnonzero(eligible & (precision < settings.min_class_precision)).tolist():
                 eligible[c] = False
+                class_threshold[c] = res.threshold
+                raised = [r for r in raised if r["species"] != model.classes[c]]
                 blocked.append({"species": model.classes[c],
                                 "reason": f"confused: {int(ok_all[c])} of {int(n_all[c])} out-of-fold predictions "
                                           f"right (minimum {settings.min_class_precision:.0%})"})
     rs = cal.random_slice & eligible[cal.pred]
     if res.threshold is not None:
-        rs = rs & (cal.margin >= res.threshold)
+        rs = rs & (cal.margin >= class_threshold[cal.pred])
     rs_n, rs_k = int(rs.sum()), int((rs & errors).sum())
     return ThresholdChoice(
         threshold=res.threshold, certified_bound=res.bound, calibration_size=int(in_pool.sum()),
@@ -167,6 +217,7 @@ def choose_threshold(model: TrainedModel, settings: EngineSettings, *, batch_mar
         random_slice_check={"accepted": rs_n, "errors": rs_k,
                             "bound": clopper_pearson_upper(rs_k, rs_n, delta_cal) if res.threshold is not None
                             else 1.0},
+        class_threshold=class_threshold, raised=raised,
     )
 
 
@@ -202,6 +253,7 @@ def decide_batch(model: TrainedModel | None, X: np.ndarray, photo_ids: Sequence[
                    "alpha": settings.alpha, "delta": settings.delta, "threshold": None, "coverage": 0.0,
                    "auto_count": 0, "human_count": n, "calibration_slice": int(slice_mask.sum()),
                    "calibration_size": 0, "certified_bound": None, "blocked_species": [],
+                   "species_thresholds": [],
                    "min_calibration_items": min_items_to_certify(settings.alpha, settings.delta)}
         return BatchDecision(items, summary)
     if n:
@@ -211,7 +263,7 @@ def decide_batch(model: TrainedModel | None, X: np.ndarray, photo_ids: Sequence[
     choice = choose_threshold(model, settings, batch_margin=margin, batch_pred=pred, batch_open=~slice_mask)
     auto = np.zeros(n, dtype=bool)
     if choice.threshold is not None:
-        auto = (margin >= choice.threshold) & choice.eligible[pred] & ~slice_mask
+        auto = (margin >= choice.class_threshold[pred]) & choice.eligible[pred] & ~slice_mask
     prio = _priorities(margin, auto)
     items = [ItemDecision(pid, model.classes[int(pred[i])], float(top1[i]), bool(auto[i]), bool(slice_mask[i]),
                           int(prio[i]), float(margin[i])) for i, pid in enumerate(ids)]
@@ -225,6 +277,8 @@ def decide_batch(model: TrainedModel | None, X: np.ndarray, photo_ids: Sequence[
         "certified_bound": choice.certified_bound if choice.threshold is not None else None,
         "random_slice_check": choice.random_slice_check,
         "blocked_species": choice.blocked,
+        # Species auto-labeled only above a threshold of their own (guard_mode="raise"); the rest use "threshold".
+        "species_thresholds": choice.raised,
         "min_calibration_items": min_items_to_certify(settings.alpha, settings.delta),
         "calibration_mode": settings.calibration,
         "guarantee": GUARANTEES[settings.guarantee].format(alpha=settings.alpha, delta=settings.delta),

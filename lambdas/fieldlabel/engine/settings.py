@@ -43,6 +43,15 @@ class EngineSettings:
         ensemble: how new photos' fold-model probabilities are combined: ``"mean"`` (the arithmetic mean) or
             ``"geometric"`` (mean log-probability, renormalised; measured: no gain on the tree photos, so not the
             default). Models trained before this setting existed are scored by the mean.
+        guard_mode: what the class-conditional guard does to a species it flags: ``"block"`` (its photos go to
+            humans) or ``"raise"`` (a threshold of its own, never below the certified one: the lowest at which its
+            calibration items still pass the guard with at least ``raise_min_items`` of them; blocked when there is
+            none).
+        raise_min_items: ``"raise"`` only: calibration items of the species that must reach its raised threshold.
+        raise_error_limit: ``"raise"`` only: the smoothed error its items at the raised threshold may show (None:
+            ``class_error_limit``).
+        raise_bound: ``"raise"`` only: ``"smoothed"`` (the guard's estimate) or ``"clopper-pearson"`` (the one-sided
+            1 - delta upper bound of the items' error must be <= the limit).
     """
 
     alpha: float = 0.05
@@ -63,6 +72,10 @@ class EngineSettings:
     guard_band: float = 1.0
     min_class_precision: float = 0.5
     ensemble: str = "mean"
+    guard_mode: str = "block"
+    raise_min_items: int = 10
+    raise_error_limit: float | None = None
+    raise_bound: str = "smoothed"
 
     def __post_init__(self) -> None:
         checks = {
@@ -82,6 +95,10 @@ class EngineSettings:
             "guard_band": 0.0 <= self.guard_band <= 1.0,
             "min_class_precision": 0.0 <= self.min_class_precision < 1.0,
             "ensemble": self.ensemble in ("mean", "geometric"),
+            "guard_mode": self.guard_mode in ("block", "raise"),
+            "raise_min_items": self.raise_min_items >= 1,
+            "raise_error_limit": self.raise_error_limit is None or 0.0 < self.raise_error_limit <= 1.0,
+            "raise_bound": self.raise_bound in ("smoothed", "clopper-pearson"),
         }
         bad = [k for k, ok in checks.items() if not ok]
         if bad:

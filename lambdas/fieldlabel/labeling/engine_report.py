@@ -15,8 +15,8 @@ from typing import Any
 
 # The decision summary's keys shown in the statistics and the summary (the rest stays in engine-decisions.json).
 SUMMARY_KEYS = ("method", "alpha", "delta", "threshold", "thresholds", "coverage", "auto_count", "human_count",
-                "calibration_size", "calibration_slice", "certified_bound", "blocked_species", "model", "not_embedded",
-                "embedded_now")
+                "calibration_size", "calibration_slice", "certified_bound", "blocked_species", "species_thresholds",
+                "model", "not_embedded", "embedded_now")
 
 
 def add_machine_labels(stats: Mapping[str, Any], batch: Mapping[str, Any]) -> dict[str, Any]:
@@ -84,13 +84,18 @@ def engine_summary_lines(block: Mapping[str, Any] | None) -> list[str]:
         return []
     d = block.get("decision") or {}
     blocked = d.get("blocked_species") or []
+    raised = d.get("species_thresholds") or []
     threshold = d.get("threshold")
     lines = [
         f"Engine ({d.get('method', 'model')}, model {d.get('model') or 'none yet'}): threshold "
         f"{threshold if threshold is not None else 'per species'}, coverage {_pct(d.get('coverage'))}, certified "
         f"error bound {_pct(d.get('certified_bound'))} (target {_pct(d.get('alpha'))} at "
         f"{_pct(1 - float(d['delta'])) if isinstance(d.get('delta'), int | float) else 'n/a'} confidence), "
-        f"calibration size {d.get('calibration_size', 'n/a')}, blocked species {len(blocked)}.",
+        f"calibration size {d.get('calibration_size', 'n/a')}, blocked species {len(blocked)}"
+        + (f", higher thresholds for {len(raised)} species ("
+           + ", ".join(f"{r.get('species')} {float(r['threshold']):.3f}" for r in raised
+                       if isinstance(r, Mapping) and isinstance(r.get("threshold"), int | float)) + ")"
+           if raised else "") + ".",
     ]
     audit = block.get("audit")
     if audit:

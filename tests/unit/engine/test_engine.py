@@ -3,11 +3,16 @@ serialisation and determinism."""
 
 from __future__ import annotations
 
+import json
+from dataclasses import dataclass
+from typing import cast
+
 import numpy as np
 import pytest
 from fieldlabel.engine import EngineSettings, TrainedModel, decide_batch, train_model
 from fieldlabel.engine.classifier import fit_softmax, near_duplicate_groups
-from fieldlabel.engine.decide import calibration_slice
+from fieldlabel.engine.decide import BatchDecision, calibration_slice, raised_threshold
+from fieldlabel.engine.model import Calibration
 
 
 def blobs(n_per: dict[str, int], *, dim: int = 64, spread: float = 0.35, seed: int = 0,
@@ -256,3 +261,117 @@ def test_models_without_the_ensemble_key_score_by_the_mean() -> None:
     assert np.array_equal(back.predict_proba(X), ensemble_proba(F, model.weights, model.biases, combine="mean"))
     with pytest.raises(ValueError, match="invalid ensemble"):
         EngineSettings(ensemble="median")
+
+
+@dataclass(frozen=True)
+class _ScriptedModel:
+    """A model whose calibration sample is given and whose score of a photo is read from its row: column 0 the
+    predicted class, column 1 the margin. It isolates the guard's decision from training."""
+
+    classes: tuple[str, ...]
+    counts: np.ndarray
+    calibration: Calibration
+
+    def score(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        margin = X[:, 1].astype(np.float32)
+        return X[:, 0].astype(np.int64), (1 + margin) / 2, margin
+
+
+def _one_species_wrong_at_low_margins(right_c: int = 20) -> _ScriptedModel:
+    """Species a and b: 388 right calibration items each at margins 0.25..1 and 60 wrong ones at 4/128 (so the
+    certified threshold lands near 0.25). Species c: ``right_c`` right items at margins 100/128.. and 12 wrong ones
+    (true label a) at 64/128, 62/128, ..., 42/128: at the certified threshold c shows 12 errors, above 62/128 two.
+    Margins are multiples of 1/128 (exact in float32)."""
+    ab = np.tile(np.arange(32, 129), 4) / 128
+    margin = np.concatenate([ab, ab, np.full(60, 4 / 128),
+                             np.arange(100, 100 + right_c) / 128, np.arange(64, 40, -2) / 128])
+    pred = np.concatenate([np.zeros(ab.size), np.ones(ab.size), np.zeros(60), np.full(right_c, 2), np.full(12, 2)])
+    label = np.concatenate([np.zeros(ab.size), np.ones(ab.size), np.ones(60), np.full(right_c, 2), np.zeros(12)])
+    cal = Calibration(margin=margin.astype(np.float32), maxprob=((1 + margin) / 2).astype(np.float32),
+                      pred=pred.astype(np.int64), label=label.astype(np.int64),
+                      random_slice=np.zeros(margin.size, dtype=bool))
+    counts = np.bincount(cal.label, minlength=3).astype(np.int64)
+    return _ScriptedModel(("a", "b", "c"), counts, cal)
+
+
+# The batch: (predicted class, margin) per photo.
+_GUARD_BATCH = np.array([[0, 40 / 128], [0, 100 / 128], [0, 0.1], [2, 0.1], [2, 40 / 128], [2, 60 / 128],
+                         [2, 62 / 128], [2, 100 / 128], [2, 1.0]], dtype=np.float32)
+
+
+def _decide(model: _ScriptedModel, settings: EngineSettings) -> BatchDecision:
+    ids = [f"p{i}" for i in range(len(_GUARD_BATCH))]
+    return decide_batch(cast(TrainedModel, model), _GUARD_BATCH, ids, settings=settings)
+
+
+def test_block_blocks_a_species_wrong_at_low_margins_and_raise_labels_only_its_high_margin_photos() -> None:
+    model = _one_species_wrong_at_low_margins()
+    block = _decide(model, EngineSettings(calibration_fraction=0.0))
+    raised = _decide(model, EngineSettings(calibration_fraction=0.0, guard_mode="raise"))
+    t = block.summary["threshold"]
+    assert 0.2 < t <= 40 / 128
+    # block: c goes to humans entirely, a is auto-labeled above the certified threshold
+    assert [it.auto for it in block.items] == [True, True, False, False, False, False, False, False, False]
+    assert [b["species"] for b in block.summary["blocked_species"]] == ["c"]
+    assert block.summary["species_thresholds"] == []
+    # raise: c's own threshold is the lowest at which its items pass the guard (2 of 22 wrong: (2 + 2 x pool
+    # error) / 24 <= 10 %; at 60/128 3 of 23 are wrong, which fails), and only c's photos at or above it go
+    assert raised.summary["species_thresholds"] == [
+        {"species": "c", "threshold": 62 / 128,
+         "reason": "class-conditional guard: 12 of 32 accepted calibration items wrong (limit 10%); "
+                   "at this threshold 2 of 22 wrong"}]
+    assert raised.summary["blocked_species"] == []
+    assert [it.auto for it in raised.items] == [True, True, False, False, False, False, True, True, True]
+    # nothing moves below the certified threshold: the threshold and the bound printed are the block mode's
+    for key in ("threshold", "certified_bound", "calibration_accepted", "calibration_errors"):
+        assert raised.summary[key] == block.summary[key]
+    # machine labels only ever removed relative to the certified threshold alone (no guard at all)
+    unguarded = _decide(model, EngineSettings(calibration_fraction=0.0, class_error_limit=1.0))
+    assert all(u or not r for u, r in zip(unguarded.auto_mask, raised.auto_mask, strict=True))
+    assert unguarded.auto_mask.sum() > raised.auto_mask.sum() > block.auto_mask.sum()
+    # the summary goes through JSON (the batch item stores it as text) unchanged
+    assert json.loads(json.dumps(raised.summary)) == raised.summary
+
+
+def test_raise_blocks_when_no_threshold_leaves_enough_items() -> None:
+    """With 5 right items above the errors, 10 items at a raised threshold include >= 5 wrong ones: blocked."""
+    model = _one_species_wrong_at_low_margins(right_c=5)
+    d = _decide(model, EngineSettings(calibration_fraction=0.0, guard_mode="raise", min_examples_per_species=5))
+    assert d.summary["species_thresholds"] == []
+    assert [b["species"] for b in d.summary["blocked_species"]] == ["c"]
+    assert d.summary["blocked_species"][0]["reason"].endswith("no higher threshold passes it")
+    assert not any(it.auto for it, (c, _) in zip(d.items, _GUARD_BATCH, strict=True) if c == 2)
+    # fewer required items let the 5 right ones carry a threshold of their own (5 items, none wrong; the
+    # confusion guard, which 5 right of 17 predictions would trip, is off to isolate this one)
+    d3 = _decide(model, EngineSettings(calibration_fraction=0.0, guard_mode="raise", min_examples_per_species=5,
+                                       raise_min_items=5, min_class_precision=0.0))
+    assert [r["threshold"] for r in d3.summary["species_thresholds"]] == [100 / 128]
+
+
+def test_raised_threshold_is_the_lowest_candidate_that_passes() -> None:
+    margin = np.array([0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3])
+    errors = np.array([False, True, False, False, True, True, False])
+    s = EngineSettings(raise_min_items=3)
+    # smoothed with no prior error: at 0.5 2 of 5 wrong (2/7), at 0.6 1 of 4 (1/6), at 0.7 1 of 3 (1/5), above too
+    # few items: nothing passes 10 %; 20 % is passed at 0.7 and, lowest, at 0.6
+    assert raised_threshold(margin, errors, start=0.3, prior_error=0.0, settings=s, delta=0.05) is None
+    loose = EngineSettings(raise_min_items=3, raise_error_limit=0.2)
+    assert raised_threshold(margin, errors, start=0.3, prior_error=0.0, settings=loose, delta=0.05) == (0.6, 4, 1)
+    # the pool's error enters the smoothing as two pseudo-items: at 0.6 (1 + 2 x 0.1) / 6 = 0.2 still passes
+    assert raised_threshold(margin, errors, start=0.3, prior_error=0.1, settings=loose, delta=0.05) == (0.6, 4, 1)
+    assert raised_threshold(margin, errors, start=0.3, prior_error=0.11, settings=loose, delta=0.05) is None
+    # never below the start, even when a lower candidate would pass (0.7: 1 of 3, 0.2)
+    two = EngineSettings(raise_min_items=2, raise_error_limit=0.3)
+    assert raised_threshold(margin, errors, start=0.75, prior_error=0.0, settings=two, delta=0.05) == (0.8, 2, 1)
+    # the Clopper-Pearson bound asks for more items than the smoothed estimate: with no error, 4 items bound the
+    # error at 1 - 0.05^(1/4) = 53 % (fails 50 %), 5 at 45 %
+    right = np.zeros(7, dtype=bool)
+    cp = EngineSettings(raise_min_items=1, raise_bound="clopper-pearson", raise_error_limit=0.5)
+    smoothed = EngineSettings(raise_min_items=1, raise_error_limit=0.5)
+    assert raised_threshold(margin, right, start=0.55, prior_error=0.0, settings=cp, delta=0.05) is None
+    assert raised_threshold(margin, right, start=0.45, prior_error=0.0, settings=cp, delta=0.05) == (0.5, 5, 0)
+    assert raised_threshold(margin, right, start=0.55, prior_error=0.0, settings=smoothed, delta=0.05) == (0.6, 4, 0)
+    for bad in ({"guard_mode": "lower"}, {"raise_min_items": 0}, {"raise_error_limit": 0.0},
+                {"raise_bound": "wilson"}):
+        with pytest.raises(ValueError, match=f"invalid {next(iter(bad))}"):
+            EngineSettings(**bad)  # type: ignore[arg-type]
