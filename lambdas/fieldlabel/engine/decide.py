@@ -180,22 +180,28 @@ def choose_threshold(model: TrainedModel, settings: EngineSettings, *, batch_mar
         n_c = np.bincount(cal.pred[acc], minlength=len(model.classes))
         k_c = np.bincount(cal.pred[acc & errors], minlength=len(model.classes))
         smoothed = (k_c + GUARD_PRIOR_ITEMS * pool_error) / (n_c + GUARD_PRIOR_ITEMS)
-        for c in np.flatnonzero(eligible & (smoothed > settings.class_error_limit)).tolist():
-            flagged = (f"class-conditional guard: {int(k_c[c])} of {int(n_c[c])} accepted calibration items wrong "
-                       f"(limit {settings.class_error_limit:.0%})")
+        raising = settings.guard_mode == "raise"
+        # "raise" may ask more of a species than the blocking limit (raise_error_limit below class_error_limit):
+        # a species between the two gets a higher threshold when one passes, and keeps the certified one otherwise.
+        raise_limit = settings.class_error_limit if settings.raise_error_limit is None else settings.raise_error_limit
+        flag_limit = raise_limit if raising else settings.class_error_limit
+        for c in np.flatnonzero(eligible & (smoothed > flag_limit)).tolist():
+            seen = f"class-conditional guard: {int(k_c[c])} of {int(n_c[c])} accepted calibration items wrong"
             own = None
-            if settings.guard_mode == "raise":
+            if raising:
                 mine = in_pool & (cal.pred == c)
                 own = raised_threshold(cal.margin[mine], errors[mine], start=res.threshold,
                                        prior_error=pool_error, settings=settings, delta=delta_cal)
-            if own is None:
-                eligible[c] = False
-                blocked.append({"species": model.classes[c], "reason": flagged + (
-                    "; no higher threshold passes it" if settings.guard_mode == "raise" else "")})
-            else:
+            if own is not None:
                 class_threshold[c] = own[0]
                 raised.append({"species": model.classes[c], "threshold": own[0],
-                               "reason": f"{flagged}; at this threshold {own[2]} of {own[1]} wrong"})
+                               "reason": f"{seen} (limit {raise_limit:.0%}); at this threshold {own[2]} of "
+                                         f"{own[1]} wrong"})
+            elif smoothed[c] > settings.class_error_limit:
+                eligible[c] = False
+                blocked.append({"species": model.classes[c],
+                                "reason": f"{seen} (limit {settings.class_error_limit:.0%})"
+                                          + ("; no higher threshold passes it" if raising else "")})
         if settings.min_class_precision > 0:
             n_all = np.bincount(cal.pred[pool], minlength=len(model.classes))
             ok_all = np.bincount(cal.pred[pool & ~errors], minlength=len(model.classes))

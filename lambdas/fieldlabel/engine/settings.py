@@ -48,8 +48,9 @@ class EngineSettings:
             calibration items still pass the guard with at least ``raise_min_items`` of them; blocked when there is
             none).
         raise_min_items: ``"raise"`` only: calibration items of the species that must reach its raised threshold.
-        raise_error_limit: ``"raise"`` only: the smoothed error its items at the raised threshold may show (None:
-            ``class_error_limit``).
+        raise_error_limit: ``"raise"`` only: the error a species' items may show at its threshold (None:
+            ``class_error_limit``; at most that). Set lower, a species above it but within ``class_error_limit``
+            gets a raised threshold when one passes and keeps the certified one otherwise.
         raise_bound: ``"raise"`` only: ``"smoothed"`` (the guard's estimate) or ``"clopper-pearson"`` (the one-sided
             1 - delta upper bound of the items' error must be <= the limit).
     """
@@ -97,7 +98,8 @@ class EngineSettings:
             "ensemble": self.ensemble in ("mean", "geometric"),
             "guard_mode": self.guard_mode in ("block", "raise"),
             "raise_min_items": self.raise_min_items >= 1,
-            "raise_error_limit": self.raise_error_limit is None or 0.0 < self.raise_error_limit <= 1.0,
+            "raise_error_limit": self.raise_error_limit is None
+            or 0.0 < self.raise_error_limit <= self.class_error_limit,
             "raise_bound": self.raise_bound in ("smoothed", "clopper-pearson"),
         }
         bad = [k for k, ok in checks.items() if not ok]

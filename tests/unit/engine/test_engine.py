@@ -4,7 +4,7 @@ serialisation and determinism."""
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import cast
 
 import numpy as np
@@ -277,16 +277,17 @@ class _ScriptedModel:
         return X[:, 0].astype(np.int64), (1 + margin) / 2, margin
 
 
-def _one_species_wrong_at_low_margins(right_c: int = 20) -> _ScriptedModel:
+def _one_species_wrong_at_low_margins(right_c: int = 20, wrong_c: int = 12) -> _ScriptedModel:
     """Species a and b: 388 right calibration items each at margins 0.25..1 and 60 wrong ones at 4/128 (so the
-    certified threshold lands near 0.25). Species c: ``right_c`` right items at margins 100/128.. and 12 wrong ones
-    (true label a) at 64/128, 62/128, ..., 42/128: at the certified threshold c shows 12 errors, above 62/128 two.
+    certified threshold lands near 0.25). Species c: ``right_c`` right items at margins 100/128.. and ``wrong_c`` wrong
+    ones (true label a) at 64/128, 62/128, ...: at the certified threshold c shows 12 errors by default, above 62/128
+    two.
     Margins are multiples of 1/128 (exact in float32)."""
     ab = np.tile(np.arange(32, 129), 4) / 128
     margin = np.concatenate([ab, ab, np.full(60, 4 / 128),
-                             np.arange(100, 100 + right_c) / 128, np.arange(64, 40, -2) / 128])
-    pred = np.concatenate([np.zeros(ab.size), np.ones(ab.size), np.zeros(60), np.full(right_c, 2), np.full(12, 2)])
-    label = np.concatenate([np.zeros(ab.size), np.ones(ab.size), np.ones(60), np.full(right_c, 2), np.zeros(12)])
+                             np.arange(100, 100 + right_c) / 128, np.arange(64, 64 - 2 * wrong_c, -2) / 128])
+    pred = np.concatenate([np.zeros(ab.size), np.ones(ab.size), np.zeros(60), np.full(right_c, 2), np.full(wrong_c, 2)])
+    label = np.concatenate([np.zeros(ab.size), np.ones(ab.size), np.ones(60), np.full(right_c, 2), np.zeros(wrong_c)])
     cal = Calibration(margin=margin.astype(np.float32), maxprob=((1 + margin) / 2).astype(np.float32),
                       pred=pred.astype(np.int64), label=label.astype(np.int64),
                       random_slice=np.zeros(margin.size, dtype=bool))
@@ -355,23 +356,43 @@ def test_raised_threshold_is_the_lowest_candidate_that_passes() -> None:
     # smoothed with no prior error: at 0.5 2 of 5 wrong (2/7), at 0.6 1 of 4 (1/6), at 0.7 1 of 3 (1/5), above too
     # few items: nothing passes 10 %; 20 % is passed at 0.7 and, lowest, at 0.6
     assert raised_threshold(margin, errors, start=0.3, prior_error=0.0, settings=s, delta=0.05) is None
-    loose = EngineSettings(raise_min_items=3, raise_error_limit=0.2)
+    loose = EngineSettings(raise_min_items=3, raise_error_limit=0.2, class_error_limit=0.2)
     assert raised_threshold(margin, errors, start=0.3, prior_error=0.0, settings=loose, delta=0.05) == (0.6, 4, 1)
     # the pool's error enters the smoothing as two pseudo-items: at 0.6 (1 + 2 x 0.1) / 6 = 0.2 still passes
     assert raised_threshold(margin, errors, start=0.3, prior_error=0.1, settings=loose, delta=0.05) == (0.6, 4, 1)
     assert raised_threshold(margin, errors, start=0.3, prior_error=0.11, settings=loose, delta=0.05) is None
     # never below the start, even when a lower candidate would pass (0.7: 1 of 3, 0.2)
-    two = EngineSettings(raise_min_items=2, raise_error_limit=0.3)
+    two = EngineSettings(raise_min_items=2, raise_error_limit=0.3, class_error_limit=0.3)
     assert raised_threshold(margin, errors, start=0.75, prior_error=0.0, settings=two, delta=0.05) == (0.8, 2, 1)
     # the Clopper-Pearson bound asks for more items than the smoothed estimate: with no error, 4 items bound the
     # error at 1 - 0.05^(1/4) = 53 % (fails 50 %), 5 at 45 %
     right = np.zeros(7, dtype=bool)
-    cp = EngineSettings(raise_min_items=1, raise_bound="clopper-pearson", raise_error_limit=0.5)
-    smoothed = EngineSettings(raise_min_items=1, raise_error_limit=0.5)
+    cp = EngineSettings(raise_min_items=1, raise_bound="clopper-pearson", raise_error_limit=0.5,
+                        class_error_limit=0.5)
+    smoothed = EngineSettings(raise_min_items=1, raise_error_limit=0.5, class_error_limit=0.5)
     assert raised_threshold(margin, right, start=0.55, prior_error=0.0, settings=cp, delta=0.05) is None
     assert raised_threshold(margin, right, start=0.45, prior_error=0.0, settings=cp, delta=0.05) == (0.5, 5, 0)
     assert raised_threshold(margin, right, start=0.55, prior_error=0.0, settings=smoothed, delta=0.05) == (0.6, 4, 0)
     for bad in ({"guard_mode": "lower"}, {"raise_min_items": 0}, {"raise_error_limit": 0.0},
+                {"raise_error_limit": 0.2},  # above class_error_limit: raising would admit what blocking refuses
                 {"raise_bound": "wilson"}):
         with pytest.raises(ValueError, match=f"invalid {next(iter(bad))}"):
             EngineSettings(**bad)  # type: ignore[arg-type]
+
+
+def test_a_stricter_raise_limit_raises_species_the_blocking_limit_lets_through() -> None:
+    """c: 1 of 16 accepted calibration items wrong, smoothed ~6 %: within the 10 % blocking limit, above a 5 % raise
+    limit. With raise_error_limit=0.05 it is auto-labeled only above the wrong item (15 right items there); when no
+    threshold leaves enough items, it keeps the certified threshold (it is not blocked: it passes the guard)."""
+    model = _one_species_wrong_at_low_margins(right_c=15, wrong_c=1)
+    base = EngineSettings(calibration_fraction=0.0)
+    block = _decide(model, base)
+    assert block.summary["blocked_species"] == [] and block.auto_mask[4]  # c at 40/128: above the certified t
+    strict = _decide(model, replace(base, guard_mode="raise", raise_error_limit=0.05))
+    assert [(r["species"], r["threshold"]) for r in strict.summary["species_thresholds"]] == [("c", 100 / 128)]
+    assert strict.summary["species_thresholds"][0]["reason"] == (
+        "class-conditional guard: 1 of 16 accepted calibration items wrong (limit 5%); at this threshold 0 of 15 wrong")
+    assert [it.auto for it in strict.items] == [True, True, False, False, False, False, False, True, True]
+    kept = _decide(model, replace(base, guard_mode="raise", raise_error_limit=0.05, raise_min_items=16))
+    assert kept.summary["species_thresholds"] == [] and kept.summary["blocked_species"] == []
+    assert np.array_equal(kept.auto_mask, block.auto_mask)
