@@ -330,8 +330,10 @@ def test_block_blocks_a_species_wrong_at_low_margins_and_raise_labels_only_its_h
     unguarded = _decide(model, EngineSettings(calibration_fraction=0.0, class_error_limit=1.0))
     assert all(u or not r for u, r in zip(unguarded.auto_mask, raised.auto_mask, strict=True))
     assert unguarded.auto_mask.sum() > raised.auto_mask.sum() > block.auto_mask.sum()
-    # the summary goes through JSON (the batch item stores it as text) unchanged
+    # the summary goes through JSON (the batch item stores it as text) unchanged, and its thresholds are Python
+    # floats (a numpy scalar's repr is not a number DynamoDB's Decimal conversion can read)
     assert json.loads(json.dumps(raised.summary)) == raised.summary
+    assert all(type(r["threshold"]) is float for r in raised.summary["species_thresholds"])
 
 
 def test_raise_blocks_when_no_threshold_leaves_enough_items() -> None:

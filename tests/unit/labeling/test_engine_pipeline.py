@@ -32,7 +32,7 @@ from fieldlabel.labeling.modelstore import (
     taxonomy_hash,
     write_shard,
 )
-from fieldlabel.registry.model import to_attr
+from fieldlabel.registry.model import from_item, to_attr
 from PIL import Image
 
 from tests.unit.labeling.conftest import LABELS, NOW, World
@@ -391,3 +391,18 @@ def test_photos_left_without_an_embedding_for_lack_of_time_go_to_the_taxonomists
     decisions = json.loads(world.s3.get_object(Bucket="artifacts-bucket",
                                                Key=DECISIONS_KEY.format(batch_id=BATCH_1))["Body"].read())
     assert set(decisions["not_embedded"]) == set(ids)
+
+
+def test_species_thresholds_reach_the_statistics_the_registry_and_the_summary_lines() -> None:
+    """A species auto-labeled above a threshold of its own (guard_mode "raise") is shown next to the blocked ones."""
+    summary = {"method": "m", "alpha": 0.05, "delta": 0.05, "threshold": 0.41, "coverage": 0.5, "certified_bound": 0.03,
+               "calibration_size": 300, "blocked_species": [{"species": "vad", "reason": "r"}],
+               "species_thresholds": [{"species": "pipal", "threshold": 0.537, "reason": "r2"}], "model": "v1"}
+    stats = add_machine_labels({"labeled": 2, "human_labeled": 2, "machine_labeled": 0, "by_species": {}},
+                               {"engine_machine_labeled": 1, "engine_summary": json.dumps(summary)})
+    assert stats["engine"]["species_thresholds"] == summary["species_thresholds"]
+    # the statistics are stored on the batch item: floats become DynamoDB numbers and read back as they were
+    stored = from_item({"labeling_stats": to_attr(stats)})
+    assert stored is not None and stored["labeling_stats"]["engine"] == stats["engine"]
+    text = "\n".join(engine_summary_lines(engine_statistics(stored["labeling_stats"], None, None)))
+    assert "blocked species 1, higher thresholds for 1 species (pipal 0.537)." in text

@@ -9,7 +9,8 @@ from localrun.report import ENGINE_REAL, GROUNDTRUTH_SIMULATED, BatchLine, Repor
 
 SUMMARY = {"method": "ltt-fixed-sequence-clopper-pearson", "alpha": 0.05, "delta": 0.05, "threshold": 0.41,
            "coverage": 0.5, "auto_count": 3, "human_count": 3, "calibration_size": 250, "certified_bound": 0.031,
-           "blocked_species": [{"species": "not-a-tree-or-cannot-tell", "reason": "never auto-labeled (configured)"}]}
+           "blocked_species": [{"species": "not-a-tree-or-cannot-tell", "reason": "never auto-labeled (configured)"}],
+           "species_thresholds": [{"species": "ash", "threshold": 0.537, "reason": "class-conditional guard: ..."}]}
 
 
 def _photo(pid: str, batch: str, label: str, source: str, **extra: str) -> dict[str, str]:
@@ -61,6 +62,7 @@ def test_the_text_says_what_is_measured_and_what_is_simulated() -> None:
     assert "MEASURED" in text and "SIMULATED" in text
     assert "33.3 % (1/3)" in text and "3.1 %" in text and "0.410" in text and "250" in text
     assert "not auto-labeled into 1 species: not-a-tree-or-cannot-tell" in text
+    assert "auto-labeled only above a higher threshold of their own: ash 0.537" in text
     assert "$11.00 for these batches vs $15.00 human-only (26.7 % saved" in text
 
     gt, _ = _report("groundtruth")
