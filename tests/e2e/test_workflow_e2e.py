@@ -221,22 +221,26 @@ def test_failed_job_releases_the_batch_and_parks_photos_out_of_attempts(harness:
     assert h.batch("#dataset-version") == {}
 
 
-def test_a_stopped_job_keeps_the_labels_it_finished_and_releases_the_rest(harness: WorkflowHarness) -> None:
-    # Given a batch of 20 whose job is stopped (by an operator) after its first 12 photos were labeled
-    h = harness
-    ids = h.seed_batch(BATCH_A, 20, kind="human_only")
+def _run_stopped_job(h: WorkflowHarness, photos: int, stop_after: int) -> tuple[list[str], Any]:
+    """A human-only batch whose job is stopped (by an operator) after its first ``stop_after`` output lines."""
+    ids = h.seed_batch(BATCH_A, photos, kind="human_only")
     h.ground_truth.plan = Plan(ids, failed=0, human_every=1)
-    h.ground_truth.stop_after[f"treelabel-dev-{BATCH_A}"] = 12
+    h.ground_truth.stop_after[f"treelabel-dev-{BATCH_A}"] = stop_after
+    return ids, h.run_batch(BATCH_A, photo_count=photos, kind="human_only")
 
-    # When the workflow runs
-    run = h.run_batch(BATCH_A, photo_count=20, kind="human_only")
+
+STOPPED_PATH = ("Look up the labeling job", "Has the labeling job finished?", "Did the stopped job label any photo?")
+
+
+def test_a_stopped_job_keeps_the_labels_it_finished_and_releases_the_rest(harness: WorkflowHarness) -> None:
+    # Given a batch of 20 whose job is stopped after its first 12 photos were labeled, when the workflow runs
+    h = harness
+    _, run = _run_stopped_job(h, 20, 12)
 
     # Then the 12 paid labels are recorded and published, and the 8 photos the job never reached go back to the pool
     assert run.status == "SUCCEEDED", (run.error, run.cause)
-    assert ["Look up the labeling job", "Has the labeling job finished?", "Did the stopped job label any photo?",
-            "Record the labels"] == [s for s in run.states if s in {
-                "Look up the labeling job", "Has the labeling job finished?", "Did the stopped job label any photo?",
-                "Record the labels"}][:4]
+    at = run.states.index(STOPPED_PATH[0])
+    assert tuple(run.states[at:at + 4]) == (*STOPPED_PATH, "Record the labels")
     photos = h.photos(BATCH_A)
     labeled = {pid for pid, p in photos.items() if p["status"] == "LABELED"}
     assert len(labeled) == 12 and all(photos[pid]["label"] == _label_of(pid) for pid in labeled)
@@ -251,12 +255,9 @@ def test_a_stopped_job_keeps_the_labels_it_finished_and_releases_the_rest(harnes
 
 def test_a_job_stopped_before_labeling_anything_releases_the_batch(harness: WorkflowHarness) -> None:
     h = harness
-    ids = h.seed_batch(BATCH_A, 6, kind="human_only")
-    h.ground_truth.plan = Plan(ids, failed=0, human_every=1)
-    h.ground_truth.stop_after[f"treelabel-dev-{BATCH_A}"] = 0
-    run = h.run_batch(BATCH_A, photo_count=6, kind="human_only")
+    _, run = _run_stopped_job(h, 6, 0)
     assert (run.status, run.error) == ("FAILED", "BatchFailed")
-    assert "Did the stopped job label any photo?" in run.states and "Record the labels" not in run.states
+    assert set(STOPPED_PATH) <= set(run.states) and "Record the labels" not in run.states
     assert {p["status"] for p in h.photos(BATCH_A).values()} == {"BACKOFF"}
 
 
