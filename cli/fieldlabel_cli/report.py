@@ -17,8 +17,6 @@ from typing import Any
 from botocore.exceptions import ClientError
 from fieldlabel.common.s3uri import parse_s3_uri
 from fieldlabel.costs import Assumptions, PriceBook, estimated_cost, usage_from_counts
-from fieldlabel.costs.model import Backend
-from fieldlabel.labeling.backend import KIND_MODEL
 from fieldlabel.labeling.publish import STATS_NAME
 
 from fieldlabel_cli.errors import CliError, error_code, translate_aws_error
@@ -103,12 +101,10 @@ def add_costs(rows: list[Row], prices: PriceBook, assumptions: Assumptions, *, r
             # Which objects paid the per-object fee follows the deployment the batch ran on, recorded with its cost
             # at publish (batches published before that was recorded ran on Ground Truth).
             ran_on = recorded or {}
-            backend: Backend = "label_studio" if ran_on.get("backend") == "label_studio" else "groundtruth"
-            own = row["kind"] == KIND_MODEL or ran_on.get("engine") == "model" or backend == "label_studio"
             usage = usage_from_counts(human_labeled=row["human_labeled"], machine_labeled=row["machine_labeled"],
                                       kind=row["kind"], reviewed=row["reviewed"],
                                       objects_labeled_earlier_this_month=earlier.get(month, 0),
-                                      engine="model" if own else "groundtruth", backend=backend)
+                                      engine=ran_on.get("engine"), backend=ran_on.get("backend"))
             row["cost"] = {**estimated_cost(usage, prices, assumptions, prices_from=prices_from),
                            "source": "computed by fieldlabel report"}
         earlier[month] = earlier.get(month, 0) + _job_objects(row)

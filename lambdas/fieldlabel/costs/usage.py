@@ -21,6 +21,7 @@ from fieldlabel.costs.model import (
 )
 
 KIND_HUMAN_ONLY = "human_only"
+KIND_MODEL = "model"  # fieldlabel.labeling.backend's batch kinds; this module stays free of the labeling package
 
 
 def usage_from_counts(
@@ -30,8 +31,8 @@ def usage_from_counts(
     kind: str | None,
     reviewed: int = 0,
     objects_labeled_earlier_this_month: int = 0,
-    engine: Engine = "groundtruth",
-    backend: Backend = "groundtruth",
+    engine: str | None = None,
+    backend: str | None = None,
 ) -> BatchUsage:
     """The :class:`BatchUsage` of a finished batch: its labeled objects and who labeled them.
 
@@ -41,9 +42,14 @@ def usage_from_counts(
         kind: the batch kind (``automated`` or ``human_only``); a human-only batch pays no training.
         reviewed: photos sent to the expert-review job (they pay the per-object fee again, and reviewers' time).
         objects_labeled_earlier_this_month: objects labeled by earlier batches this month (the per-object tiers).
-        engine: ``labeling.engine``: ``model`` (the own engine) labels outside any Ground Truth job.
-        backend: ``labeling.backend``: ``label_studio`` pays no Ground Truth per-object fee.
+        engine: ``labeling.engine`` as configured or recorded (None: ``groundtruth``); a batch of kind ``model``, or
+            any batch on Label Studio, was labeled by the own engine whatever this says.
+        backend: ``labeling.backend`` as configured or recorded (None: ``groundtruth``).
     """
+    resolved_backend: Backend = "label_studio" if backend == "label_studio" else "groundtruth"
+    # Only the own engine labels outside a Ground Truth job, and Label Studio has no Ground Truth automated labeling.
+    own_engine = kind == KIND_MODEL or engine == "model" or resolved_backend == "label_studio"
+    resolved_engine: Engine = "model" if own_engine else "groundtruth"
     automated = kind != KIND_HUMAN_ONLY
     return BatchUsage(
         photos=max(0, human_labeled) + max(0, machine_labeled),
@@ -51,8 +57,8 @@ def usage_from_counts(
         machine_labeled=max(0, machine_labeled) if automated else None,
         reviewed_objects=max(0, reviewed),
         objects_labeled_earlier_this_month=max(0, objects_labeled_earlier_this_month),
-        engine=engine,
-        backend=backend,
+        engine=resolved_engine,
+        backend=resolved_backend,
     )
 
 

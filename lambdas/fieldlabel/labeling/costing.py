@@ -20,8 +20,6 @@ from botocore.exceptions import ClientError
 from pydantic import ValidationError
 
 from fieldlabel.costs import cost_settings, estimated_cost, load_assumptions, load_price_book, usage_from_counts
-from fieldlabel.costs.model import Backend, Engine
-from fieldlabel.labeling.backend import KIND_MODEL
 from fieldlabel.registry.model import error_code
 
 MONTH_PREFIX = "#objects-month#"
@@ -101,11 +99,8 @@ def batch_estimated_cost(
         assumptions = assumptions.model_copy(update={"workers_per_object": workers})
     # The own engine's machine labels never enter a Ground Truth job, and Label Studio has no per-object fee: only
     # the objects that did pass through a job count towards the month's tiers.
-    backend: Backend = "label_studio" if runtime.get("backend") == "label_studio" else "groundtruth"
-    own_engine = kind == KIND_MODEL or runtime.get("engine") == "model" or backend == "label_studio"
-    engine: Engine = "model" if own_engine else "groundtruth"
     draft = usage_from_counts(human_labeled=human_labeled, machine_labeled=machine_labeled, kind=kind,
-                              reviewed=reviewed, engine=engine, backend=backend)
+                              reviewed=reviewed, engine=runtime.get("engine"), backend=runtime.get("backend"))
     objects = draft.job_objects + draft.review_job_objects
     earlier = month_position(dynamodb, batches_table, batch_id=batch_id, month=published_at[:7], objects=objects)
     usage = draft.model_copy(update={"objects_labeled_earlier_this_month": earlier})
