@@ -8,7 +8,6 @@ only delays a batch by one poll interval.
 
 from __future__ import annotations
 
-import functools
 from collections import Counter
 from typing import Any
 
@@ -16,24 +15,10 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from fieldlabel.common.clock import iso, utc_now
 from fieldlabel.common.observability import logger, metrics, tracer
-from fieldlabel.labeling.ls_wiring import LabelStudioEnv, aws_clients, ls_env, stage_ops
+from fieldlabel.labeling.ls_wiring import HandlerSetup
 from fieldlabel.labeling.ls_workflow import poll
 
-
-@functools.cache
-def _env() -> LabelStudioEnv:
-    return ls_env()
-
-
-@functools.cache
-def _clients() -> tuple[Any, Any, Any]:
-    return aws_clients()
-
-
-@functools.cache
-def _ops() -> Any:
-    dynamodb, s3, _ = _clients()
-    return stage_ops(_env(), dynamodb=dynamodb, s3=s3)
+_SETUP = HandlerSetup()
 
 
 @logger.inject_lambda_context(log_event=True)
@@ -41,8 +26,8 @@ def _ops() -> Any:
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     """See the module docstring."""
-    env = _env()
-    dynamodb, _s3, sfn = _clients()
+    env = _SETUP.env
+    dynamodb, _s3, sfn = _SETUP.clients
     errors: list[dict[str, str]] = []
 
     def on_error(batch_id: str, stage: str, exc: Exception) -> None:
@@ -50,7 +35,7 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
         logger.exception("completion check failed", extra={"batch_id": batch_id, "stage": stage})
 
     outcomes = poll(dynamodb=dynamodb, sfn=sfn, batches_table=env.batches_table,
-                    artifacts_bucket=env.artifacts_bucket, ops=_ops(), now_iso=iso(utc_now()),
+                    artifacts_bucket=env.artifacts_bucket, ops=_SETUP.ops, now_iso=iso(utc_now()),
                     on_error=on_error)
     counts = Counter(o.outcome for o in outcomes)
     finished = counts["finished"] + counts["delivered_late"]

@@ -13,31 +13,16 @@ Events (docs/label-studio.md, "Workflow"):
 
 from __future__ import annotations
 
-import functools
 from typing import Any
 
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from fieldlabel.common.clock import iso, utc_now
 from fieldlabel.common.observability import logger, metrics, tracer
-from fieldlabel.labeling.ls_wiring import LabelStudioEnv, aws_clients, ls_env, stage_ops
+from fieldlabel.labeling.ls_wiring import HandlerSetup
 from fieldlabel.labeling.ls_workflow import look_up_stage, stop_stage, submit_stage
 
-
-@functools.cache
-def _env() -> LabelStudioEnv:
-    return ls_env()
-
-
-@functools.cache
-def _clients() -> tuple[Any, Any, Any]:
-    return aws_clients()
-
-
-@functools.cache
-def _ops() -> Any:
-    dynamodb, s3, _ = _clients()
-    return stage_ops(_env(), dynamodb=dynamodb, s3=s3)
+_SETUP = HandlerSetup()
 
 
 @logger.inject_lambda_context(log_event=False)
@@ -45,13 +30,13 @@ def _ops() -> Any:
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     """See the module docstring."""
-    env = _env()
-    dynamodb, _s3, _sfn = _clients()
+    env = _SETUP.env
+    dynamodb, _s3, _sfn = _SETUP.clients
     action = str(event.get("action") or "submit")
     stage, batch_id = str(event["stage"]), str(event["batch_id"])
     logger.append_keys(batch_id=batch_id, stage=stage, action=action)
     now_iso = iso(utc_now())
-    ops = _ops()
+    ops = _SETUP.ops
     if action == "submit":
         out = submit_stage(dynamodb=dynamodb, batches_table=env.batches_table, ops=ops, stage=stage,
                            batch_id=batch_id, job_name=str(event["job_name"]),

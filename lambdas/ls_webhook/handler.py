@@ -10,7 +10,6 @@ execution resumed, once. Label Studio does not retry a webhook; a lost or failed
 from __future__ import annotations
 
 import base64
-import functools
 import json
 from typing import Any
 
@@ -18,14 +17,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from fieldlabel.common.clock import iso, utc_now
 from fieldlabel.common.observability import logger, metrics, tracer
-from fieldlabel.labeling.ls_wiring import (
-    LabelStudioEnv,
-    aws_clients,
-    ls_env,
-    stage_ops,
-    webhook_secret,
-    webhook_verified,
-)
+from fieldlabel.labeling.ls_wiring import HandlerSetup, webhook_verified
 from fieldlabel.labeling.ls_workflow import check_stage, pending_stages, stage_of_project
 from fieldlabel.labeling.registry_io import get_batch
 
@@ -34,25 +26,7 @@ def _response(status: int, body: dict[str, Any]) -> dict[str, Any]:
     return {"statusCode": status, "headers": {"Content-Type": "application/json"}, "body": json.dumps(body)}
 
 
-@functools.cache
-def _env() -> LabelStudioEnv:
-    return ls_env()
-
-
-@functools.cache
-def _clients() -> tuple[Any, Any, Any]:
-    return aws_clients()
-
-
-@functools.cache
-def _ops() -> Any:
-    dynamodb, s3, _ = _clients()
-    return stage_ops(_env(), dynamodb=dynamodb, s3=s3)
-
-
-@functools.cache
-def _secret() -> str:
-    return webhook_secret(_env())
+_SETUP = HandlerSetup()
 
 
 @logger.inject_lambda_context(log_event=False)
@@ -61,7 +35,7 @@ def _secret() -> str:
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     """See the module docstring."""
     headers = {str(k).lower(): str(v) for k, v in (event.get("headers") or {}).items()}
-    if not webhook_verified(headers, _secret()):
+    if not webhook_verified(headers, _SETUP.secret):
         metrics.add_metric(name="LabelStudioWebhooksRefused", unit=MetricUnit.Count, value=1)
         logger.warning("webhook refused: missing or wrong shared secret")
         return _response(401, {"message": "unauthorized"})
@@ -77,10 +51,10 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
         project = int(query["project"]) if query.get("project") is not None else None
     except ValueError:
         return _response(400, {"message": "project must be a Label Studio project id"})
-    env = _env()
-    dynamodb, _s3, sfn = _clients()
+    env = _SETUP.env
+    dynamodb, _s3, sfn = _SETUP.clients
     now_iso = iso(utc_now())
-    ops = _ops()
+    ops = _SETUP.ops
     outcomes = []
     for batch_id, stage in list(pending_stages(dynamodb, env.batches_table)):
         if project is not None:

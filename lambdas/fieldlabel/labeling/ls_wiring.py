@@ -1,6 +1,6 @@
 """Environment, clients and secrets of the workflow's Label Studio functions (ls_submit, ls_webhook, ls_poll, and
-fail_batch on that backend). Builders only: each handler keeps what it built in its own module (one per Lambda
-container), so nothing built for one function's environment is reused by another.
+fail_batch on that backend). Builders, and :class:`HandlerSetup`, which each handler instantiates in its own module
+(one per Lambda container), so nothing built for one function's environment is reused by another.
 
 The variables (stacks/label_studio_workflow.py sets them; docs/label-studio.md, "Workflow"): ``LABEL_STUDIO_URL``,
 ``LABEL_STUDIO_TOKEN_SECRET_ARN``, ``LABEL_STUDIO_WEBHOOK_SECRET_ARN`` (Secrets Manager; the secret strings are the
@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Mapping
+from functools import cached_property
 from typing import Any
 
 import boto3
@@ -45,6 +46,31 @@ class LabelStudioEnv(WorkflowEnv):
     def uses_label_studio(self) -> bool:
         """``labeling.backend`` is ``label_studio``."""
         return str(self.runtime_config.get("backend") or "groundtruth") == "label_studio"
+
+
+class HandlerSetup:
+    """What one Label Studio handler builds once per container, each piece on first use (a refused webhook builds no
+    Label Studio client). Each handler module holds its own instance, so nothing built for one function's
+    environment is reused by another."""
+
+    @cached_property
+    def env(self) -> LabelStudioEnv:
+        return ls_env()
+
+    @cached_property
+    def clients(self) -> tuple[Any, Any, Any]:
+        """DynamoDB, S3 and Step Functions clients."""
+        return aws_clients()
+
+    @cached_property
+    def ops(self) -> Any:
+        dynamodb, s3, _ = self.clients
+        return stage_ops(self.env, dynamodb=dynamodb, s3=s3)
+
+    @cached_property
+    def secret(self) -> str:
+        """The webhook's shared secret."""
+        return webhook_secret(self.env)
 
 
 def ls_env() -> LabelStudioEnv:
