@@ -6,12 +6,10 @@ is pending as one batch (up to its ``MAX_BATCH_SIZE``), ``automated`` from 1,250
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
-from botocore.exceptions import ClientError
-
-from fieldlabel_cli.errors import CliError, error_code, translate_aws_error
+from fieldlabel_cli.errors import CliError
+from fieldlabel_cli.invoke import invoke_sync
 
 FLUSH_PAYLOAD = {"trigger": "flush", "force": True}
 # The dispatcher's own timeout (docs/intake.md wiring notes): claiming 100,000 photos may take minutes.
@@ -28,25 +26,12 @@ def invoke_dispatcher(lambda_client: Any, function_name: str) -> dict[str, Any]:
     Raises:
         CliError: the function does not exist, could not be invoked, or failed (its error message is shown).
     """
-    try:
-        resp = lambda_client.invoke(FunctionName=function_name, InvocationType="RequestResponse",
-                                    Payload=json.dumps(FLUSH_PAYLOAD).encode())
-    except ClientError as exc:
-        if error_code(exc) == "ResourceNotFoundException":
-            raise CliError(f"dispatch function {function_name!r} not found (check --dispatch-function, --outputs, "
-                           "--stack-prefix and --region)") from exc
-        raise translate_aws_error(exc, what=f"function {function_name!r}") from exc
-    raw = resp["Payload"].read()
-    try:
-        body = json.loads(raw) if raw else None
-    except ValueError:
-        body = None
-    if resp.get("FunctionError"):
-        detail = ""
-        if isinstance(body, dict):
-            detail = f"{body.get('errorType', 'Error')}: {body.get('errorMessage', '')}".strip(": ")
-        raise CliError(f"the dispatcher failed: {detail or raw[:300].decode(errors='replace')} "
-                       f"(see its logs: /aws/lambda/{function_name})")
+    answer = invoke_sync(lambda_client, function_name, FLUSH_PAYLOAD,
+                         not_found=f"dispatch function {function_name!r} not found (check --dispatch-function, "
+                                   "--outputs, --stack-prefix and --region)")
+    if answer.failure is not None:
+        raise CliError(f"the dispatcher failed: {answer.failure}")
+    body = answer.body
     if not isinstance(body, dict) or "batches" not in body:
-        raise CliError(f"the dispatcher answered something unexpected: {raw[:300].decode(errors='replace')}")
+        raise CliError(f"the dispatcher answered something unexpected: {answer.excerpt(300)}")
     return body

@@ -13,7 +13,6 @@ form with a one-time password (``fieldlabel.labeling.label_studio.accounts``), w
 
 from __future__ import annotations
 
-import json
 import os
 from typing import Any
 
@@ -22,7 +21,8 @@ from fieldlabel.labeling.label_studio.accounts import create_account, split_name
 from fieldlabel.labeling.label_studio.client import LabelStudioApiError, LabelStudioClient, LabelStudioError
 
 from fieldlabel_cli.context import AppContext
-from fieldlabel_cli.errors import CliError, error_code, translate_aws_error
+from fieldlabel_cli.errors import CliError, translate_aws_error
+from fieldlabel_cli.invoke import invoke_sync
 
 TOKEN_ENV = "FIELDLABEL_LABEL_STUDIO_TOKEN"
 FUNCTION_OUTPUT = "LabelStudioAccountsFunctionName"
@@ -85,29 +85,16 @@ def invoke_accounts_function(lambda_client: Any, function_name: str, email: str,
     first, last = split_name(name)
     payload = {"email": email, "first_name": first, "last_name": last}
     try:
-        resp = lambda_client.invoke(FunctionName=function_name, InvocationType="RequestResponse",
-                                    Payload=json.dumps(payload).encode())
-    except ClientError as exc:
-        if error_code(exc) == "ResourceNotFoundException":
-            raise CliError(f"Label Studio accounts function {function_name!r} not found (check "
-                           "--label-studio-accounts-function, --outputs, --stack-prefix and --region)") from exc
-        raise translate_aws_error(exc, what=f"function {function_name!r}") from exc
+        answer = invoke_sync(lambda_client, function_name, payload,
+                             not_found=f"Label Studio accounts function {function_name!r} not found (check "
+                                       "--label-studio-accounts-function, --outputs, --stack-prefix and --region)")
     except BotoCoreError as exc:
         raise translate_aws_error(exc) from exc
-    raw = resp["Payload"].read()
-    try:
-        body = json.loads(raw) if raw else None
-    except ValueError:
-        body = None
-    if resp.get("FunctionError"):
-        detail = ""
-        if isinstance(body, dict):
-            detail = f"{body.get('errorType', 'Error')}: {body.get('errorMessage', '')}".strip(": ")
-        raise CliError(f"{_NOT_CREATED.format(email=email)}: {detail or raw[:300].decode(errors='replace')} "
-                       f"(see its logs: /aws/lambda/{function_name})")
+    if answer.failure is not None:
+        raise CliError(f"{_NOT_CREATED.format(email=email)}: {answer.failure}")
+    body = answer.body
     if not isinstance(body, dict) or not isinstance(body.get("created"), bool):
-        raise CliError(f"the Label Studio accounts function answered something unexpected: "
-                       f"{raw[:200].decode(errors='replace')}")
+        raise CliError(f"the Label Studio accounts function answered something unexpected: {answer.excerpt(200)}")
     return body
 
 
